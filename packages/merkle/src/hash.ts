@@ -1,0 +1,87 @@
+import { createHash } from "node:crypto";
+import { InvalidMerkleArgumentError } from "./errors.js";
+
+/**
+ * Version of the hash format below. Both sides of an exchange must use the same one; a peer
+ * on another version would see every node differ, so the anti-entropy RPC carries it and
+ * refuses to compare across versions.
+ *
+ * Format v1 (all hashes are 16 bytes, the first 16 bytes of a SHA-256):
+ * - entry hash  = SHA-256(0x00 || u32be(byteLength(utf8(key))) || utf8(key) || digest)[0..16]
+ * - leaf value  = sum of its entry hashes, each read as an unsigned little-endian 128-bit
+ *                 integer, modulo 2^128, written back little-endian; an empty leaf is 16 zero bytes
+ * - inner node  = SHA-256(0x01 || left child || right child)[0..16]
+ * The leading 0x00 / 0x01 tags keep entry hashes and inner-node hashes in separate domains.
+ */
+export const HASH_FORMAT_VERSION = 1;
+
+/** Length in bytes of every hash in the tree. */
+export const HASH_BYTES = 16;
+
+const ENTRY_TAG = 0x00;
+const NODE_TAG = 0x01;
+
+/** Hash of one (key, version digest) pair, format v1. */
+export function entryHash(key: string, digest: Uint8Array): Uint8Array {
+  const keyBytes = Buffer.from(key, "utf8");
+  const header = Buffer.alloc(5);
+  header[0] = ENTRY_TAG;
+  header.writeUInt32BE(keyBytes.length, 1);
+  const full = createHash("sha256").update(header).update(keyBytes).update(digest).digest();
+  return new Uint8Array(full.buffer, full.byteOffset, HASH_BYTES);
+}
+
+const nodeTag = new Uint8Array([NODE_TAG]);
+
+/** Hash of an inner node from its children's hashes, format v1. */
+export function innerHash(left: Uint8Array, right: Uint8Array): Uint8Array {
+  const full = createHash("sha256").update(nodeTag).update(left).update(right).digest();
+  return new Uint8Array(full.buffer, full.byteOffset, HASH_BYTES);
+}
+
+/**
+ * Adds (sign = 1) or subtracts (sign = -1) `value` to the little-endian 128-bit integer stored
+ * at `target[offset .. offset+16]`, modulo 2^128. Addition is the leaf aggregate: it is
+ * order-independent and exactly reversible, so set() touches a leaf in O(1).
+ */
+export function addInto(target: Uint8Array, offset: number, value: Uint8Array, sign: 1 | -1): void {
+  let carry = 0;
+  for (let i = 0; i < HASH_BYTES; i++) {
+    const sum = (target[offset + i] ?? 0) + sign * (value[i] ?? 0) + carry;
+    // sum is in [-256, 510]; normalise to one byte and carry/borrow the rest.
+    const byte = sum & 0xff;
+    target[offset + i] = byte;
+    carry = (sum - byte) / 256;
+  }
+}
+
+/** Hashes of empty subtrees by height (0 = an empty leaf), shared by every tree. */
+export const MAX_DEPTH = 16;
+export const EMPTY_SUBTREE_HASHES: readonly Uint8Array[] = (() => {
+  const hashes: Uint8Array[] = [new Uint8Array(HASH_BYTES)];
+  for (let height = 1; height <= MAX_DEPTH; height++) {
+    const below = hashes[height - 1]!;
+    hashes.push(innerHash(below, below));
+  }
+  return hashes;
+})();
+
+export function equalHashes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}
+
+export function assertHash(hash: Uint8Array, what: string): void {
+  if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) {
+    throw new InvalidMerkleArgumentError(
+      `${what} must be a ${HASH_BYTES}-byte Uint8Array (hash format v${HASH_FORMAT_VERSION})`,
+    );
+  }
+}
+
+export function toHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
