@@ -23,11 +23,12 @@ const NODE_TAG = 0x01;
 
 /** Hash of one (key, version digest) pair, format v1. */
 export function entryHash(key: string, digest: Uint8Array): Uint8Array {
-  const keyBytes = Buffer.from(key, "utf8");
-  const header = Buffer.alloc(5);
-  header[0] = ENTRY_TAG;
-  header.writeUInt32BE(keyBytes.length, 1);
-  const full = createHash("sha256").update(header).update(keyBytes).update(digest).digest();
+  const keyLength = Buffer.byteLength(key, "utf8");
+  const prefix = Buffer.allocUnsafe(5 + keyLength);
+  prefix[0] = ENTRY_TAG;
+  prefix.writeUInt32BE(keyLength, 1);
+  prefix.write(key, 5, "utf8");
+  const full = createHash("sha256").update(prefix).update(digest).digest();
   return new Uint8Array(full.buffer, full.byteOffset, HASH_BYTES);
 }
 

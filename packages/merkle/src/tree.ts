@@ -5,7 +5,6 @@ import {
   MAX_DEPTH,
   addInto,
   entryHash,
-  equalHashes,
   innerHash,
 } from "./hash.js";
 import { assertValidRange, isToken, offsetInRange, rangeSpan, type TokenRange } from "./range.js";
@@ -28,7 +27,13 @@ export interface LeafEntry {
 
 interface StoredEntry {
   readonly token: number;
-  digest: Uint8Array;
+  /**
+   * The digest as a one-byte (latin1) string: about 30 bytes on the heap for a 16-byte digest,
+   * against well over 100 for a Uint8Array object, and comparable with ===.
+   */
+  digest: string;
+  /** Position of the key in its leaf's bucket, for O(1) swap-removal. */
+  slot: number;
 }
 
 // Per-node state, one byte per node. EMPTY nodes have no keys beneath them: their hash is the
@@ -56,8 +61,8 @@ export class MerkleTree {
   private hashes: Uint8Array | undefined;
   /** EMPTY / CLEAN / DIRTY per node, heap order. */
   private states: Uint8Array | undefined;
-  /** Entries per leaf, for leafEntries(). */
-  private buckets: Array<Map<string, StoredEntry> | undefined> | undefined;
+  /** The keys of each leaf (unordered), for leafEntries(): arrays cost far less than Maps. */
+  private buckets: Array<string[] | undefined> | undefined;
   /** Every key, to catch a key set again under another token (which would duplicate it). */
   private readonly entries = new Map<string, StoredEntry>();
   private innerHashesComputed = 0;
@@ -116,11 +121,15 @@ export class MerkleTree {
     if (digest === undefined) {
       if (existing === undefined) return;
       const hashes = this.hashes!;
-      addInto(hashes, leafOffset, entryHash(key, existing.digest), -1);
+      addInto(hashes, leafOffset, entryHash(key, decodeDigest(existing.digest)), -1);
       this.entries.delete(key);
       const bucket = this.buckets![leaf]!;
-      bucket.delete(key);
-      if (bucket.size === 0) {
+      const last = bucket.pop()!;
+      if (last !== key) {
+        bucket[existing.slot] = last;
+        this.entries.get(last)!.slot = existing.slot;
+      }
+      if (bucket.length === 0) {
         this.buckets![leaf] = undefined;
         this.states![leafPosition] = EMPTY;
       }
@@ -132,26 +141,26 @@ export class MerkleTree {
       return;
     }
 
+    const encoded = encodeDigest(digest);
     if (existing !== undefined) {
-      if (equalHashes(existing.digest, digest)) return;
+      if (existing.digest === encoded) return;
       const hashes = this.hashes!;
-      addInto(hashes, leafOffset, entryHash(key, existing.digest), -1);
+      addInto(hashes, leafOffset, entryHash(key, decodeDigest(existing.digest)), -1);
       addInto(hashes, leafOffset, entryHash(key, digest), 1);
-      existing.digest = digest.slice();
+      existing.digest = encoded;
       this.markAncestorsDirty(leafPosition);
       return;
     }
 
     const { hashes, states, buckets } = this.ensureStorage();
     addInto(hashes, leafOffset, entryHash(key, digest), 1);
-    const entry: StoredEntry = { token, digest: digest.slice() };
-    this.entries.set(key, entry);
     let bucket = buckets[leaf];
     if (bucket === undefined) {
-      bucket = new Map();
+      bucket = [];
       buckets[leaf] = bucket;
     }
-    bucket.set(key, entry);
+    this.entries.set(key, { token, digest: encoded, slot: bucket.length });
+    bucket.push(key);
     states[leafPosition] = CLEAN;
     this.markAncestorsDirty(leafPosition);
   }
@@ -159,7 +168,7 @@ export class MerkleTree {
   /** The digest and token of a key, or undefined when the tree does not hold it. */
   get(key: string): { token: number; digest: Uint8Array } | undefined {
     const entry = this.entries.get(key);
-    return entry === undefined ? undefined : { token: entry.token, digest: entry.digest.slice() };
+    return entry === undefined ? undefined : { token: entry.token, digest: decodeDigest(entry.digest) };
   }
 
   /** True when the token lies in this tree's range. */
@@ -196,11 +205,10 @@ export class MerkleTree {
     this.assertNode(this.depth, leaf);
     const bucket = this.buckets?.[leaf];
     if (bucket === undefined) return [];
-    const result: LeafEntry[] = [];
-    for (const [key, entry] of bucket) {
-      result.push({ key, token: entry.token, digest: entry.digest.slice() });
-    }
-    return result.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return [...bucket].sort().map((key) => {
+      const entry = this.entries.get(key)!;
+      return { key, token: entry.token, digest: decodeDigest(entry.digest) };
+    });
   }
 
   private assertNode(level: number, index: number): void {
@@ -255,12 +263,12 @@ export class MerkleTree {
   private ensureStorage(): {
     hashes: Uint8Array;
     states: Uint8Array;
-    buckets: Array<Map<string, StoredEntry> | undefined>;
+    buckets: Array<string[] | undefined>;
   } {
     if (this.hashes === undefined || this.states === undefined || this.buckets === undefined) {
       this.hashes = new Uint8Array(this.nodeCount * HASH_BYTES);
       this.states = new Uint8Array(this.nodeCount); // all EMPTY
-      this.buckets = new Array<Map<string, StoredEntry> | undefined>(this.leafCount).fill(undefined);
+      this.buckets = new Array<string[] | undefined>(this.leafCount).fill(undefined);
     }
     return { hashes: this.hashes, states: this.states, buckets: this.buckets };
   }
@@ -281,4 +289,14 @@ function assertKey(key: string): void {
   if (!key.isWellFormed()) {
     throw new InvalidMerkleArgumentError(`key ${JSON.stringify(key)} is not well-formed UTF-16 (lone surrogate)`);
   }
+}
+
+function encodeDigest(digest: Uint8Array): string {
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString("latin1");
+}
+
+function decodeDigest(encoded: string): Uint8Array {
+  const bytes = new Uint8Array(encoded.length);
+  for (let i = 0; i < encoded.length; i++) bytes[i] = encoded.charCodeAt(i);
+  return bytes;
 }
