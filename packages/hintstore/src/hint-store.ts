@@ -389,7 +389,12 @@ export class HintStore {
         continue;
       }
       for (const request of batch) {
-        request.resolve(this.apply(request));
+        try {
+          request.resolve(this.apply(request));
+        } catch (error) {
+          // Only a broken internal invariant lands here; fail that request without wedging the pipeline.
+          request.reject(error);
+        }
       }
     }
     this.writing = null;
