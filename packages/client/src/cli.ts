@@ -1,0 +1,218 @@
+// The `dynamo` command-line tool. Exit codes: 0 success, 1 failure reported by the cluster,
+// 2 usage error, 3 key not found, 4 cluster unavailable or deadline exceeded.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DynamoClient, type Protocol } from "./client.js";
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, unavailable: 4 } as const;
+
+const HELP = `Usage: dynamo <command> [options]
+
+Commands:
+  get KEY                 Read a key; prints every sibling and the context
+  put KEY VALUE           Write a value (VALUE '-' reads standard input)
+  delete KEY              Delete a key
+  status                  Show the node's view of the cluster
+
+Options:
+  --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
+  --r N                   Read quorum for this request (get)
+  --w N                   Write quorum for this request (put, delete)
+  --context BASE64        Context from an earlier get (put, delete); omit for a blind write
+  --base64                VALUE is base64 (put); print values as base64 (get)
+  --timeout-ms MS         Deadline of the request (default: the node's)
+  --protocol P            connect (default), grpc or grpc-web
+  --json                  Machine-readable output
+  -h, --help              Show this help
+
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 not found, 4 unavailable or deadline exceeded.
+
+Examples:
+  dynamo put greeting hello
+  dynamo get greeting
+  dynamo put greeting hi --context <context printed by get>
+`;
+
+class UsageError extends Error {}
+
+interface Parsed {
+  readonly positional: string[];
+  readonly flags: Map<string, string>;
+}
+
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol"]);
+const BOOLEAN_FLAGS = new Set(["base64", "json", "help"]);
+
+export function parseArgs(argv: readonly string[]): Parsed {
+  const positional: string[] = [];
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h") {
+      flags.set("help", "true");
+    } else if (arg === "--") {
+      positional.push(...argv.slice(i + 1));
+      break;
+    } else if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+      if (BOOLEAN_FLAGS.has(name)) {
+        flags.set(name, "true");
+      } else if (VALUE_FLAGS.has(name)) {
+        const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+        if (value === undefined) throw new UsageError(`--${name} needs a value`);
+        flags.set(name, value);
+      } else {
+        throw new UsageError(`unknown option --${name}`);
+      }
+    } else {
+      positional.push(arg);
+    }
+  }
+  return { positional, flags };
+}
+
+function intFlag(flags: Map<string, string>, name: string): number | undefined {
+  const text = flags.get(name);
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a positive integer, got '${text}'`);
+  return Number(text);
+}
+
+function printable(value: Uint8Array, base64: boolean): string {
+  if (!base64) {
+    try {
+      const text = new TextDecoder("utf-8", { fatal: true }).decode(value);
+      // Control characters would garble the terminal: show those values as base64.
+      if (!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return text;
+    } catch {
+      // not UTF-8: fall through
+    }
+  }
+  return `base64:${Buffer.from(value).toString("base64")}`;
+}
+
+function decodeBase64(text: string, what: string): Uint8Array {
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) throw new UsageError(`${what} is not base64`);
+  return new Uint8Array(Buffer.from(text, text.includes("-") || text.includes("_") ? "base64url" : "base64"));
+}
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+  stdin(): Uint8Array;
+  env: NodeJS.ProcessEnv;
+}
+
+export async function run(argv: readonly string[], io: Io): Promise<number> {
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs(argv);
+  } catch (err) {
+    io.err(`dynamo: ${(err as Error).message}\n${HELP}`);
+    return EXIT.usage;
+  }
+  const { positional, flags } = parsed;
+  const [command, ...args] = positional;
+  if (flags.has("help") || command === undefined || command === "help") {
+    io.out(HELP);
+    return command === undefined && !flags.has("help") ? EXIT.usage : EXIT.ok;
+  }
+  const json = flags.has("json");
+  const base64 = flags.has("base64");
+  let client: DynamoClient | undefined;
+  try {
+    const protocol = (flags.get("protocol") ?? "connect") as Protocol;
+    if (!["connect", "grpc", "grpc-web"].includes(protocol)) throw new UsageError(`--protocol must be connect, grpc or grpc-web`);
+    const timeoutMs = intFlag(flags, "timeout-ms");
+    const context = flags.has("context") ? decodeBase64(flags.get("context")!, "--context") : undefined;
+    const expectArgs = (n: number, usage: string) => {
+      if (args.length !== n) throw new UsageError(`usage: dynamo ${usage}`);
+    };
+    const node = flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001";
+    client = new DynamoClient({ node, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+
+    switch (command) {
+      case "get": {
+        expectArgs(1, "get KEY [--r N]");
+        const result = await client.get(args[0]!, { r: intFlag(flags, "r") });
+        if (!result) {
+          if (json) io.out(JSON.stringify({ key: args[0], found: false }) + "\n");
+          else io.err(`not found: ${args[0]}\n`);
+          return EXIT.notFound;
+        }
+        const context = Buffer.from(result.context).toString("base64");
+        if (json) {
+          io.out(JSON.stringify({ key: args[0], found: true, values: result.values.map((v) => Buffer.from(v).toString("base64")), context }) + "\n");
+        } else if (result.values.length === 1) {
+          io.out(`${printable(result.values[0]!, base64)}\ncontext: ${context}\n`);
+        } else {
+          const lines = result.values.map((v, i) => `  [${i + 1}] ${printable(v, base64)}`);
+          io.out(`${result.values.length} siblings (concurrent writes; resolve with put --context):\n${lines.join("\n")}\ncontext: ${context}\n`);
+        }
+        return EXIT.ok;
+      }
+      case "put": {
+        expectArgs(2, "put KEY VALUE [--context C] [--w N]");
+        const raw = args[1]!;
+        const value = raw === "-" ? io.stdin() : base64 ? decodeBase64(raw, "VALUE") : new TextEncoder().encode(raw);
+        const res = await client.put(args[0]!, value, { context, w: intFlag(flags, "w") });
+        const ctx = Buffer.from(res.context).toString("base64");
+        io.out(json ? JSON.stringify({ key: args[0], context: ctx }) + "\n" : `ok\ncontext: ${ctx}\n`);
+        return EXIT.ok;
+      }
+      case "delete": {
+        expectArgs(1, "delete KEY [--context C] [--w N]");
+        await client.delete(args[0]!, { context, w: intFlag(flags, "w") });
+        io.out(json ? JSON.stringify({ key: args[0], deleted: true }) + "\n" : "ok\n");
+        return EXIT.ok;
+      }
+      case "status": {
+        expectArgs(0, "status");
+        const s = await client.status();
+        if (json) {
+          io.out(JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n");
+          return EXIT.ok;
+        }
+        const rows = s.members.map((m) => [
+          m.nodeId + (m.nodeId === s.nodeId ? " *" : ""),
+          m.address,
+          m.state,
+          String(m.incarnation),
+          m.nodeId === s.nodeId ? "-" : formatAge(Number(m.lastHeardMs)),
+          `${(m.ownership * 100).toFixed(1)}%`,
+        ]);
+        io.out(
+          `node ${s.nodeId} (dynamo-ts ${s.version}, up ${formatAge(Number(s.uptimeMs))}), N=${s.n} R=${s.r} W=${s.w}, ${s.vnodes} vnodes per node\n` +
+            table([["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST HEARD", "OWNS"], ...rows]),
+        );
+        return EXIT.ok;
+      }
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`dynamo: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    const ce = ConnectError.from(err);
+    io.err(`dynamo: ${Code[ce.code]}: ${ce.rawMessage}\n`);
+    if (ce.code === Code.InvalidArgument) return EXIT.usage;
+    if (ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded) return EXIT.unavailable;
+    return EXIT.failed;
+  } finally {
+    client?.close();
+  }
+}
+
+function formatAge(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)}s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`;
+  return `${Math.round(ms / 3_600_000)}h`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n") + "\n";
+}

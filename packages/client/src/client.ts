@@ -1,0 +1,124 @@
+// Typed client for a dynamo-ts cluster. Talks to one node (any node coordinates) over
+// Connect, gRPC or gRPC-Web; errors are ConnectErrors with the codes of the public API.
+import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { AdminService, KVService, type StatusResponse } from "@dynamo-ts/proto";
+
+export type Protocol = "connect" | "grpc" | "grpc-web";
+
+export interface DynamoClientOptions {
+  /** A node's URL (`http://127.0.0.1:7001`) or address (`127.0.0.1:7001`). */
+  readonly node: string;
+  /** Wire protocol; default connect (binary). */
+  readonly protocol?: Protocol;
+  /** HTTP version; default 2 (gRPC needs it). */
+  readonly httpVersion?: "1.1" | "2";
+  /** Default deadline of each call, in ms; also sent to the node as timeout_ms. */
+  readonly timeoutMs?: number;
+}
+
+export interface CallOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface GetOptions extends CallOptions {
+  /** Read quorum for this call (1..N). */
+  readonly r?: number;
+}
+
+export interface WriteOptions extends CallOptions {
+  /** Context from an earlier get(); omit for a blind write. */
+  readonly context?: Uint8Array;
+  /** Write quorum for this call (1..N). */
+  readonly w?: number;
+}
+
+export interface GetResult {
+  /** Concurrent values (siblings); more than one means the writes conflicted. */
+  readonly values: Uint8Array[];
+  /** Pass to put()/delete() to replace exactly these values. */
+  readonly context: Uint8Array;
+}
+
+export function normalizeNodeUrl(node: string): string {
+  const url = /^https?:\/\//.test(node) ? node : `http://${node}`;
+  try {
+    return new URL(url).origin;
+  } catch {
+    throw new TypeError(`not a node address: ${JSON.stringify(node)} (expected host:port or http://host:port)`);
+  }
+}
+
+export class DynamoClient {
+  private readonly kv: Client<typeof KVService>;
+  private readonly admin: Client<typeof AdminService>;
+  private readonly sessions: Http2SessionManager | undefined;
+  private readonly timeoutMs: number | undefined;
+  readonly baseUrl: string;
+
+  constructor(options: DynamoClientOptions) {
+    this.baseUrl = normalizeNodeUrl(options.node);
+    this.timeoutMs = options.timeoutMs;
+    const httpVersion = options.httpVersion ?? "2";
+    const protocol = options.protocol ?? "connect";
+    if (protocol === "grpc" && httpVersion !== "2") throw new TypeError("the gRPC protocol needs HTTP/2");
+    let transport: Transport;
+    if (httpVersion === "2") {
+      this.sessions = new Http2SessionManager(this.baseUrl, { idleConnectionTimeoutMs: 30_000 });
+      const common = { baseUrl: this.baseUrl, httpVersion: "2" as const, sessionManager: this.sessions };
+      transport =
+        protocol === "grpc"
+          ? createGrpcTransport(common)
+          : protocol === "grpc-web"
+            ? createGrpcWebTransport({ ...common, useBinaryFormat: true })
+            : createConnectTransport({ ...common, useBinaryFormat: true });
+    } else {
+      const common = { baseUrl: this.baseUrl, httpVersion: "1.1" as const };
+      transport = protocol === "grpc-web" ? createGrpcWebTransport({ ...common, useBinaryFormat: true }) : createConnectTransport({ ...common, useBinaryFormat: true });
+    }
+    this.kv = createClient(KVService, transport);
+    this.admin = createClient(AdminService, transport);
+  }
+
+  private callOptions(options: CallOptions | undefined): { timeoutMs?: number; signal?: AbortSignal } {
+    const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
+    return { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(options?.signal ? { signal: options.signal } : {}) };
+  }
+
+  /** Reads a key; null when it does not exist or was deleted. */
+  async get(key: string, options?: GetOptions): Promise<GetResult | null> {
+    const call = this.callOptions(options);
+    try {
+      const res = await this.kv.get({ key, r: options?.r, timeoutMs: call.timeoutMs }, call);
+      return { values: res.siblings.map((s) => s.value), context: res.context };
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.NotFound) return null;
+      throw err;
+    }
+  }
+
+  /** Writes a value; returns the context of the new version. */
+  async put(key: string, value: Uint8Array | string, options?: WriteOptions): Promise<{ context: Uint8Array }> {
+    const call = this.callOptions(options);
+    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
+    const res = await this.kv.put({ key, value: bytes, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call);
+    return { context: res.context };
+  }
+
+  /** Deletes the versions the context covers (every version with no context). */
+  async delete(key: string, options?: WriteOptions): Promise<void> {
+    const call = this.callOptions(options);
+    await this.kv.delete({ key, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call);
+  }
+
+  /** The node's view of the cluster. */
+  status(options?: CallOptions): Promise<StatusResponse> {
+    return this.admin.status({}, this.callOptions(options));
+  }
+
+  /** Closes the HTTP/2 connection; the client can't be used afterwards. */
+  close(): void {
+    this.sessions?.abort();
+  }
+}

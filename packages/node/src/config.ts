@@ -1,0 +1,206 @@
+// Node configuration: command-line flags, each with an environment variable of the same name
+// (`--request-timeout-ms` ↔ `DYNAMO_REQUEST_TIMEOUT_MS`) so containers can be configured by env.
+// Flags win over the environment. Anything invalid stops start-up with a one-line reason.
+
+export type ConflictResolution = "siblings" | "lww";
+
+export interface PeerAddress {
+  readonly id: string;
+  /** host:port */
+  readonly address: string;
+}
+
+export interface NodeConfig {
+  readonly nodeId: string;
+  /** host:port the server binds. */
+  readonly listen: string;
+  /** host:port other nodes and clients use to reach this node. */
+  readonly advertise: string;
+  /** Static membership: every node of the cluster, this one included. */
+  readonly peers: readonly PeerAddress[];
+  readonly dataDir: string;
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+  readonly vnodes: number;
+  readonly clusterSecret: string;
+  /** fsync every write batch before acknowledging it. */
+  readonly sync: boolean;
+  readonly requestTimeoutMs: number;
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  readonly resolution: ConflictResolution;
+  /** How long SIGTERM waits for in-flight requests before closing. */
+  readonly shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+interface OptionSpec {
+  readonly flag: string;
+  readonly help: string;
+  readonly default?: string;
+  readonly boolean?: boolean;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { flag: "node-id", help: "Unique id of this node (letters, digits, . _ -)" },
+  { flag: "listen", help: "host:port to bind", default: "127.0.0.1:7001" },
+  { flag: "advertise", help: "host:port other nodes and clients reach this node at (default: --listen)" },
+  { flag: "peers", help: "Static membership: comma-separated id@host:port of every node, this one included" },
+  { flag: "data-dir", help: "Directory for data and hints (default: ./data/<node-id>)" },
+  { flag: "n", help: "Replicas per key (N)", default: "3" },
+  { flag: "r", help: "Default read quorum (R)", default: "2" },
+  { flag: "w", help: "Default write quorum (W)", default: "2" },
+  { flag: "vnodes", help: "Virtual nodes per physical node", default: "256" },
+  { flag: "cluster-secret", help: "Shared secret that node-to-node calls must carry (at least 16 characters)" },
+  { flag: "sync", help: "fsync each write batch before acknowledging it", boolean: true },
+  { flag: "request-timeout-ms", help: "Default deadline of a client request", default: "5000" },
+  { flag: "max-key-bytes", help: "Largest key, in UTF-8 bytes", default: "256" },
+  { flag: "max-value-bytes", help: "Largest value, in bytes", default: String(1024 * 1024) },
+  { flag: "resolution", help: "Concurrent writes: 'siblings' (clients resolve) or 'lww' (last write wins)", default: "siblings" },
+  { flag: "shutdown-grace-ms", help: "How long SIGTERM waits for in-flight requests", default: "10000" },
+];
+
+export function envName(flag: string): string {
+  return "DYNAMO_" + flag.toUpperCase().replaceAll("-", "_");
+}
+
+export function helpText(): string {
+  const lines = ["Usage: dynamo-node [options]", "", "Every option can also be set by its environment variable.", ""];
+  for (const o of OPTIONS) {
+    const name = o.boolean ? `--${o.flag}` : `--${o.flag} <value>`;
+    const def = o.default !== undefined && !o.boolean ? ` (default ${o.default})` : "";
+    lines.push(`  ${name.padEnd(30)} ${o.help}${def}  [${envName(o.flag)}]`);
+  }
+  lines.push(`  ${"--help".padEnd(30)} Show this help`);
+  return lines.join("\n");
+}
+
+/** Reads raw option values from argv (`--flag value`, `--flag=value`, bare booleans) then env. */
+export function readRawOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Map<string, string> {
+  const specs = new Map(OPTIONS.map((o) => [o.flag, o]));
+  const raw = new Map<string, string>();
+  for (const o of OPTIONS) {
+    const fromEnv = env[envName(o.flag)];
+    if (fromEnv !== undefined && fromEnv !== "") raw.set(o.flag, fromEnv);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument '${arg}' (options start with --; see --help)`);
+    const eq = arg.indexOf("=");
+    const flag = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    const spec = specs.get(flag);
+    if (!spec) throw new ConfigError(`unknown option --${flag} (see --help)`);
+    if (eq !== -1) {
+      raw.set(flag, arg.slice(eq + 1));
+    } else if (spec.boolean) {
+      raw.set(flag, "true");
+    } else {
+      const value = argv[i + 1];
+      if (value === undefined || value.startsWith("--")) throw new ConfigError(`--${flag} needs a value`);
+      raw.set(flag, value);
+      i++;
+    }
+  }
+  return raw;
+}
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function parseHostPort(value: string, what: string): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new ConfigError(`${what} must be host:port, got '${value}'`);
+  return value;
+}
+
+function parseInteger(raw: Map<string, string>, flag: string, min: number, max: number): number {
+  const text = raw.get(flag) ?? OPTIONS.find((o) => o.flag === flag)?.default;
+  if (text === undefined) throw new ConfigError(`--${flag} is required`);
+  if (!/^\d+$/.test(text.trim())) throw new ConfigError(`--${flag} must be an integer, got '${text}'`);
+  const value = Number(text.trim());
+  if (value < min || value > max) throw new ConfigError(`--${flag} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function parseBoolean(raw: Map<string, string>, flag: string): boolean {
+  const text = (raw.get(flag) ?? "false").toLowerCase();
+  if (["true", "1", "yes", "on"].includes(text)) return true;
+  if (["false", "0", "no", "off"].includes(text)) return false;
+  throw new ConfigError(`--${flag} must be true or false, got '${text}'`);
+}
+
+export function parsePeers(text: string): PeerAddress[] {
+  const peers: PeerAddress[] = [];
+  const ids = new Set<string>();
+  for (const item of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const at = item.indexOf("@");
+    if (at <= 0) throw new ConfigError(`--peers entries must be id@host:port, got '${item}'`);
+    const id = item.slice(0, at);
+    if (!NODE_ID.test(id)) throw new ConfigError(`--peers has an invalid node id '${id}'`);
+    if (ids.has(id)) throw new ConfigError(`--peers names node '${id}' twice`);
+    ids.add(id);
+    peers.push({ id, address: parseHostPort(item.slice(at + 1), `--peers address of '${id}'`) });
+  }
+  return peers;
+}
+
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const raw = readRawOptions(argv, env);
+  const nodeId = raw.get("node-id");
+  if (!nodeId) throw new ConfigError("--node-id is required");
+  if (!NODE_ID.test(nodeId)) throw new ConfigError(`--node-id must be 1-64 of letters, digits, '.', '_', '-' and start with a letter or digit, got '${nodeId}'`);
+  const listen = parseHostPort(raw.get("listen") ?? "127.0.0.1:7001", "--listen");
+  const advertise = parseHostPort(raw.get("advertise") ?? listen, "--advertise");
+  if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
+    throw new ConfigError(`--advertise must be an address others can reach, not '${advertise}' (set --advertise when --listen binds all interfaces)`);
+  }
+  const n = parseInteger(raw, "n", 1, 16);
+  const r = parseInteger(raw, "r", 1, 16);
+  const w = parseInteger(raw, "w", 1, 16);
+  if (r > n) throw new ConfigError(`--r (${r}) cannot exceed --n (${n})`);
+  if (w > n) throw new ConfigError(`--w (${w}) cannot exceed --n (${n})`);
+
+  let peers = parsePeers(raw.get("peers") ?? "");
+  const self = peers.find((p) => p.id === nodeId);
+  if (!self) {
+    peers = [...peers, { id: nodeId, address: advertise }];
+  } else if (self.address !== advertise) {
+    throw new ConfigError(`--peers lists ${nodeId}@${self.address} but this node advertises ${advertise}`);
+  }
+  const addresses = new Set<string>();
+  for (const p of peers) {
+    if (addresses.has(p.address)) throw new ConfigError(`--peers has two nodes at ${p.address}`);
+    addresses.add(p.address);
+  }
+
+  const clusterSecret = raw.get("cluster-secret") ?? "";
+  if (clusterSecret.length < 16) {
+    throw new ConfigError("--cluster-secret is required and must be at least 16 characters (node-to-node calls carry it)");
+  }
+  const resolution = raw.get("resolution") ?? "siblings";
+  if (resolution !== "siblings" && resolution !== "lww") {
+    throw new ConfigError(`--resolution must be 'siblings' or 'lww', got '${resolution}'`);
+  }
+  return {
+    nodeId,
+    listen,
+    advertise,
+    peers,
+    dataDir: raw.get("data-dir") ?? `./data/${nodeId}`,
+    n,
+    r,
+    w,
+    vnodes: parseInteger(raw, "vnodes", 1, 4096),
+    clusterSecret,
+    sync: parseBoolean(raw, "sync"),
+    requestTimeoutMs: parseInteger(raw, "request-timeout-ms", 1, 600_000),
+    maxKeyBytes: parseInteger(raw, "max-key-bytes", 1, 65_536),
+    maxValueBytes: parseInteger(raw, "max-value-bytes", 0, 64 * 1024 * 1024),
+    resolution,
+    shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
+  };
+}

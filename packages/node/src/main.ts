@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// Entry point: `dynamo-node --node-id n1 ...` (see --help). Exit codes: 0 after a clean
+// shutdown, 2 for invalid configuration, 1 when start-up fails.
+import { ConfigError, helpText, parseConfig } from "./config.js";
+import { jsonLogger } from "./log.js";
+import { DynamoNode, StartupError } from "./node.js";
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(helpText() + "\n");
+    return;
+  }
+  let config;
+  try {
+    config = parseConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dynamo-node: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = jsonLogger(config.nodeId);
+  let node: DynamoNode;
+  try {
+    node = await DynamoNode.open(config, log);
+    await node.start();
+  } catch (err) {
+    if (err instanceof StartupError) {
+      process.stderr.write(`dynamo-node: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn("second signal: exiting now", { signal });
+      process.exit(1);
+    }
+    log.info("signal received", { signal });
+    node.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error("shutdown failed", { error: String(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`dynamo-node: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,105 @@
+// Clients for talking to other nodes. One HTTP/2 session per peer, reused by every call
+// (replica reads and writes, forwarded writes), with the cluster secret on every request.
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { KVService, ReplicaService } from "@dynamo-ts/proto";
+import { decodeSiblingSet } from "@dynamo-ts/vclock";
+import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
+
+export const SECRET_HEADER = "x-dynamo-cluster-secret";
+/** Set on a write one node hands to another that is in the key's preference list. */
+export const FORWARDED_HEADER = "x-dynamo-forwarded";
+
+interface Peer {
+  readonly address: string;
+  readonly sessions: Http2SessionManager;
+  readonly replica: Client<typeof ReplicaService>;
+  readonly kv: Client<typeof KVService>;
+  readonly endpoint: ReplicaEndpoint;
+}
+
+export class PeerPool {
+  private readonly peers = new Map<string, Peer>();
+  private readonly secretInterceptor: Interceptor;
+
+  constructor(
+    secret: string,
+    /** Resolves a node id to its current host:port (membership may move it). */
+    private readonly addressOf: (node: string) => string | undefined,
+  ) {
+    this.secretInterceptor = (next) => (req) => {
+      req.header.set(SECRET_HEADER, secret);
+      return next(req);
+    };
+  }
+
+  private peer(node: string): Peer {
+    const address = this.addressOf(node);
+    if (!address) throw new PeerUnknownError(node);
+    const existing = this.peers.get(node);
+    if (existing && existing.address === address) return existing;
+    existing?.sessions.abort();
+
+    const baseUrl = `http://${address}`;
+    // Pings keep an idle session verified so a peer that vanished is noticed before a
+    // request waits on a dead socket.
+    const sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
+    const transport = createConnectTransport({
+      baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      sessionManager: sessions,
+      interceptors: [this.secretInterceptor],
+    });
+    const replica = createClient(ReplicaService, transport);
+    const endpoint: ReplicaEndpoint = {
+      async write(key, _set, encoded, hintFor, signal) {
+        await replica.write({ key, record: encoded, hintFor: hintFor ?? "" }, { signal });
+      },
+      async read(key, signal) {
+        const res = await replica.read({ key }, { signal });
+        return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
+      },
+    };
+    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), endpoint };
+    this.peers.set(node, peer);
+    return peer;
+  }
+
+  endpoint(node: string): ReplicaEndpoint {
+    return this.peer(node).endpoint;
+  }
+
+  replicaClient(node: string): Client<typeof ReplicaService> {
+    return this.peer(node).replica;
+  }
+
+  /** Asks `node` to coordinate a write this node cannot (it holds no replica of the key). */
+  async forwardWrite(node: string, args: PutArgs): Promise<Uint8Array> {
+    const { kv } = this.peer(node);
+    const options = {
+      signal: args.deadline.signal,
+      timeoutMs: Math.max(1, args.deadline.remainingMs()),
+      headers: { [FORWARDED_HEADER]: "1" },
+    };
+    if (args.value === null) {
+      await kv.delete({ key: args.key, context: args.context, w: args.w }, options);
+      // A forwarded delete answers with no context; deletes don't hand one back to clients.
+      return new Uint8Array();
+    }
+    const res = await kv.put({ key: args.key, value: args.value, context: args.context, w: args.w }, options);
+    return res.context;
+  }
+
+  close(): void {
+    for (const peer of this.peers.values()) peer.sessions.abort();
+    this.peers.clear();
+  }
+}
+
+export class PeerUnknownError extends Error {
+  constructor(node: string) {
+    super(`no address known for node ${node}`);
+    this.name = "PeerUnknownError";
+  }
+}

@@ -1,0 +1,46 @@
+// This node's side of replication: applying sibling sets that coordinators, hints, read
+// repair and anti-entropy send, and keeping hints for other nodes (sloppy quorum).
+import type { HintStore } from "@dynamo-ts/hintstore";
+import type { Storage, StoredChange } from "@dynamo-ts/storage";
+import { emptySet, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
+import type { ConflictResolution } from "./config.js";
+import type { ReplicaEndpoint } from "./coordinator.js";
+import type { Metrics } from "./metrics.js";
+
+export class LocalReplica implements ReplicaEndpoint {
+  constructor(
+    private readonly nodeId: string,
+    private readonly storage: Storage,
+    private readonly hints: HintStore,
+    private readonly resolution: ConflictResolution,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Merges remote state into the local store through the causal merge (or LWW). */
+  apply(key: string, set: SiblingSet): Promise<StoredChange> {
+    if (this.resolution === "lww") {
+      return this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set)));
+    }
+    return this.storage.merge(key, set);
+  }
+
+  async write(key: string, set: SiblingSet, encoded: Uint8Array, hintFor: string | undefined): Promise<void> {
+    if (hintFor !== undefined && hintFor !== this.nodeId) {
+      // A fallback keeps the write only as a hint: it never serves the data as its own.
+      await this.hints.enqueue(hintFor, key, encoded);
+      this.metrics.count("hints_stored");
+      return;
+    }
+    const change = await this.apply(key, set);
+    this.metrics.count(change.changed ? "replica_writes_applied" : "replica_writes_unchanged");
+  }
+
+  read(key: string): Promise<SiblingSet | undefined> {
+    return this.storage.get(key);
+  }
+
+  /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */
+  async update(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet> {
+    return (await this.storage.update(key, fn)).after;
+  }
+}

@@ -1,0 +1,145 @@
+// Connect-RPC service implementations: thin adapters from protobuf messages to the
+// coordinator, the local replica and node state. Validation errors map to InvalidArgument,
+// quorum failures to Unavailable / DeadlineExceeded (see coordinator.ts).
+import { timingSafeEqual } from "node:crypto";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import {
+  AdminService,
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  KVService,
+  ReplicaService,
+  type StatusResponseSchema,
+} from "@dynamo-ts/proto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
+import type { Coordinator } from "./coordinator.js";
+import { Deadline } from "./coordinator.js";
+import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
+import type { LocalReplica } from "./replica.js";
+
+export interface ServiceState {
+  readonly nodeId: string;
+  readonly clusterSecret: string;
+  readonly defaultTimeoutMs: number;
+  readonly coordinator: Coordinator;
+  readonly replica: LocalReplica;
+  serving(): boolean;
+  onServingChange(listener: () => void): () => void;
+  status(): MessageInitShape<typeof StatusResponseSchema>;
+}
+
+const MAX_TIMEOUT_MS = 600_000;
+
+function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
+  const given = ctx.requestHeader.get(SECRET_HEADER);
+  if (given === null) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(secret);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function requireInternal(ctx: HandlerContext, secret: string): void {
+  if (!isInternalCaller(ctx, secret)) {
+    throw new ConnectError("internal API: the cluster secret is missing or wrong", Code.PermissionDenied);
+  }
+}
+
+export function deadlineFor(requestedMs: number | undefined, defaultMs: number, ctx: HandlerContext): Deadline {
+  if (requestedMs !== undefined && (requestedMs < 1 || requestedMs > MAX_TIMEOUT_MS)) {
+    throw new ConnectError(`timeout_ms must be between 1 and ${MAX_TIMEOUT_MS}, got ${requestedMs}`, Code.InvalidArgument);
+  }
+  let ms = requestedMs ?? defaultMs;
+  const transportTimeout = ctx.timeoutMs();
+  if (transportTimeout !== undefined) ms = Math.min(ms, Math.max(1, transportTimeout));
+  return new Deadline(ms, ctx.signal);
+}
+
+export function registerServices(router: ConnectRouter, state: ServiceState): void {
+  const { coordinator, replica, clusterSecret, defaultTimeoutMs } = state;
+
+  router.service(KVService, {
+    async get(req, ctx) {
+      const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
+      return { siblings: result.values.map((value) => ({ value })), context: result.context };
+    },
+    async put(req, ctx) {
+      const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
+      const context = await coordinator.write(
+        { key: req.key, value: req.value, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
+        forwarded,
+      );
+      return { context };
+    },
+    async delete(req, ctx) {
+      const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
+      await coordinator.write(
+        { key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
+        forwarded,
+      );
+      return {};
+    },
+  });
+
+  router.service(ReplicaService, {
+    async write(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+      let set;
+      try {
+        set = decodeSiblingSet(req.record);
+      } catch (err) {
+        if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
+        throw err;
+      }
+      await replica.write(req.key, set, req.record, req.hintFor || undefined);
+      return {};
+    },
+    async read(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      const set = await replica.read(req.key);
+      return { record: set ? encodeSiblingSet(set) : new Uint8Array() };
+    },
+  });
+
+  router.service(AdminService, {
+    status() {
+      return state.status();
+    },
+  });
+
+  const healthOf = (service: string): ServingStatus => {
+    if (service !== "" && !KNOWN_SERVICES.has(service)) {
+      throw new ConnectError(`unknown service ${service}`, Code.NotFound);
+    }
+    return state.serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  };
+  router.service(Health, {
+    check(req) {
+      return { status: healthOf(req.service) };
+    },
+    async *watch(req, ctx) {
+      let last = healthOf(req.service);
+      yield { status: last };
+      while (!ctx.signal.aborted) {
+        await new Promise<void>((resolve) => {
+          const off = state.onServingChange(() => {
+            off();
+            resolve();
+          });
+          ctx.signal.addEventListener("abort", () => {
+            off();
+            resolve();
+          }, { once: true });
+        });
+        const now = healthOf(req.service);
+        if (now !== last && !ctx.signal.aborted) {
+          last = now;
+          yield { status: now };
+        }
+      }
+    },
+  });
+}
+
+const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, Health.typeName]);

@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// Starts a local dynamo-ts cluster of real node processes on 127.0.0.1 (ports from 7001 up),
+// data under ./data/, and stops it cleanly on Ctrl-C. `npm start -- --help` for options.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const nodeMain = join(root, "packages/node/dist/main.js");
+
+const HELP = `Usage: npm start -- [options]
+
+  --nodes K          number of nodes (default 3); ports go up from --base-port
+  --n N              replicas per key (default min(3, K))
+  --r R              default read quorum (default min(2, N))
+  --w W              default write quorum (default min(2, N))
+  --base-port P      first port (default 7001)
+  --data-dir DIR     data root (default ./data); node i keeps its data in DIR/node<i>
+  --sync             fsync before acknowledging writes
+  --quiet            do not echo the nodes' log lines
+  Any other --flag value pair is passed to every node (see: node packages/node/dist/main.js --help).
+`;
+
+let options;
+try {
+  options = parseArgs({
+    strict: false,
+    options: {
+      nodes: { type: "string", default: "3" },
+      n: { type: "string" },
+      r: { type: "string" },
+      w: { type: "string" },
+      "base-port": { type: "string", default: "7001" },
+      "data-dir": { type: "string", default: "data" },
+      sync: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+} catch (err) {
+  console.error(`local-cluster: ${err.message}\n\n${HELP}`);
+  process.exit(2);
+}
+const { values, tokens } = options;
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const int = (name, text, min, max) => {
+  const value = Number(text);
+  if (!/^\d+$/.test(String(text)) || value < min || value > max) {
+    console.error(`local-cluster: --${name} must be an integer between ${min} and ${max}, got '${text}'`);
+    process.exit(2);
+  }
+  return value;
+};
+const count = int("nodes", values.nodes, 1, 32);
+const n = int("n", values.n ?? Math.min(3, count), 1, count);
+const r = int("r", values.r ?? Math.min(2, n), 1, n);
+const w = int("w", values.w ?? Math.min(2, n), 1, n);
+const basePort = int("base-port", values["base-port"], 1024, 65535 - count);
+const dataRoot = resolve(values["data-dir"]);
+
+// Flags this script does not know go to every node unchanged.
+const known = new Set(["nodes", "n", "r", "w", "base-port", "data-dir", "sync", "quiet", "help"]);
+const passThrough = [];
+for (const t of tokens ?? []) {
+  if (t.kind === "option" && !known.has(t.name)) passThrough.push(t.rawName, ...(t.value !== undefined ? [t.value] : []));
+}
+
+if (!existsSync(nodeMain)) {
+  console.error("local-cluster: packages/node/dist/main.js is missing; run `npm run build` first (npm start does).");
+  process.exit(1);
+}
+
+// One secret per data directory, reused across restarts so nodes keep talking to each other.
+mkdirSync(dataRoot, { recursive: true });
+const secretFile = join(dataRoot, "cluster-secret");
+if (!existsSync(secretFile)) writeFileSync(secretFile, randomBytes(24).toString("base64url") + "\n", { mode: 0o600 });
+const secret = readFileSync(secretFile, "utf8").trim();
+
+const nodes = Array.from({ length: count }, (_, i) => ({ id: `node${i + 1}`, address: `127.0.0.1:${basePort + i}` }));
+const peers = nodes.map((p) => `${p.id}@${p.address}`).join(",");
+const children = new Map();
+let stopping = false;
+
+function startNode(node) {
+  const args = [
+    nodeMain,
+    "--node-id", node.id,
+    "--listen", node.address,
+    "--peers", peers,
+    "--data-dir", join(dataRoot, node.id),
+    "--n", String(n), "--r", String(r), "--w", String(w),
+    ...(values.sync ? ["--sync"] : []),
+    ...passThrough,
+  ];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, DYNAMO_CLUSTER_SECRET: secret },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.set(node.id, child);
+  const prefix = `[${node.id}]`;
+  const echo = (stream, chunk) => {
+    if (values.quiet) return;
+    for (const line of chunk.toString().split("\n")) if (line) stream.write(`${prefix} ${line}\n`);
+  };
+  child.stdout.on("data", (c) => echo(process.stdout, c));
+  child.stderr.on("data", (c) => echo(process.stderr, c));
+  child.on("exit", (code, signal) => {
+    children.delete(node.id);
+    if (!stopping) console.error(`${prefix} exited (${signal ?? `code ${code}`}); the others keep running. Ctrl-C stops them.`);
+    if (stopping && children.size === 0) process.exit(0);
+  });
+}
+
+async function waitHealthy(node, deadline) {
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://${node.address}/healthz`);
+      if (res.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    if (!children.has(node.id)) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+function stopAll(signal) {
+  if (stopping) {
+    for (const child of children.values()) child.kill("SIGKILL");
+    return;
+  }
+  stopping = true;
+  console.log(`\nstopping ${children.size} node(s) (${signal}); press Ctrl-C again to kill them`);
+  if (children.size === 0) process.exit(0);
+  for (const child of children.values()) child.kill("SIGTERM");
+}
+process.on("SIGINT", () => stopAll("SIGINT"));
+process.on("SIGTERM", () => stopAll("SIGTERM"));
+
+for (const node of nodes) startNode(node);
+const ready = await Promise.all(nodes.map((node) => waitHealthy(node, Date.now() + 15_000)));
+if (ready.includes(false)) {
+  console.error(`local-cluster: ${nodes.filter((_, i) => !ready[i]).map((p) => p.id).join(", ")} did not become healthy; stopping.`);
+  stopAll("start-up failure");
+} else {
+  console.log(
+    [
+      "",
+      `dynamo-ts cluster ready: ${count} nodes, N=${n} R=${r} W=${w}, data in ${dataRoot}`,
+      ...nodes.map((p) => `  ${p.id}  http://${p.address}`),
+      "",
+      "Try:",
+      `  npm run dynamo -- put hello world --node ${nodes[0].address}`,
+      `  npm run dynamo -- get hello --node ${nodes[count - 1].address}`,
+      `  curl -s -H 'content-type: application/json' -d '{"key":"hello"}' http://${nodes[0].address}/dynamo.v1.KVService/Get`,
+      "",
+      "Ctrl-C stops the cluster.",
+      "",
+    ].join("\n"),
+  );
+}
