@@ -78,12 +78,17 @@ function intFlag(flags: Map<string, string>, name: string): number | undefined {
   return Number(text);
 }
 
+function isControl(ch: string): boolean {
+  const code = ch.codePointAt(0)!;
+  return (code < 0x20 && ch !== "\n" && ch !== "\t") || code === 0x7f;
+}
+
 function printable(value: Uint8Array, base64: boolean): string {
   if (!base64) {
     try {
       const text = new TextDecoder("utf-8", { fatal: true }).decode(value);
       // Control characters would garble the terminal: show those values as base64.
-      if (!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return text;
+      if (![...text].some(isControl)) return text;
     } catch {
       // not UTF-8: fall through
     }

@@ -113,9 +113,8 @@ export class Coordinator {
     }
   }
 
-  async get(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
-    this.validateKey(key);
-    const r = this.quorumSize("r", requestedR);
+  /** Reads R replicas and merges what they hold. */
+  private async readQuorum(key: string, r: number, deadline: Deadline): Promise<SiblingSet> {
     const replicas = this.deps.ring().preferenceList(key, this.options.n);
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
@@ -124,7 +123,13 @@ export class Coordinator {
 
     let merged = emptySet();
     for (const set of tracker.successes.values()) if (set) merged = sync(merged, set);
-    if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
+    return this.options.resolution === "lww" ? resolveLastWriteWins(merged) : merged;
+  }
+
+  async get(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
+    this.validateKey(key);
+    const r = this.quorumSize("r", requestedR);
+    const merged = await this.readQuorum(key, r, deadline);
     this.deps.metrics.count("get");
     if (isDeleted(merged)) {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
@@ -140,10 +145,15 @@ export class Coordinator {
       throw new ConnectError(`value is ${value.byteLength} bytes, the limit is ${this.options.maxValueBytes}`, Code.InvalidArgument);
     }
     const w = this.quorumSize("w", args.w);
-    const context = this.decodeContext(args.context);
+    let context = this.decodeContext(args.context);
     const replicas = this.deps.ring().preferenceList(key, this.options.n);
     const self = this.options.nodeId;
     if (!replicas.includes(self) && !forwarded) return this.forward(replicas, args);
+    if (value === null && args.context.byteLength === 0) {
+      // A delete without a context means "delete what is there": read it at the default
+      // quorum and delete exactly that. Writes the read did not see survive, as they must.
+      context = { clock: (await this.readQuorum(key, this.options.r, args.deadline)).clock, dots: [] };
+    }
 
     // New versions are issued only where the key's state is stored: a dot must never be
     // issued twice, and only the stored state knows which dots this node already used.

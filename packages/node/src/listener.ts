@@ -49,10 +49,13 @@ export class DualProtocolListener {
       // Decide once the bytes seen so far can only be one of the two.
       if (isH2 && head.length < H2_PREFACE.length) return;
       socket.off("data", onData);
+      // Pause before unshifting: in flowing mode the unshifted bytes would be emitted at
+      // once to no listener. The HTTP/2 session drains the buffer and then reads the
+      // socket natively, so only the HTTP/1.1 parser needs the stream resumed.
       socket.pause();
       socket.unshift(head);
       (isH2 ? this.h2 : this.h1).emit("connection", socket);
-      socket.resume();
+      if (!isH2) socket.resume();
     };
     socket.on("data", onData);
   }

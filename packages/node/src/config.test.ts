@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, envName, helpText, parseConfig } from "./config.js";
+
+const SECRET = ["--cluster-secret", "0123456789abcdef"];
+
+describe("parseConfig", () => {
+  it("applies defaults and adds this node to the peers", () => {
+    const c = parseConfig(["--node-id", "a", ...SECRET], {});
+    expect(c).toMatchObject({ nodeId: "a", listen: "127.0.0.1:7001", advertise: "127.0.0.1:7001", n: 3, r: 2, w: 2, vnodes: 256, sync: false, dataDir: "./data/a" });
+    expect(c.peers).toEqual([{ id: "a", address: "127.0.0.1:7001" }]);
+  });
+
+  it("reads environment variables of the same names, flags winning", () => {
+    const env = { DYNAMO_NODE_ID: "env-node", DYNAMO_CLUSTER_SECRET: "0123456789abcdef", DYNAMO_N: "5", DYNAMO_SYNC: "true", DYNAMO_W: "3" };
+    const c = parseConfig(["--w=4"], env);
+    expect(c).toMatchObject({ nodeId: "env-node", n: 5, w: 4, sync: true });
+    expect(envName("request-timeout-ms")).toBe("DYNAMO_REQUEST_TIMEOUT_MS");
+  });
+
+  it("parses static peers", () => {
+    const c = parseConfig(["--node-id", "b", "--listen", "127.0.0.1:7002", "--peers", "a@127.0.0.1:7001, b@127.0.0.1:7002", ...SECRET], {});
+    expect(c.peers.map((p) => p.id)).toEqual(["a", "b"]);
+  });
+
+  const bad: Array<[string[], RegExp]> = [
+    [[...SECRET], /--node-id is required/],
+    [["--node-id", "-x", ...SECRET], /--node-id must be/],
+    [["--node-id", "a"], /--cluster-secret is required/],
+    [["--node-id", "a", "--cluster-secret", "short"], /at least 16/],
+    [["--node-id", "a", ...SECRET, "--n", "0"], /--n must be between 1 and 16/],
+    [["--node-id", "a", ...SECRET, "--r", "4"], /--r \(4\) cannot exceed --n \(3\)/],
+    [["--node-id", "a", ...SECRET, "--w", "x"], /--w must be an integer/],
+    [["--node-id", "a", ...SECRET, "--listen", "nope"], /--listen must be host:port/],
+    [["--node-id", "a", ...SECRET, "--listen", "0.0.0.0:7001"], /--advertise must be an address others can reach/],
+    [["--node-id", "a", ...SECRET, "--peers", "a@127.0.0.1:7001,a@127.0.0.1:7002"], /names node 'a' twice/],
+    [["--node-id", "a", ...SECRET, "--peers", "127.0.0.1:7001"], /id@host:port/],
+    [["--node-id", "a", ...SECRET, "--peers", "a@127.0.0.1:9999"], /advertises 127.0.0.1:7001/],
+    [["--node-id", "a", ...SECRET, "--sync=maybe"], /--sync must be true or false/],
+    [["--node-id", "a", ...SECRET, "--resolution", "random"], /--resolution must be/],
+    [["--node-id", "a", ...SECRET, "--bogus", "1"], /unknown option --bogus/],
+    [["--node-id", "a", ...SECRET, "stray"], /unexpected argument 'stray'/],
+    [["--node-id"], /--node-id needs a value/],
+  ];
+  it.each(bad)("rejects %j with a one-line reason", (argv, reason) => {
+    expect(() => parseConfig(argv, {})).toThrow(ConfigError);
+    expect(() => parseConfig(argv, {})).toThrow(reason);
+  });
+
+  it("documents every option with its environment variable", () => {
+    const help = helpText();
+    expect(help).toContain("--cluster-secret");
+    expect(help).toContain("DYNAMO_CLUSTER_SECRET");
+  });
+});
