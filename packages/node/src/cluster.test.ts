@@ -1,4 +1,7 @@
 // Integration tests: real node processes on 127.0.0.1, driven through the public API.
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Code, ConnectError, type DynamoClient } from "@dynamo-ts/client";
@@ -7,6 +10,17 @@ import { hashKey, Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+
+const CLI = fileURLToPath(new URL("../../client/dist/bin.js", import.meta.url));
+async function dynamo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 const text = (values: Uint8Array[]) => values.map((v) => new TextDecoder().decode(v)).sort();
 
@@ -169,6 +183,30 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
       await cluster.node("n3").start();
     }
     await c1.put("after-outage", "z", { w: 3 });
+  });
+
+  it("works from the dynamo CLI: put, get with siblings, resolve, delete, status", async () => {
+    const n1 = cluster.node("n1").address;
+    const n2 = cluster.node("n2").address;
+    expect((await dynamo("put", "cli-key", "one", "--node", n1)).stdout).toMatch(/^ok\ncontext: \S+/);
+    await dynamo("put", "cli-key", "two", "--node", n2);
+    const siblings = await dynamo("get", "cli-key", "--node", n2, "--r", "3");
+    expect(siblings.code).toBe(0);
+    expect(siblings.stdout).toMatch(/^2 siblings/);
+    expect(siblings.stdout).toContain("[1] one");
+    expect(siblings.stdout).toContain("[2] two");
+    const context = /context: (\S+)/.exec(siblings.stdout)![1]!;
+    expect((await dynamo("put", "cli-key", "resolved", "--context", context, "--node", n1)).code).toBe(0);
+    const resolved = await dynamo("get", "cli-key", "--node", n1, "--json");
+    expect(JSON.parse(resolved.stdout)).toMatchObject({ found: true, values: [Buffer.from("resolved").toString("base64")] });
+    expect((await dynamo("delete", "cli-key", "--node", n2)).stdout).toBe("ok\n");
+    const missing = await dynamo("get", "cli-key", "--node", n1);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toContain("not found");
+    expect((await dynamo("put", "k", "v", "--w", "7", "--node", n1)).code).toBe(2);
+    const status = await dynamo("status", "--node", n1);
+    expect(status.stdout).toMatch(/NODE\s+ADDRESS\s+STATE/);
+    expect(status.stdout).toMatch(/n1 \*/);
   });
 
   it("stops gracefully on SIGTERM with exit code 0", async () => {
