@@ -101,6 +101,9 @@ function startNode(node) {
   const child = spawn(process.execPath, args, {
     env: { ...process.env, DYNAMO_CLUSTER_SECRET: secret },
     stdio: ["ignore", "pipe", "pipe"],
+    // Own process group: a terminal Ctrl-C reaches only this script, which then stops each
+    // node once with SIGTERM (a node treats a second signal as "exit now").
+    detached: true,
   });
   children.set(node.id, child);
   const prefix = `[${node.id}]`;
