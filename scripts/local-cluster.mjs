@@ -145,6 +145,10 @@ function stopAll(signal) {
   for (const child of children.values()) child.kill("SIGTERM");
 }
 process.on("SIGINT", () => stopAll("SIGINT"));
+// If this script dies for any other reason, don't leave detached nodes behind.
+process.on("exit", () => {
+  for (const child of children.values()) child.kill("SIGKILL");
+});
 process.on("SIGTERM", () => stopAll("SIGTERM"));
 
 for (const node of nodes) startNode(node);
