@@ -290,9 +290,11 @@ export class Swim {
       return [];
     }
     this.counters.messagesReceived++;
-    this.applySender(message.from, now);
     const source: UpdateSource = message.type === "sync-request" || message.type === "sync-response" ? "sync" : "gossip";
     for (const update of message.updates) this.applyUpdate(update, source, now);
+    // After the updates, so that a departing sender's own `left` (piggybacked) wins over the
+    // `alive` its sender info implies, without a transient alive change in between.
+    this.applySender(message.from, now);
 
     switch (message.type) {
       case "ping":
