@@ -12,6 +12,7 @@ Commands:
   put KEY VALUE           Write a value (VALUE '-' reads standard input)
   delete KEY              Delete a key
   status                  Show the node's view of the cluster
+  hints                   Show the hints the node holds for nodes that were down
 
 Options:
   --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
@@ -189,6 +190,27 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         io.out(
           `node ${s.nodeId} (dynamo-ts ${s.version}, up ${formatAge(Number(s.uptimeMs))}), N=${s.n} R=${s.r} W=${s.w}, ${s.vnodes} vnodes per node\n` +
             table([["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST HEARD", "OWNS"], ...rows]),
+        );
+        return EXIT.ok;
+      }
+      case "hints": {
+        expectArgs(0, "hints");
+        const h = await client.hints();
+        if (json) {
+          io.out(JSON.stringify(h, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n");
+          return EXIT.ok;
+        }
+        const rows = h.targets.map((t) => [
+          t.nodeId,
+          String(t.count),
+          formatAge(Number(t.oldestAgeMs)),
+          formatAge(Number(t.newestAgeMs)),
+          String(t.consecutiveFailures),
+          t.nextAttemptInMs > 0n ? `in ${formatAge(Number(t.nextAttemptInMs))}` : "due",
+        ]);
+        io.out(
+          (rows.length ? table([["TARGET", "HINTS", "OLDEST", "NEWEST", "FAILURES", "NEXT TRY"], ...rows]) : "no pending hints\n") +
+            `stored ${h.stored}, delivered ${h.delivered}, expired ${h.expired}, failed deliveries ${h.failed} (since start)\n`,
         );
         return EXIT.ok;
       }

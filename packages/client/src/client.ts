@@ -2,7 +2,7 @@
 // Connect, gRPC or gRPC-Web; errors are ConnectErrors with the codes of the public API.
 import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { AdminService, KVService, type StatusResponse } from "@dynamo-ts/proto";
+import { AdminService, KVService, type ListHintsResponse, type StatusResponse } from "@dynamo-ts/proto";
 
 export type Protocol = "connect" | "grpc" | "grpc-web";
 
@@ -115,6 +115,11 @@ export class DynamoClient {
   /** The node's view of the cluster. */
   status(options?: CallOptions): Promise<StatusResponse> {
     return this.admin.status({}, this.callOptions(options));
+  }
+
+  /** Hints the node holds for other nodes (hinted handoff), per target, with counters. */
+  hints(options?: CallOptions): Promise<ListHintsResponse> {
+    return this.admin.listHints({}, this.callOptions(options));
   }
 
   /** Closes the HTTP/2 connection; the client can't be used afterwards. */

@@ -182,6 +182,7 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
       await cluster.node("n2").start();
       await cluster.node("n3").start();
     }
+    await cluster.waitAllAlive();
     await c1.put("after-outage", "z", { w: 3 });
   });
 

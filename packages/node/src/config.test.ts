@@ -17,6 +17,13 @@ describe("parseConfig", () => {
     expect(envName("request-timeout-ms")).toBe("DYNAMO_REQUEST_TIMEOUT_MS");
   });
 
+  it("parses read repair as on, off or a probability", () => {
+    expect(parseConfig(["--node-id", "a", ...SECRET], {}).readRepair).toBe(1);
+    expect(parseConfig(["--node-id", "a", ...SECRET, "--read-repair", "off"], {}).readRepair).toBe(0);
+    expect(parseConfig(["--node-id", "a", ...SECRET, "--read-repair", "0.25"], {}).readRepair).toBe(0.25);
+    expect(parseConfig(["--node-id", "a", ...SECRET, "--hinted-handoff", "false"], {}).hintedHandoff).toBe(false);
+  });
+
   it("parses static peers", () => {
     const c = parseConfig(["--node-id", "b", "--listen", "127.0.0.1:7002", "--peers", "a@127.0.0.1:7001, b@127.0.0.1:7002", ...SECRET], {});
     expect(c.peers.map((p) => p.id)).toEqual(["a", "b"]);
@@ -40,6 +47,9 @@ describe("parseConfig", () => {
     [["--node-id", "a", ...SECRET, "--bogus", "1"], /unknown option --bogus/],
     [["--node-id", "a", ...SECRET, "stray"], /unexpected argument 'stray'/],
     [["--node-id"], /--node-id needs a value/],
+    [["--node-id", "a", ...SECRET, "--read-repair", "sometimes"], /--read-repair must be/],
+    [["--node-id", "a", ...SECRET, "--read-repair", "1.5"], /--read-repair must be/],
+    [["--node-id", "a", ...SECRET, "--hint-ttl-ms", "10000", "--tombstone-grace-ms", "5000"], /must exceed --hint-ttl-ms/],
   ];
   it.each(bad)("rejects %j with a one-line reason", (argv, reason) => {
     expect(() => parseConfig(argv, {})).toThrow(ConfigError);

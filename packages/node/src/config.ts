@@ -32,6 +32,14 @@ export interface NodeConfig {
   readonly resolution: ConflictResolution;
   /** How long SIGTERM waits for in-flight requests before closing. */
   readonly shutdownGraceMs: number;
+  /** Replay hints to their targets (hinted handoff). Off only for repair experiments. */
+  readonly hintedHandoff: boolean;
+  readonly hintIntervalMs: number;
+  readonly hintTtlMs: number;
+  /** Probability (0..1) that a Get repairs stale replicas. */
+  readonly readRepair: number;
+  readonly tombstoneGraceMs: number;
+  readonly tombstoneSweepIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -62,6 +70,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "max-value-bytes", help: "Largest value, in bytes", default: String(1024 * 1024) },
   { flag: "resolution", help: "Concurrent writes: 'siblings' (clients resolve) or 'lww' (last write wins)", default: "siblings" },
   { flag: "shutdown-grace-ms", help: "How long SIGTERM waits for in-flight requests", default: "10000" },
+  { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
+  { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },
+  { flag: "hint-ttl-ms", help: "Hints older than this are dropped (anti-entropy repairs their keys)", default: String(3 * 3600_000) },
+  { flag: "read-repair", help: "Repair stale replicas after a Get: on, off, or a probability 0..1", default: "on" },
+  { flag: "tombstone-grace-ms", help: "Age before a delete's tombstone may be purged; must exceed --hint-ttl-ms", default: String(6 * 3600_000) },
+  { flag: "tombstone-sweep-interval-ms", help: "How often tombstones are looked at for purging", default: "600000" },
 ];
 
 export function envName(flag: string): string {
@@ -127,7 +141,7 @@ function parseInteger(raw: Map<string, string>, flag: string, min: number, max: 
 }
 
 function parseBoolean(raw: Map<string, string>, flag: string): boolean {
-  const text = (raw.get(flag) ?? "false").toLowerCase();
+  const text = (raw.get(flag) ?? OPTIONS.find((o) => o.flag === flag)?.default ?? "false").toLowerCase();
   if (["true", "1", "yes", "on"].includes(text)) return true;
   if (["false", "0", "no", "off"].includes(text)) return false;
   throw new ConfigError(`--${flag} must be true or false, got '${text}'`);
@@ -185,6 +199,16 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (resolution !== "siblings" && resolution !== "lww") {
     throw new ConfigError(`--resolution must be 'siblings' or 'lww', got '${resolution}'`);
   }
+  const readRepairText = (raw.get("read-repair") ?? "on").toLowerCase();
+  const readRepair = readRepairText === "on" ? 1 : readRepairText === "off" ? 0 : Number(readRepairText);
+  if (!/^(on|off|0|1|0?\.\d+|1\.0*)$/.test(readRepairText) || !(readRepair >= 0 && readRepair <= 1)) {
+    throw new ConfigError(`--read-repair must be on, off or a probability between 0 and 1, got '${readRepairText}'`);
+  }
+  const hintTtlMs = parseInteger(raw, "hint-ttl-ms", 1000, 30 * 24 * 3600_000);
+  const tombstoneGraceMs = parseInteger(raw, "tombstone-grace-ms", 1000, 365 * 24 * 3600_000);
+  if (tombstoneGraceMs <= hintTtlMs) {
+    throw new ConfigError(`--tombstone-grace-ms (${tombstoneGraceMs}) must exceed --hint-ttl-ms (${hintTtlMs}), or a late hint could bring a deleted key back`);
+  }
   return {
     nodeId,
     listen,
@@ -202,5 +226,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     maxValueBytes: parseInteger(raw, "max-value-bytes", 0, 64 * 1024 * 1024),
     resolution,
     shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
+    hintedHandoff: parseBoolean(raw, "hinted-handoff"),
+    hintIntervalMs: parseInteger(raw, "hint-interval-ms", 10, 3600_000),
+    hintTtlMs,
+    readRepair,
+    tombstoneGraceMs,
+    tombstoneSweepIntervalMs: parseInteger(raw, "tombstone-sweep-interval-ms", 100, 24 * 3600_000),
   };
 }

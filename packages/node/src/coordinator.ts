@@ -1,16 +1,18 @@
 // The coordinator: turns one client Get / Put / Delete into replica calls on the key's
 // preference list and answers once the quorum is reached. Replica I/O is behind
-// `ReplicaEndpoint`, so this file holds the request logic and nothing about sockets.
+// `ReplicaEndpoint` and availability behind `isAvailable`, so this file holds the request
+// logic (sloppy quorum, fallbacks, read repair) and nothing about sockets.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Ring } from "@dynamo-ts/ring";
 import {
   emptySet,
   encodeSiblingSet,
+  equalSets,
   isDeleted,
   liveValues,
   resolveLastWriteWins,
-  sync,
   type SiblingSet,
+  sync,
 } from "@dynamo-ts/vclock";
 import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, writeWithContext } from "./causal-context.js";
 import type { ConflictResolution } from "./config.js";
@@ -46,6 +48,8 @@ export interface CoordinatorOptions {
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
   readonly resolution: ConflictResolution;
+  /** Probability (0..1) that a Get repairs the replicas it found stale. */
+  readonly readRepair: number;
 }
 
 export interface CoordinatorDeps {
@@ -53,23 +57,32 @@ export interface CoordinatorDeps {
   /** The current ring (membership may change between requests). */
   ring(): Ring;
   endpoint(node: string): ReplicaEndpoint;
+  /** Whether a node is worth sending to (the failure detector's view). */
+  isAvailable(node: string): boolean;
   /** Atomic read-modify-write on the local store (the coordinator issues new versions here). */
   updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet>;
   /** Hands a write to a node of the key's preference list when this node is not in it. */
   forwardWrite(node: string, args: PutArgs): Promise<Uint8Array>;
   now(): number;
+  random(): number;
   readonly metrics: Metrics;
 }
 
-/** An absolute deadline with the signal that fires when it passes (or the client goes away). */
+/**
+ * A request's deadline. `signal` fires when it passes or the client goes away: it ends the
+ * wait for a quorum. `replicaSignal` fires only when it passes: replica calls still running
+ * after the client got its answer (the write to the third replica, the reads read repair
+ * waits for) carry on until then, rather than dying with the request.
+ */
 export class Deadline {
   readonly signal: AbortSignal;
+  readonly replicaSignal: AbortSignal;
   readonly at: number;
 
   constructor(timeoutMs: number, clientSignal?: AbortSignal) {
     this.at = Date.now() + timeoutMs;
-    const timer = AbortSignal.timeout(timeoutMs);
-    this.signal = clientSignal ? AbortSignal.any([timer, clientSignal]) : timer;
+    this.replicaSignal = AbortSignal.timeout(timeoutMs);
+    this.signal = clientSignal ? AbortSignal.any([this.replicaSignal, clientSignal]) : this.replicaSignal;
   }
 
   remainingMs(): number {
@@ -113,24 +126,55 @@ export class Coordinator {
     }
   }
 
-  /** Reads R replicas and merges what they hold. */
+  /** Reads the preference list, merges what R replicas hold, and repairs stale ones in the background. */
   private async readQuorum(key: string, r: number, deadline: Deadline): Promise<SiblingSet> {
     const replicas = this.deps.ring().preferenceList(key, this.options.n);
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
-    await gather(tracker, replicas, deadline, (node) => this.deps.endpoint(node).read(key, deadline.signal));
+    const calls = replicas.map((node) => [node, this.deps.endpoint(node).read(key, deadline.replicaSignal)] as const);
+    await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError("answered", tracker, deadline);
 
     let merged = emptySet();
     for (const set of tracker.successes.values()) if (set) merged = sync(merged, set);
-    return this.options.resolution === "lww" ? resolveLastWriteWins(merged) : merged;
+    if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
+    if (this.options.readRepair > 0 && this.deps.random() < this.options.readRepair) {
+      void this.repair(key, calls, merged, deadline);
+    }
+    return merged;
+  }
+
+  /**
+   * Read repair: once every replica has answered (or the deadline passed), the ones that
+   * hold less than the merged state get it. Replies that came after the quorum count too.
+   */
+  private async repair(key: string, calls: ReadonlyArray<readonly [string, Promise<SiblingSet | undefined>]>, quorumMerged: SiblingSet, deadline: Deadline): Promise<void> {
+    const results = await Promise.allSettled(calls.map(([, call]) => call));
+    let merged = quorumMerged;
+    for (const result of results) if (result.status === "fulfilled" && result.value) merged = sync(merged, result.value);
+    if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
+    if (merged.siblings.length === 0) return;
+    const encoded = encodeSiblingSet(merged);
+    await Promise.all(
+      calls.map(async ([node], i) => {
+        const result = results[i]!;
+        if (result.status !== "fulfilled") return; // unreachable: hints and anti-entropy cover it
+        if (result.value && equalSets(result.value, merged)) return;
+        try {
+          await this.deps.endpoint(node).write(key, merged, encoded, undefined, deadline.replicaSignal);
+          this.deps.metrics.count("read_repairs");
+        } catch {
+          this.deps.metrics.count("read_repairs_failed");
+        }
+      }),
+    );
   }
 
   async get(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
     this.validateKey(key);
     const r = this.quorumSize("r", requestedR);
     const merged = await this.readQuorum(key, r, deadline);
-    this.deps.metrics.count("get");
+    this.deps.metrics.count("gets");
     if (isDeleted(merged)) {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
     }
@@ -146,7 +190,8 @@ export class Coordinator {
     }
     const w = this.quorumSize("w", args.w);
     let context = this.decodeContext(args.context);
-    const replicas = this.deps.ring().preferenceList(key, this.options.n);
+    const ring = this.deps.ring();
+    const replicas = ring.preferenceList(key, this.options.n);
     const self = this.options.nodeId;
     if (!replicas.includes(self) && !forwarded) return this.forward(replicas, args);
     if (value === null && args.context.byteLength === 0) {
@@ -164,21 +209,70 @@ export class Coordinator {
       return lww ? resolveLastWriteWins(next) : next;
     });
     const encoded = encodeSiblingSet(stored);
+
+    // One slot per preference-list replica. Sloppy quorum: a replica that is down, or fails
+    // now, is stood in for by the next healthy node clockwise, which keeps the write as a
+    // hint for it. W counts the slots that acknowledged, fallbacks included (as in Dynamo).
     const others = replicas.filter((node) => node !== self);
-    const tracker = new QuorumTracker<true>(w, others.length + 1);
-    tracker.success(self, true);
-    if (tracker.state !== "met") {
-      await gather(tracker, others, args.deadline, (node) =>
-        this.deps.endpoint(node).write(key, stored, encoded, undefined, args.deadline.signal).then(() => true as const),
-      );
-    } else {
-      // Quorum already met locally (W=1): replicate in the background, nobody waits on it.
-      for (const node of others) {
-        this.deps.endpoint(node).write(key, stored, encoded, undefined, args.deadline.signal).catch(() => {});
+    const tracker = new QuorumTracker<string>(w, others.length + 1);
+    tracker.success(self, self);
+    const used = new Set<string>(replicas);
+    const failed = new Set<string>();
+    const writeSlot = async (primary: string): Promise<string> => {
+      let target = primary;
+      let lastError: unknown;
+      let primaryTried = false;
+      for (;;) {
+        const hintFor = target === primary ? undefined : primary;
+        if (target !== primary || primaryTried || this.deps.isAvailable(primary)) {
+          if (target === primary) primaryTried = true;
+          try {
+            await this.deps.endpoint(target).write(key, stored, encoded, hintFor, args.deadline.replicaSignal);
+            if (hintFor) this.deps.metrics.count("hinted_writes");
+            return target;
+          } catch (err) {
+            lastError = err;
+            if (args.deadline.replicaSignal.aborted) throw err;
+          }
+        }
+        failed.add(target);
+        // Prefer a fallback the failure detector believes up; failing that, try one it
+        // believes down (it may be back already) rather than give up on the slot.
+        const standIn = (usable: (node: string) => boolean) =>
+          ring.sloppyPreferenceList(key, this.options.n, (node) => !failed.has(node) && (node === self || usable(node))).find((p) => p.standsInFor === primary && !used.has(p.node));
+        const fallback = standIn((node) => this.deps.isAvailable(node)) ?? standIn(() => true);
+        if (!fallback) {
+          // Last resort: the primary the detector believed down may be back already.
+          if (!primaryTried) {
+            target = primary;
+            primaryTried = true;
+            continue;
+          }
+          throw lastError ?? new ConnectError(`${primary} is down and no fallback node is available`, Code.Unavailable);
+        }
+        used.add(fallback.node);
+        target = fallback.node;
       }
-    }
+    };
+    // A slot that fails for good leaves its replica without the write: the coordinator then
+    // keeps a hint for it itself, so it still gets the write when it returns. That hint does
+    // not count towards W (only a write on another node protects against losing this one).
+    const calls = others.map(
+      (node) =>
+        [
+          node,
+          writeSlot(node).catch(async (err: unknown) => {
+            await this.deps.endpoint(self).write(key, stored, encoded, node, args.deadline.replicaSignal).then(
+              () => this.deps.metrics.count("coordinator_hints"),
+              () => this.deps.metrics.count("coordinator_hints_failed"),
+            );
+            throw err;
+          }),
+        ] as const,
+    );
+    await waitForQuorum(tracker, calls, args.deadline);
     if (tracker.state !== "met") throw quorumError(value === null ? "acknowledged the delete" : "acknowledged the write", tracker, args.deadline);
-    this.deps.metrics.count(value === null ? "delete" : "put");
+    this.deps.metrics.count(value === null ? "deletes" : "puts");
     return encodeClientContext(contextAfterWrite(context, stored, self));
   }
 
@@ -187,7 +281,7 @@ export class Coordinator {
     for (const node of replicas) {
       if (args.deadline.expired) break;
       try {
-        this.deps.metrics.count("forwarded");
+        this.deps.metrics.count("forwarded_writes");
         return await this.deps.forwardWrite(node, args);
       } catch (err) {
         const ce = ConnectError.from(err);
@@ -203,33 +297,28 @@ export class Coordinator {
 }
 
 /**
- * Runs `op` on every node in parallel and resolves as soon as the tracker's quorum is met,
+ * Feeds the outcome of each call into the tracker and resolves as soon as the quorum is met,
  * can no longer be met, or the deadline passes. Calls still running carry on (a late
- * replica write still lands), but nobody waits for them.
+ * replica write still lands, a late read still feeds read repair); nobody waits for them.
  */
-export function gather<T>(
+export function waitForQuorum<T>(
   tracker: QuorumTracker<T>,
-  nodes: readonly string[],
+  calls: ReadonlyArray<readonly [string, Promise<T>]>,
   deadline: Deadline,
-  op: (node: string) => Promise<T>,
 ): Promise<void> {
   return new Promise<void>((resolve) => {
-    if (tracker.state !== "pending" || nodes.length === 0) return resolve();
     const onAbort = () => resolve();
-    deadline.signal.addEventListener("abort", onAbort, { once: true });
     const settle = () => {
       if (tracker.state !== "pending") {
         deadline.signal.removeEventListener("abort", onAbort);
         resolve();
       }
     };
-    for (const node of nodes) {
-      let call: Promise<T>;
-      try {
-        call = op(node);
-      } catch (err) {
-        call = Promise.reject(err);
-      }
+    // Every call gets its handlers, even when the quorum is already met (W=1): a replica
+    // failure nobody handles would be an unhandled rejection.
+    if (tracker.state === "pending") deadline.signal.addEventListener("abort", onAbort, { once: true });
+    settle();
+    for (const [node, call] of calls) {
       call.then(
         (value) => {
           tracker.success(node, value);

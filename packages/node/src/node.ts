@@ -10,12 +10,14 @@ import { Storage } from "@dynamo-ts/storage";
 import type { NodeConfig } from "./config.js";
 import { Coordinator, type ReplicaEndpoint } from "./coordinator.js";
 import { RpcFailureDetector } from "./failure-detector.js";
+import { HintDelivery } from "./handoff.js";
 import { DualProtocolListener } from "./listener.js";
 import { type Logger, jsonLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { PeerPool } from "./peers.js";
 import { LocalReplica } from "./replica.js";
 import { registerServices } from "./services.js";
+import { TombstoneCollector } from "./tombstones.js";
 import { VERSION } from "./version.js";
 
 export class StartupError extends Error {
@@ -29,10 +31,13 @@ export class DynamoNode {
   private ring: Ring;
   private readonly peers: PeerPool;
   private readonly replica: LocalReplica;
+  readonly handoff: HintDelivery;
+  readonly tombstones: TombstoneCollector;
   private listener: DualProtocolListener | undefined;
   private servingNow = false;
   private readonly servingListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -45,6 +50,39 @@ export class DynamoNode {
     const addresses = new Map(config.peers.map((p) => [p.id, p.address]));
     this.peers = new PeerPool(config.clusterSecret, (node) => addresses.get(node));
     this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics);
+    this.handoff = new HintDelivery(
+      hints,
+      (hint) => this.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
+      { intervalMs: config.hintIntervalMs, batchSize: 64, backoff: { baseMs: 500, maxMs: 30_000 } },
+      this.metrics,
+      log,
+    );
+    // A node seen again gets its hints at once rather than at the next backoff step.
+    this.detector.onUp((node) => this.handoff.trigger(node));
+    this.tombstones = new TombstoneCollector(
+      { nodeId: config.nodeId, n: config.n, graceMs: config.tombstoneGraceMs, intervalMs: config.tombstoneSweepIntervalMs, maxPerSweep: 10_000 },
+      storage,
+      () => this.ring,
+      (node) => this.endpoint(node),
+      (node, key, record) => (node === config.nodeId ? this.replica.purge(key, record) : this.observe(node, this.peers.purge(node, key, record, 5_000))),
+      this.metrics,
+      log,
+    );
+  }
+
+  /** Feeds a peer call's outcome to the failure detector. */
+  private observe<T>(node: string, call: Promise<T>): Promise<T> {
+    return call.then(
+      (value) => {
+        this.detector.recordSuccess(node);
+        return value;
+      },
+      (err: unknown) => {
+        if (isUnreachable(err)) this.detector.recordFailure(node);
+        else this.detector.recordSuccess(node);
+        throw err;
+      },
+    );
   }
 
   static async open(config: NodeConfig, log: Logger = jsonLogger(config.nodeId)): Promise<DynamoNode> {
@@ -56,7 +94,7 @@ export class DynamoNode {
     const storage = await openOrExplain("data", () => Storage.open(join(config.dataDir, "data"), { sync: config.sync }));
     let hints: HintStore;
     try {
-      hints = await openOrExplain("hints", () => HintStore.open(join(config.dataDir, "hints"), { sync: config.sync }));
+      hints = await openOrExplain("hints", () => HintStore.open(join(config.dataDir, "hints"), { sync: config.sync, ttlMs: config.hintTtlMs }));
     } catch (err) {
       await storage.close();
       throw err;
@@ -68,22 +106,9 @@ export class DynamoNode {
   endpoint(node: string): ReplicaEndpoint {
     if (node === this.config.nodeId) return this.replica;
     const remote = this.peers.endpoint(node);
-    const detector = this.detector;
-    const observe = <T>(call: Promise<T>): Promise<T> =>
-      call.then(
-        (value) => {
-          detector.recordSuccess(node);
-          return value;
-        },
-        (err: unknown) => {
-          if (isUnreachable(err)) detector.recordFailure(node);
-          else detector.recordSuccess(node);
-          throw err;
-        },
-      );
     return {
-      write: (key, set, encoded, hintFor, signal) => observe(remote.write(key, set, encoded, hintFor, signal)),
-      read: (key, signal) => observe(remote.read(key, signal)),
+      write: (key, set, encoded, hintFor, signal) => this.observe(node, remote.write(key, set, encoded, hintFor, signal)),
+      read: (key, signal) => this.observe(node, remote.read(key, signal)),
     };
   }
 
@@ -93,6 +118,8 @@ export class DynamoNode {
       options: config,
       ring: () => this.ring,
       endpoint: (node) => this.endpoint(node),
+      isAvailable: (node) => node === config.nodeId || this.detector.isAvailable(node),
+      random: Math.random,
       updateLocal: (key, fn) => this.replica.update(key, fn),
       forwardWrite: (node, args) => this.peers.forwardWrite(node, args),
       now: Date.now,
@@ -112,6 +139,7 @@ export class DynamoNode {
             return () => this.servingListeners.delete(listener);
           },
           status: () => this.status(),
+          hints: () => this.hintsStatus(),
         }),
       // Room for the largest value plus protobuf framing; larger bodies are refused before
       // they are buffered. Values over the limit but under this get a clear InvalidArgument.
@@ -135,6 +163,17 @@ export class DynamoNode {
       throw new StartupError(`cannot listen on ${config.listen}: ${(err as Error).message}`);
     }
     this.setServing(true);
+    if (config.hintedHandoff) this.handoff.start();
+    // Until membership gossip runs, peers marked down are health-checked here so that they
+    // are seen again (as fallbacks, and to trigger hint delivery) without waiting for traffic.
+    this.probeTimer = setInterval(() => {
+      for (const peer of config.peers) {
+        if (peer.id === config.nodeId || this.detector.health(peer.id) === "up") continue;
+        this.observe(peer.id, this.peers.probe(peer.id, 1_000)).catch(() => {});
+      }
+    }, 500);
+    this.probeTimer.unref();
+    this.tombstones.start();
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
       advertise: config.advertise,
@@ -163,6 +202,7 @@ export class DynamoNode {
       vnodes: this.config.vnodes,
       version: VERSION,
       uptimeMs: BigInt(now - this.startedAt),
+      counters: Object.fromEntries(Object.entries(this.metrics.snapshot()).map(([k, v]) => [k, BigInt(v)])),
       members: this.config.peers.map((p) => {
         const self = p.id === this.config.nodeId;
         const heard = this.detector.lastHeardAt(p.id);
@@ -178,12 +218,34 @@ export class DynamoNode {
     };
   }
 
+  hintsStatus() {
+    const now = Date.now();
+    const counters = this.hints.counters();
+    return {
+      targets: this.hints.targets().map((t) => ({
+        nodeId: t.target,
+        count: BigInt(t.count),
+        oldestAgeMs: BigInt(Math.max(0, now - t.oldestCreatedAt)),
+        newestAgeMs: BigInt(Math.max(0, now - t.newestCreatedAt)),
+        consecutiveFailures: this.handoff.schedule.failures(t.target),
+        nextAttemptInMs: BigInt(this.handoff.schedule.nextAttemptIn(t.target, now)),
+      })),
+      stored: BigInt(counters.stored),
+      delivered: BigInt(counters.delivered),
+      expired: BigInt(counters.expired),
+      failed: BigInt(counters.failed),
+    };
+  }
+
   /** Graceful stop: refuse new work, finish in-flight requests (bounded), close stores. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.setServing(false);
       this.log.info("stopping", { graceMs: this.config.shutdownGraceMs });
+      clearInterval(this.probeTimer);
       await this.listener?.close(this.config.shutdownGraceMs);
+      await this.handoff.stop();
+      await this.tombstones.stop();
       this.peers.close();
       await this.storage.close();
       await this.hints.close();

@@ -2,7 +2,7 @@
 // (replica reads and writes, forwarded writes), with the cluster secret on every request.
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { KVService, ReplicaService } from "@dynamo-ts/proto";
+import { Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
 
@@ -15,6 +15,7 @@ interface Peer {
   readonly sessions: Http2SessionManager;
   readonly replica: Client<typeof ReplicaService>;
   readonly kv: Client<typeof KVService>;
+  readonly health: Client<typeof Health>;
   readonly endpoint: ReplicaEndpoint;
 }
 
@@ -61,7 +62,7 @@ export class PeerPool {
         return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
       },
     };
-    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), endpoint };
+    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), health: createClient(Health, transport), endpoint };
     this.peers.set(node, peer);
     return peer;
   }
@@ -72,6 +73,21 @@ export class PeerPool {
 
   replicaClient(node: string): Client<typeof ReplicaService> {
     return this.peer(node).replica;
+  }
+
+  /** Resolves when the peer answers its health check as serving; rejects otherwise. */
+  async probe(node: string, timeoutMs: number): Promise<void> {
+    const res = await this.peer(node).health.check({}, { timeoutMs });
+    if (res.status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error(`${node} is not serving`);
+  }
+
+  /** Delivers a hint: a plain replica write of the hinted record to its target. */
+  async deliverHint(node: string, key: string, record: Uint8Array, timeoutMs: number): Promise<void> {
+    await this.peer(node).replica.write({ key, record }, { timeoutMs });
+  }
+
+  async purge(node: string, key: string, record: Uint8Array, timeoutMs: number): Promise<boolean> {
+    return (await this.peer(node).replica.purge({ key, record }, { timeoutMs })).purged;
   }
 
   /** Asks `node` to coordinate a write this node cannot (it holds no replica of the key). */

@@ -2,7 +2,7 @@
 // repair and anti-entropy send, and keeping hints for other nodes (sloppy quorum).
 import type { HintStore } from "@dynamo-ts/hintstore";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
-import { emptySet, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
+import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "./config.js";
 import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Metrics } from "./metrics.js";
@@ -37,6 +37,14 @@ export class LocalReplica implements ReplicaEndpoint {
 
   read(key: string): Promise<SiblingSet | undefined> {
     return this.storage.get(key);
+  }
+
+  /** Removes a tombstone-only key if it still holds exactly `record` (see tombstones.ts). */
+  async purge(key: string, record: Uint8Array): Promise<boolean> {
+    const expected = Buffer.from(record);
+    const removed = await this.storage.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current)));
+    if (removed) this.metrics.count("tombstones_removed");
+    return removed;
   }
 
   /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */

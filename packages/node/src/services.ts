@@ -9,6 +9,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   KVService,
   ReplicaService,
+  type ListHintsResponseSchema,
   type StatusResponseSchema,
 } from "@dynamo-ts/proto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -27,6 +28,7 @@ export interface ServiceState {
   serving(): boolean;
   onServingChange(listener: () => void): () => void;
   status(): MessageInitShape<typeof StatusResponseSchema>;
+  hints(): MessageInitShape<typeof ListHintsResponseSchema>;
 }
 
 const MAX_TIMEOUT_MS = 600_000;
@@ -100,11 +102,19 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       const set = await replica.read(req.key);
       return { record: set ? encodeSiblingSet(set) : new Uint8Array() };
     },
+    async purge(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+      return { purged: await replica.purge(req.key, req.record) };
+    },
   });
 
   router.service(AdminService, {
     status() {
       return state.status();
+    },
+    listHints() {
+      return state.hints();
     },
   });
 

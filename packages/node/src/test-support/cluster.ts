@@ -175,9 +175,49 @@ export class TestCluster {
     return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
   }
 
+  /** Waits until every running node sees every member alive (faults healed, as far as the nodes know). */
+  async waitAllAlive(timeoutMs = 15_000): Promise<void> {
+    await eventually(async () => {
+      for (const node of this.nodes) {
+        const client = new DynamoClient({ node: node.address, httpVersion: "1.1" });
+        try {
+          const status = await client.status();
+          const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
+          if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
+        } finally {
+          client.close();
+        }
+      }
+    }, timeoutMs);
+  }
+
+  /** Pending hints node `id` holds, per target. */
+  async hints(id: string): Promise<Map<string, number>> {
+    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1" });
+    try {
+      const res = await client.hints();
+      return new Map(res.targets.map((t) => [t.nodeId, Number(t.count)]));
+    } finally {
+      client.close();
+    }
+  }
+
   async stop(): Promise<void> {
     for (const client of this.clients) client.close();
     await Promise.all(this.nodes.map((node) => node.kill()));
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** Retries `check` until it stops throwing or `timeoutMs` passes (then rethrows its last error). */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
   }
 }
