@@ -51,7 +51,10 @@ fi
 
 build_log="$(mktemp "${TMPDIR:-/tmp}/dynamo-image-build.XXXXXX.log")"
 trap 'rm -f "$build_log"' EXIT
-if ! docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$base" -t "$IMAGE" . >"$build_log" 2>&1; then
+digest="$(cat docker/bundle/digest)"
+# The label lets the e2e suites refuse an image older than the workspace it would test.
+if ! docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$base" --label "org.dynamo-ts.build-inputs=$digest" \
+  -t "$IMAGE" . >"$build_log" 2>&1; then
   tail -n 40 "$build_log" >&2
   die "docker build failed (base $base)"
 fi

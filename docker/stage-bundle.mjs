@@ -12,9 +12,15 @@
 // `optionalDependencies` and installed `peerDependencies`. Type declarations, source maps and
 // native prebuilds for other platforms are left out.
 //
-// Usage: node docker/stage-bundle.mjs [--out DIR]   (prints a one-line summary)
+// The digest of the build inputs (every staged file and the Dockerfile) goes to <out>/digest;
+// build-image.sh labels the image with it so the e2e suites can tell a stale image.
+//
+// Usage: node docker/stage-bundle.mjs [--out DIR]   stages, prints a one-line summary
+//        node docker/stage-bundle.mjs --digest      prints only the digest the workspace would get
 
+import { createHash } from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -37,11 +43,13 @@ class StageError extends Error {
 
 function parseArgs(argv) {
   let out = path.join(dockerDir, "bundle");
+  let digestOnly = false;
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--out" && argv[i + 1]) out = path.resolve(argv[++i]);
-    else throw new StageError(`unknown argument ${argv[i]} (usage: stage-bundle.mjs [--out DIR])`);
+    else if (argv[i] === "--digest") digestOnly = true;
+    else throw new StageError(`unknown argument ${argv[i]} (usage: stage-bundle.mjs [--out DIR] [--digest])`);
   }
-  return { out };
+  return { out, digestOnly };
 }
 
 function readManifest(dir) {
@@ -123,7 +131,7 @@ function writeLaunchers(binDir, manifest, stagedPackageDir, appDir) {
   return written;
 }
 
-function stage({ out }) {
+function stage(out) {
   const appDir = path.join(out, "app");
   fs.rmSync(out, { recursive: true, force: true });
   fs.mkdirSync(appDir, { recursive: true });
@@ -181,12 +189,35 @@ function stage({ out }) {
   const main = path.join(appDir, "node_modules", "@dynamo-ts", "node", "dist", "main.js");
   if (!fs.existsSync(main)) throw new StageError(`the node entry point is missing: ${path.relative(repoRoot, main)}`);
 
+  const digest = buildInputDigest(out);
+  fs.writeFileSync(path.join(out, "digest"), digest + "\n");
   const workspaceCount = [...staged.keys()].filter((dir) => workspaces.has(dir)).length;
-  console.log(
-    `stage-bundle: ${path.relative(repoRoot, out)}: ${workspaceCount} workspace packages, ` +
-      `${staged.size - workspaceCount} dependencies, ${(dirSize(out) / 1e6).toFixed(1)} MB` +
+  return {
+    digest,
+    summary:
+      `stage-bundle: ${path.relative(repoRoot, out)}: ${workspaceCount} workspace packages, ` +
+      `${staged.size - workspaceCount} dependencies, ${(dirSize(out) / 1e6).toFixed(1)} MB, digest ${digest.slice(0, 12)}` +
       (launchers.length > 0 ? `; commands: ${launchers.join(", ")}` : ""),
-  );
+  };
+}
+
+/** sha256 over the Dockerfile and every staged file (path and content), in a stable order. */
+function buildInputDigest(out) {
+  const hash = createHash("sha256");
+  hash.update("Dockerfile\0").update(fs.readFileSync(path.join(dockerDir, "Dockerfile"))).update("\0");
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        hash.update(`${path.relative(out, full)}/\0`);
+        walk(full);
+      } else {
+        hash.update(`${path.relative(out, full)}\0`).update(fs.readFileSync(full)).update("\0");
+      }
+    }
+  };
+  walk(path.join(out, "app"));
+  return hash.digest("hex");
 }
 
 function dirSize(dir) {
@@ -200,7 +231,17 @@ function dirSize(dir) {
 }
 
 try {
-  stage(parseArgs(process.argv.slice(2)));
+  const { out, digestOnly } = parseArgs(process.argv.slice(2));
+  if (digestOnly) {
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "dynamo-bundle-"));
+    try {
+      console.log(stage(path.join(scratch, "bundle")).digest);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  } else {
+    console.log(stage(out).summary);
+  }
 } catch (error) {
   console.error(`stage-bundle: ${error instanceof StageError ? error.message : error.stack}`);
   process.exit(1);

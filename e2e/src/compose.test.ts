@@ -41,7 +41,7 @@ await describeWithDocker(
 function composeSuite(command: readonly string[]): void {
   const project = `${PROJECT_PREFIX}${process.pid}-${randomBytes(3).toString("hex")}`;
   let ports: Record<(typeof SERVICES)[number], number>;
-  let env: NodeJS.ProcessEnv = {};
+  let env: NodeJS.ProcessEnv = { ...process.env };
 
   const composeRun = async (...args: string[]): Promise<string> => {
     const { stdout } = await run(command[0]!, [...command.slice(1), "-f", COMPOSE_FILE, "-p", project, ...args], {

@@ -55,7 +55,7 @@ await describeWithDocker("concurrent writers", () => {
       writers: WRITERS,
       seed: 41,
       valuePrefix: "race",
-      maxOpsPerWriter: 60,
+      maxOpsPerWriter: 100,
       mix: { readModifyWrite: 0.85, blindPut: 0.15, delete: 0 },
     }).start();
     const stats = await workload.finished();

@@ -1,6 +1,10 @@
-// Whether the e2e suites can run here: a reachable container engine and the node image.
-// Locally a missing prerequisite skips the suites with the reason; with CI=true it fails them,
-// so a CI machine without Docker can never pass by skipping everything.
+// Whether the e2e suites can run here: a reachable container engine and a node image built
+// from the current workspace. Locally a missing prerequisite skips the suites with the reason;
+// with CI=true it fails them, so a CI machine without Docker can never pass by skipping.
+import { execFile } from "node:child_process";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { describe } from "vitest";
 import { getContainerRuntimeClient, ImageName, type ContainerRuntimeClient } from "testcontainers";
 
@@ -12,6 +16,9 @@ export type Environment =
   | { readonly ready: false; readonly reason: string };
 
 const DETECT_TIMEOUT_MS = 20_000;
+/** Set by docker/build-image.sh: digest of the Dockerfile and the staged bundle. */
+const BUILD_INPUTS_LABEL = "org.dynamo-ts.build-inputs";
+const STAGE_SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../docker/stage-bundle.mjs");
 
 export class MissingPrerequisiteError extends Error {
   override name = "MissingPrerequisiteError";
@@ -31,7 +38,34 @@ async function detect(): Promise<Environment> {
   } catch (error) {
     return { ready: false, reason: `cannot inspect image ${NODE_IMAGE}: ${firstLine(error)}` };
   }
+  const stale = await staleImageReason(docker);
+  if (stale !== undefined) {
+    if (process.env.DYNAMO_E2E_ALLOW_STALE_IMAGE !== "true") return { ready: false, reason: stale };
+    console.warn(`[e2e] ${stale}; running anyway (DYNAMO_E2E_ALLOW_STALE_IMAGE=true)`);
+  }
   return { ready: true, docker };
+}
+
+/**
+ * Why the image does not package the current workspace, if it does not: the digest
+ * build-image.sh put on it against the digest staging the workspace now would give.
+ */
+async function staleImageReason(docker: ContainerRuntimeClient): Promise<string | undefined> {
+  const image = await docker.container.dockerode.getImage(NODE_IMAGE).inspect();
+  const built = image.Config?.Labels?.[BUILD_INPUTS_LABEL];
+  if (!built) {
+    console.warn(`[e2e] ${NODE_IMAGE} has no ${BUILD_INPUTS_LABEL} label (not built by docker/build-image.sh): cannot tell whether it is current`);
+    return undefined;
+  }
+  let current: string;
+  try {
+    current = (await promisify(execFile)(process.execPath, [STAGE_SCRIPT, "--digest"], { timeout: 60_000 })).stdout.trim();
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    return `cannot stage the workspace to compare it with ${NODE_IMAGE}: ${stderr || firstLine(error)}`;
+  }
+  if (current === built) return undefined;
+  return `${NODE_IMAGE} is stale: it was built from other files than the workspace's dist/ now holds (rebuild: docker/build-image.sh)`;
 }
 
 let detected: Promise<Environment> | undefined;

@@ -20,13 +20,13 @@ await describeWithDocker("kill -9 and restart", () => {
     let killedAt: number;
     let restartedAt: number;
     try {
-      await workload.waitForAcknowledged(100, "before the kill");
+      await workload.waitForAcknowledged(200, "before the kill");
       killedAt = Date.now();
       await c.kill(1);
-      await workload.waitForAcknowledged(150, "while node2 is down");
+      await workload.waitForAcknowledged(400, "while node2 is down");
       restartedAt = Date.now();
       await c.start(1);
-      await workload.waitForAcknowledged(100, "after node2 restarted");
+      await workload.waitForAcknowledged(200, "after node2 restarted");
     } finally {
       stats = await workload.stop();
     }
@@ -43,7 +43,7 @@ await describeWithDocker("kill -9 and restart", () => {
     const workload = new Workload({ cluster: c, history, keys: keyNames("killall", 24), writers: 3, seed: 12, valuePrefix: "killall" }).start();
     let stats: WorkloadStats;
     try {
-      await workload.waitForAcknowledged(200, "before killing every node");
+      await workload.waitForAcknowledged(300, "before killing every node");
       // Writers are mid-flight: whatever was acknowledged before the kill must survive it.
       await Promise.all(c.nodes.map((_, i) => c.kill(i)));
     } finally {

@@ -22,13 +22,13 @@ await describeWithDocker("partition and heal", () => {
     let cutAt: number;
     let healedAt: number;
     try {
-      await workload.waitForAcknowledged(80, "before the partition");
+      await workload.waitForAcknowledged(100, "before the partition");
       cutAt = Date.now();
       await c.disconnect(2);
-      await workload.waitForAcknowledged(150, "while node3 is partitioned");
+      await workload.waitForAcknowledged(300, "while node3 is partitioned");
       healedAt = Date.now();
       await c.reconnect(2);
-      await workload.waitForAcknowledged(80, "after the heal");
+      await workload.waitForAcknowledged(100, "after the heal");
     } finally {
       stats = await workload.stop();
     }
@@ -52,7 +52,7 @@ await describeWithDocker("partition and heal", () => {
       await workload.waitForAcknowledged(60, "before the pause");
       pausedAt = Date.now();
       await c.pause(0);
-      await workload.waitForAcknowledged(60, "while node1 is paused");
+      await workload.waitForAcknowledged(30, "while node1 is paused");
       resumedAt = Date.now();
       await c.unpause(0);
       await workload.waitForAcknowledged(60, "after node1 resumed");

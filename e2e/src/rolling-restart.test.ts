@@ -30,15 +30,15 @@ await describeWithDocker("rolling restart", () => {
     const exitCodes: number[] = [];
     let deletesWhileDown = 0;
     try {
-      await workload.waitForAcknowledged(80, "before the rolling restart");
+      await workload.waitForAcknowledged(100, "before the rolling restart");
       for (let i = 0; i < c.nodes.length; i++) {
         const id = c.node(i).id;
         const downAt = Date.now();
         exitCodes.push(await c.stop(i));
-        await workload.waitForAcknowledged(80, `while ${id} is stopped`);
+        await workload.waitForAcknowledged(120, `while ${id} is stopped`);
         deletesWhileDown += history.all.filter((w) => w.kind === "delete" && w.acknowledged && w.startedAt >= downAt).length;
         await c.start(i);
-        await workload.waitForAcknowledged(60, `after ${id} restarted`);
+        await workload.waitForAcknowledged(80, `after ${id} restarted`);
       }
     } finally {
       stats = await workload.stop();
