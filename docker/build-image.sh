@@ -51,6 +51,7 @@ fi
 
 build_log="$(mktemp "${TMPDIR:-/tmp}/dynamo-image-build.XXXXXX.log")"
 trap 'rm -f "$build_log"' EXIT
+previous_id="$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 digest="$(cat docker/bundle/digest)"
 # The label lets the e2e suites refuse an image older than the workspace it would test.
 if ! docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$base" --label "org.dynamo-ts.build-inputs=$digest" \
@@ -64,6 +65,12 @@ packages="$(cd docker/bundle/app/node_modules/@dynamo-ts && ls -1 | sed 's|^|@dy
 docker run --rm --entrypoint node "$IMAGE" --input-type=module -e "
   for (const name of '$packages'.split(',')) await import(name);
 " || die "$IMAGE does not load its packages ($packages)"
+
+# The image this build replaced is untagged now; drop it unless a container still uses it.
+current_id="$(docker image inspect --format '{{.Id}}' "$IMAGE")"
+if [[ -n "$previous_id" && "$previous_id" != "$current_id" ]]; then
+  docker image rm "$previous_id" >/dev/null 2>&1 || true
+fi
 
 size="$(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 echo "build-image: built $IMAGE on $base ($why), $size"
