@@ -13,6 +13,7 @@ Commands:
   delete KEY              Delete a key
   status                  Show the node's view of the cluster
   hints                   Show the hints the node holds for nodes that were down
+  leave                   Make the node leave the cluster for good, then stop (needs the secret)
 
 Options:
   --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
@@ -21,6 +22,7 @@ Options:
   --context BASE64        Context from an earlier get (put, delete); omit for a blind write
   --base64                VALUE is base64 (put); print values as base64 (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
+  --secret S              Cluster secret for leave (env DYNAMO_CLUSTER_SECRET)
   --protocol P            connect (default), grpc or grpc-web
   --json                  Machine-readable output
   -h, --help              Show this help
@@ -40,7 +42,7 @@ interface Parsed {
   readonly flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol"]);
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret"]);
 const BOOLEAN_FLAGS = new Set(["base64", "json", "help"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
@@ -135,7 +137,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       if (args.length !== n) throw new UsageError(`usage: dynamo ${usage}`);
     };
     const node = flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001";
-    client = new DynamoClient({ node, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+    const clusterSecret = flags.get("secret") ?? io.env["DYNAMO_CLUSTER_SECRET"];
+    client = new DynamoClient({ node, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(clusterSecret ? { clusterSecret } : {}) });
 
     switch (command) {
       case "get": {
@@ -191,6 +194,13 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
           `node ${s.nodeId} (dynamo-ts ${s.version}, up ${formatAge(Number(s.uptimeMs))}), N=${s.n} R=${s.r} W=${s.w}, ${s.vnodes} vnodes per node\n` +
             table([["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST HEARD", "OWNS"], ...rows]),
         );
+        return EXIT.ok;
+      }
+      case "leave": {
+        expectArgs(0, "leave --secret S");
+        if (!clusterSecret) throw new UsageError("leave needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        await client.leave();
+        io.out(json ? JSON.stringify({ left: true }) + "\n" : `${client.baseUrl} left the cluster and is shutting down\n`);
         return EXIT.ok;
       }
       case "hints": {

@@ -15,6 +15,8 @@ export interface DynamoClientOptions {
   readonly httpVersion?: "1.1" | "2";
   /** Default deadline of each call, in ms; also sent to the node as timeout_ms. */
   readonly timeoutMs?: number;
+  /** The cluster secret, for operator calls that need it (leave). */
+  readonly clusterSecret?: string;
 }
 
 export interface CallOptions {
@@ -55,11 +57,13 @@ export class DynamoClient {
   private readonly admin: Client<typeof AdminService>;
   private readonly sessions: Http2SessionManager | undefined;
   private readonly timeoutMs: number | undefined;
+  private readonly clusterSecret: string | undefined;
   readonly baseUrl: string;
 
   constructor(options: DynamoClientOptions) {
     this.baseUrl = normalizeNodeUrl(options.node);
     this.timeoutMs = options.timeoutMs;
+    this.clusterSecret = options.clusterSecret;
     const httpVersion = options.httpVersion ?? "2";
     const protocol = options.protocol ?? "connect";
     if (protocol === "grpc" && httpVersion !== "2") throw new TypeError("the gRPC protocol needs HTTP/2");
@@ -120,6 +124,12 @@ export class DynamoClient {
   /** Hints the node holds for other nodes (hinted handoff), per target, with counters. */
   hints(options?: CallOptions): Promise<ListHintsResponse> {
     return this.admin.listHints({}, this.callOptions(options));
+  }
+
+  /** Asks the node to leave the cluster for good (it leaves every ring, then shuts down). */
+  async leave(options?: CallOptions): Promise<void> {
+    if (!this.clusterSecret) throw new TypeError("leave needs the cluster secret (clusterSecret option)");
+    await this.admin.leave({}, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
   }
 
   /** Closes the HTTP/2 connection; the client can't be used afterwards. */

@@ -2,6 +2,13 @@
 // (`--request-timeout-ms` ↔ `DYNAMO_REQUEST_TIMEOUT_MS`) so containers can be configured by env.
 // Flags win over the environment. Anything invalid stops start-up with a one-line reason.
 
+import { defaultSwimConfig, type SwimConfig, validateSwimConfig } from "@dynamo-ts/gossip";
+
+/** SWIM timings derived from the node's gossip flags (the ping timeout is 30% of a period). */
+export function swimSettings(intervalMs: number, suspicionMs: number, syncIntervalMs: number): Partial<SwimConfig> {
+  return { protocolPeriodMs: intervalMs, pingTimeoutMs: Math.max(10, Math.floor(intervalMs * 0.3)), suspicionTimeoutMs: suspicionMs, syncIntervalMs };
+}
+
 export type ConflictResolution = "siblings" | "lww";
 
 export interface PeerAddress {
@@ -16,8 +23,15 @@ export interface NodeConfig {
   readonly listen: string;
   /** host:port other nodes and clients use to reach this node. */
   readonly advertise: string;
-  /** Static membership: every node of the cluster, this one included. */
+  /** Members known from configuration, this one included; gossip learns the rest. */
   readonly peers: readonly PeerAddress[];
+  /** host:port addresses to join the cluster through. */
+  readonly seeds: readonly string[];
+  readonly gossipIntervalMs: number;
+  readonly gossipSuspicionMs: number;
+  readonly gossipSyncIntervalMs: number;
+  /** Announce a graceful departure (leave the ring) on SIGTERM, rather than a restart. */
+  readonly leaveOnSigterm: boolean;
   readonly dataDir: string;
   readonly n: number;
   readonly r: number;
@@ -57,7 +71,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "node-id", help: "Unique id of this node (letters, digits, . _ -)" },
   { flag: "listen", help: "host:port to bind", default: "127.0.0.1:7001" },
   { flag: "advertise", help: "host:port other nodes and clients reach this node at (default: --listen)" },
-  { flag: "peers", help: "Static membership: comma-separated id@host:port of every node, this one included" },
+  { flag: "seeds", help: "Comma-separated host:port of nodes to join through; gossip learns the rest" },
+  { flag: "peers", help: "Members known up front: comma-separated id@host:port (also used as seeds)" },
+  { flag: "gossip-interval-ms", help: "SWIM protocol period: how often each node probes one member", default: "1000" },
+  { flag: "gossip-suspicion-ms", help: "How long a suspected node has to refute before it is declared dead", default: "5000" },
+  { flag: "gossip-sync-interval-ms", help: "How often a node exchanges its full membership with another (push-pull)", default: "10000" },
+  { flag: "leave-on-sigterm", help: "On SIGTERM, leave the cluster for good (removed from the ring) instead of restarting", boolean: true },
   { flag: "data-dir", help: "Directory for data and hints (default: ./data/<node-id>)" },
   { flag: "n", help: "Replicas per key (N)", default: "3" },
   { flag: "r", help: "Default read quorum (R)", default: "2" },
@@ -191,6 +210,16 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     addresses.add(p.address);
   }
 
+  const seeds = (raw.get("seeds") ?? "").split(",").map((x) => x.trim()).filter(Boolean).map((x) => parseHostPort(x, "--seeds entries"));
+  const gossipIntervalMs = parseInteger(raw, "gossip-interval-ms", 50, 60_000);
+  const gossipSuspicionMs = parseInteger(raw, "gossip-suspicion-ms", 100, 600_000);
+  const gossipSyncIntervalMs = parseInteger(raw, "gossip-sync-interval-ms", 100, 3_600_000);
+  try {
+    validateSwimConfig({ ...defaultSwimConfig, ...swimSettings(gossipIntervalMs, gossipSuspicionMs, gossipSyncIntervalMs) });
+  } catch (err) {
+    throw new ConfigError(`gossip settings: ${(err as Error).message}`);
+  }
+
   const clusterSecret = raw.get("cluster-secret") ?? "";
   if (clusterSecret.length < 16) {
     throw new ConfigError("--cluster-secret is required and must be at least 16 characters (node-to-node calls carry it)");
@@ -214,6 +243,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     listen,
     advertise,
     peers,
+    seeds,
+    gossipIntervalMs,
+    gossipSuspicionMs,
+    gossipSyncIntervalMs,
+    leaveOnSigterm: parseBoolean(raw, "leave-on-sigterm"),
     dataDir: raw.get("data-dir") ?? `./data/${nodeId}`,
     n,
     r,

@@ -80,6 +80,12 @@ export class RpcFailureDetector implements FailureDetector {
     return this.peers.get(node)?.health ?? "up";
   }
 
+  /** When the node was last marked down, if it is down now. */
+  downSince(node: string): number | undefined {
+    const rec = this.peers.get(node);
+    return rec?.health === "down" ? rec.since : undefined;
+  }
+
   lastHeardAt(node: string): number | undefined {
     return this.peers.get(node)?.lastHeardAt;
   }

@@ -63,6 +63,7 @@ export class HintDelivery {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  private started = false;
 
   constructor(
     private readonly hints: HintStore,
@@ -77,11 +78,13 @@ export class HintDelivery {
   }
 
   start(): void {
+    this.started = true;
     this.schedule_(this.options.intervalMs);
   }
 
   private schedule_(delayMs: number): void {
-    if (this.stopped) return;
+    // Nothing runs before start(): with handoff disabled, "node is back" events do nothing.
+    if (this.stopped || !this.started) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.runRound(), delayMs);
     this.timer.unref();

@@ -33,6 +33,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // A node that left the cluster (admin Leave) exits once it has stopped.
+  void node.stopped.then(() => process.exit(0));
   let signals = 0;
   const shutdown = (signal: string) => {
     signals++;

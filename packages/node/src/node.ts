@@ -5,15 +5,16 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
-import { Ring } from "@dynamo-ts/ring";
+import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
-import type { NodeConfig } from "./config.js";
+import { type NodeConfig, swimSettings } from "./config.js";
 import { Coordinator, type ReplicaEndpoint } from "./coordinator.js";
 import { RpcFailureDetector } from "./failure-detector.js";
 import { HintDelivery } from "./handoff.js";
 import { DualProtocolListener } from "./listener.js";
 import { type Logger, jsonLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
+import { Membership } from "./membership.js";
 import { PeerPool } from "./peers.js";
 import { LocalReplica } from "./replica.js";
 import { registerServices } from "./services.js";
@@ -28,7 +29,10 @@ export class DynamoNode {
   readonly metrics = new Metrics();
   readonly detector: RpcFailureDetector;
   private readonly startedAt = Date.now();
-  private ring: Ring;
+  readonly membership: Membership;
+  /** Resolves once the node has stopped (after SIGTERM, or after leaving the cluster). */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
   private readonly peers: PeerPool;
   private readonly replica: LocalReplica;
   readonly handoff: HintDelivery;
@@ -45,10 +49,23 @@ export class DynamoNode {
     private readonly hints: HintStore,
     readonly log: Logger,
   ) {
-    this.ring = new Ring(config.peers.map((p) => p.id), { vnodes: config.vnodes });
+    this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     this.detector = new RpcFailureDetector({ retryAfterMs: 1000 }, Date.now);
-    const addresses = new Map(config.peers.map((p) => [p.id, p.address]));
-    this.peers = new PeerPool(config.clusterSecret, (node) => addresses.get(node));
+    this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node));
+    this.membership = new Membership(
+      {
+        nodeId: config.nodeId,
+        address: config.advertise,
+        dataDir: config.dataDir,
+        vnodes: config.vnodes,
+        initialMembers: config.peers,
+        seeds: [...config.seeds, ...config.peers.map((p) => p.address)],
+        swim: swimSettings(config.gossipIntervalMs, config.gossipSuspicionMs, config.gossipSyncIntervalMs),
+      },
+      (address, bytes) => this.peers.sendGossip(address, bytes, Math.max(100, config.gossipIntervalMs)),
+      this.metrics,
+      log,
+    );
     this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics);
     this.handoff = new HintDelivery(
       hints,
@@ -59,6 +76,11 @@ export class DynamoNode {
     );
     // A node seen again gets its hints at once rather than at the next backoff step.
     this.detector.onUp((node) => this.handoff.trigger(node));
+    // Gossip seeing a node alive again is the surest "it is back": trust it over old RPC failures.
+    this.membership.onUp((node) => {
+      this.detector.recordSuccess(node);
+      this.handoff.trigger(node);
+    });
     this.tombstones = new TombstoneCollector(
       { nodeId: config.nodeId, n: config.n, graceMs: config.tombstoneGraceMs, intervalMs: config.tombstoneSweepIntervalMs, maxPerSweep: 10_000 },
       storage,
@@ -68,6 +90,23 @@ export class DynamoNode {
       this.metrics,
       log,
     );
+  }
+
+  /**
+   * Worth sending to: gossip does not hold it dead or gone, and either this node's own RPCs
+   * to it work or gossip heard from it after they last failed.
+   */
+  isAvailable(node: string): boolean {
+    if (node === this.config.nodeId) return true;
+    if (!this.membership.isReachable(node)) return false;
+    if (this.detector.isAvailable(node)) return true;
+    const heard = this.membership.lastHeardAt(node);
+    const down = this.detector.downSince(node);
+    return heard !== undefined && down !== undefined && heard > down;
+  }
+
+  private get ring(): Ring {
+    return this.membership.ring;
   }
 
   /** Feeds a peer call's outcome to the failure detector. */
@@ -118,7 +157,7 @@ export class DynamoNode {
       options: config,
       ring: () => this.ring,
       endpoint: (node) => this.endpoint(node),
-      isAvailable: (node) => node === config.nodeId || this.detector.isAvailable(node),
+      isAvailable: (node) => this.isAvailable(node),
       random: Math.random,
       updateLocal: (key, fn) => this.replica.update(key, fn),
       forwardWrite: (node, args) => this.peers.forwardWrite(node, args),
@@ -140,6 +179,8 @@ export class DynamoNode {
           },
           status: () => this.status(),
           hints: () => this.hintsStatus(),
+          gossip: (bytes) => this.membership.receive(bytes),
+          leave: () => this.leave(),
         }),
       // Room for the largest value plus protobuf framing; larger bodies are refused before
       // they are buffered. Values over the limit but under this get a clear InvalidArgument.
@@ -162,14 +203,16 @@ export class DynamoNode {
     } catch (err) {
       throw new StartupError(`cannot listen on ${config.listen}: ${(err as Error).message}`);
     }
+    this.membership.start();
+    await this.waitForJoin();
     this.setServing(true);
     if (config.hintedHandoff) this.handoff.start();
-    // Until membership gossip runs, peers marked down are health-checked here so that they
-    // are seen again (as fallbacks, and to trigger hint delivery) without waiting for traffic.
+    // Peers whose RPCs failed are health-checked so that they are seen again (as fallbacks,
+    // and to trigger hint delivery) without waiting for client traffic or gossip.
     this.probeTimer = setInterval(() => {
-      for (const peer of config.peers) {
-        if (peer.id === config.nodeId || this.detector.health(peer.id) === "up") continue;
-        this.observe(peer.id, this.peers.probe(peer.id, 1_000)).catch(() => {});
+      for (const node of this.ring.nodes) {
+        if (node === config.nodeId || this.detector.health(node) === "up") continue;
+        this.observe(node, this.peers.probe(node, 1_000)).catch(() => {});
       }
     }, 500);
     this.probeTimer.unref();
@@ -177,13 +220,26 @@ export class DynamoNode {
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
       advertise: config.advertise,
-      peers: config.peers.map((p) => `${p.id}@${p.address}`),
+      seeds: [...config.seeds, ...config.peers.filter((p) => p.id !== config.nodeId).map((p) => p.address)],
+      incarnation: this.membership.swim.self.incarnation,
       n: config.n,
       r: config.r,
       w: config.w,
       version: VERSION,
     });
     return { host: address.address, port: address.port };
+  }
+
+  /**
+   * A node that knows no other member yet but has seeds waits (bounded) to hear from one
+   * before serving: coordinating on a ring of one would place every key on this node alone.
+   */
+  private async waitForJoin(timeoutMs = 10_000): Promise<void> {
+    const hasSeeds = this.config.seeds.some((a) => a !== this.config.advertise);
+    if (!hasSeeds || this.ring.nodes.length > 1) return;
+    const deadline = Date.now() + timeoutMs;
+    while (this.ring.nodes.length <= 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.ring.nodes.length <= 1) this.log.warn("no seed answered; serving as a cluster of one until one does", { seeds: this.config.seeds });
   }
 
   private setServing(serving: boolean): void {
@@ -203,19 +259,34 @@ export class DynamoNode {
       version: VERSION,
       uptimeMs: BigInt(now - this.startedAt),
       counters: Object.fromEntries(Object.entries(this.metrics.snapshot()).map(([k, v]) => [k, BigInt(v)])),
-      members: this.config.peers.map((p) => {
-        const self = p.id === this.config.nodeId;
-        const heard = this.detector.lastHeardAt(p.id);
-        return {
-          nodeId: p.id,
-          address: p.address,
-          state: self || this.detector.health(p.id) === "up" ? "alive" : "suspect",
-          incarnation: 0n,
-          lastHeardMs: BigInt(self || heard === undefined ? 0 : now - heard),
-          ownership: ownership.get(p.id) ?? 0,
-        };
-      }),
+      members: this.statusMembers(now, ownership),
     };
+  }
+
+  private statusMembers(now: number, ownership: Map<string, number>) {
+    const gossiped = new Map(this.membership.members().map((m) => [m.id, m]));
+    const ids = new Set([...this.ring.nodes, ...gossiped.keys()]);
+    return [...ids].sort().map((id) => {
+      const m = gossiped.get(id);
+      const self = id === this.config.nodeId;
+      const heard = m?.lastHeardAt;
+      return {
+        nodeId: id,
+        address: this.membership.addressOf(id) ?? "",
+        // A configured peer gossip has not heard of yet is reported as such.
+        state: m?.state ?? "unknown",
+        incarnation: BigInt(m?.incarnation ?? 0),
+        lastHeardMs: BigInt(self || heard === undefined ? 0 : Math.max(0, now - heard)),
+        ownership: ownership.get(id) ?? 0,
+      };
+    });
+  }
+
+  /** Announces a final departure (the node leaves every ring), then stops. */
+  async leave(): Promise<void> {
+    this.log.info("leaving the cluster");
+    await this.membership.leave();
+    void this.stop();
   }
 
   hintsStatus() {
@@ -240,16 +311,19 @@ export class DynamoNode {
   /** Graceful stop: refuse new work, finish in-flight requests (bounded), close stores. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      if (this.config.leaveOnSigterm && this.membership.swim.self.state !== "left") await this.membership.leave();
       this.setServing(false);
       this.log.info("stopping", { graceMs: this.config.shutdownGraceMs });
       clearInterval(this.probeTimer);
       await this.listener?.close(this.config.shutdownGraceMs);
       await this.handoff.stop();
       await this.tombstones.stop();
+      this.membership.stop();
       this.peers.close();
       await this.storage.close();
       await this.hints.close();
       this.log.info("stopped");
+      this.resolveStopped();
     })();
     return this.stopping;
   }

@@ -2,7 +2,7 @@
 // (replica reads and writes, forwarded writes), with the cluster secret on every request.
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
+import { GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
 
@@ -22,6 +22,7 @@ interface Peer {
 export class PeerPool {
   private readonly peers = new Map<string, Peer>();
   private readonly secretInterceptor: Interceptor;
+  private readonly gossipClients = new Map<string, { sessions: Http2SessionManager; client: Client<typeof GossipService> }>();
 
   constructor(
     secret: string,
@@ -75,6 +76,22 @@ export class PeerPool {
     return this.peer(node).replica;
   }
 
+  /**
+   * Gossip goes by address (a seed's id is not known before it answers), over a session per
+   * address of its own.
+   */
+  async sendGossip(address: string, message: Uint8Array, timeoutMs: number): Promise<void> {
+    let gossip = this.gossipClients.get(address);
+    if (!gossip) {
+      const baseUrl = `http://${address}`;
+      const sessions = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 60_000 });
+      const transport = createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: sessions, interceptors: [this.secretInterceptor] });
+      gossip = { sessions, client: createClient(GossipService, transport) };
+      this.gossipClients.set(address, gossip);
+    }
+    await gossip.client.send({ message }, { timeoutMs });
+  }
+
   /** Resolves when the peer answers its health check as serving; rejects otherwise. */
   async probe(node: string, timeoutMs: number): Promise<void> {
     const res = await this.peer(node).health.check({}, { timeoutMs });
@@ -110,6 +127,8 @@ export class PeerPool {
   close(): void {
     for (const peer of this.peers.values()) peer.sessions.abort();
     this.peers.clear();
+    for (const { sessions } of this.gossipClients.values()) sessions.abort();
+    this.gossipClients.clear();
   }
 }
 

@@ -5,6 +5,7 @@ import { timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   AdminService,
+  GossipService,
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
   KVService,
@@ -29,6 +30,8 @@ export interface ServiceState {
   onServingChange(listener: () => void): () => void;
   status(): MessageInitShape<typeof StatusResponseSchema>;
   hints(): MessageInitShape<typeof ListHintsResponseSchema>;
+  gossip(message: Uint8Array): void;
+  leave(): Promise<void>;
 }
 
 const MAX_TIMEOUT_MS = 600_000;
@@ -109,12 +112,25 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     },
   });
 
+  router.service(GossipService, {
+    send(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      state.gossip(req.message);
+      return {};
+    },
+  });
+
   router.service(AdminService, {
     status() {
       return state.status();
     },
     listHints() {
       return state.hints();
+    },
+    async leave(_req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      await state.leave();
+      return {};
     },
   });
 
@@ -152,4 +168,4 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   });
 }
 
-const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, Health.typeName]);
+const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, GossipService.typeName, Health.typeName]);

@@ -108,6 +108,8 @@ export interface TestClusterOptions {
   readonly w?: number;
   /** Extra flags for every node. */
   readonly args?: readonly string[];
+  /** Form the cluster through gossip from the first node's address alone (--seeds), not --peers. */
+  readonly seedOnly?: boolean;
 }
 
 export class TestCluster {
@@ -133,7 +135,7 @@ export class TestCluster {
         new TestNode(id, ports[i]!, join(root, id), () => [
           "--node-id", id,
           "--listen", `127.0.0.1:${ports[i]}`,
-          "--peers", peers,
+          ...(options.seedOnly ? (i === 0 ? [] : ["--seeds", `127.0.0.1:${ports[0]}`]) : ["--peers", peers]),
           "--data-dir", join(root, id),
           "--cluster-secret", TEST_SECRET,
           "--n", String(n),
@@ -146,7 +148,8 @@ export class TestCluster {
     );
     const cluster = new TestCluster(nodes, root);
     try {
-      await Promise.all(nodes.map((node) => node.start()));
+      if (options.seedOnly) await nodes[0]!.start(); // the seed first: the others join through it
+      await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -189,6 +192,16 @@ export class TestCluster {
         }
       }
     }, timeoutMs);
+  }
+
+  /** Node `id`'s view of the cluster (members, states, ownership). */
+  async status(id: string) {
+    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1" });
+    try {
+      return await client.status();
+    } finally {
+      client.close();
+    }
   }
 
   /** Pending hints node `id` holds, per target. */
