@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -114,8 +115,8 @@ function startNode(node) {
   child.stdout.on("data", (c) => echo(process.stdout, c));
   child.stderr.on("data", (c) => echo(process.stderr, c));
   child.on("exit", (code, signal) => {
-    children.delete(node.id);
-    if (!stopping) console.error(`${prefix} exited (${signal ?? `code ${code}`}); the others keep running. Ctrl-C stops them.`);
+    if (children.get(node.id) === child) children.delete(node.id);
+    if (!stopping) console.error(`${prefix} exited (${signal ?? `code ${code}`}); the others keep running. 'start ${node.id}' restarts it, Ctrl-C stops all.`);
     if (stopping && children.size === 0) process.exit(0);
   });
 }
@@ -168,8 +169,32 @@ if (ready.includes(false)) {
       `  npm run dynamo -- get hello --node ${nodes[count - 1].address}`,
       `  curl -s -H 'content-type: application/json' -d '{"key":"hello"}' http://${nodes[0].address}/dynamo.v1.KVService/Get`,
       "",
-      "Ctrl-C stops the cluster.",
+      "Type 'kill node2' (kill -9), 'stop node2' (SIGTERM), 'start node2' or 'list' here; Ctrl-C stops the cluster.",
       "",
     ].join("\n"),
   );
 }
+
+// Commands typed into this terminal, for fault demos: kill / stop / start a node, list them.
+const commands = createInterface({ input: process.stdin, terminal: false });
+commands.on("line", async (line) => {
+  const [verb, id] = line.trim().split(/\s+/);
+  if (!verb || stopping) return;
+  const node = nodes.find((x) => x.id === id);
+  if (verb === "list") {
+    for (const x of nodes) console.log(`  ${x.id}  ${x.address}  ${children.has(x.id) ? `running (pid ${children.get(x.id).pid})` : "stopped"}`);
+  } else if (!node) {
+    console.log(`commands: kill NODE | stop NODE | start NODE | list   (nodes: ${nodes.map((x) => x.id).join(", ")})`);
+  } else if (verb === "kill" || verb === "stop") {
+    const child = children.get(node.id);
+    if (!child) return console.log(`${node.id} is not running`);
+    child.kill(verb === "kill" ? "SIGKILL" : "SIGTERM");
+    console.log(`${verb === "kill" ? "killed (SIGKILL)" : "stopping (SIGTERM)"} ${node.id}`);
+  } else if (verb === "start") {
+    if (children.has(node.id)) return console.log(`${node.id} is already running`);
+    startNode(node);
+    console.log((await waitHealthy(node, Date.now() + 15_000)) ? `${node.id} is back at ${node.address}` : `${node.id} did not become healthy`);
+  } else {
+    console.log(`unknown command '${verb}': kill NODE | stop NODE | start NODE | list`);
+  }
+});
