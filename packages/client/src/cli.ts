@@ -14,6 +14,8 @@ Commands:
   status                  Show the node's view of the cluster
   hints                   Show the hints the node holds for nodes that were down
   leave                   Make the node leave the cluster for good, then stop (needs the secret)
+  repair [--range S:E]    Run anti-entropy now with the node's co-replicas (needs the secret)
+  ranges                  Show the node's ranges and their anti-entropy state
 
 Options:
   --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
@@ -22,7 +24,8 @@ Options:
   --context BASE64        Context from an earlier get (put, delete); omit for a blind write
   --base64                VALUE is base64 (put); print values as base64 (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
-  --secret S              Cluster secret for leave (env DYNAMO_CLUSTER_SECRET)
+  --secret S              Cluster secret for leave and repair (env DYNAMO_CLUSTER_SECRET)
+  --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --protocol P            connect (default), grpc or grpc-web
   --json                  Machine-readable output
   -h, --help              Show this help
@@ -42,7 +45,7 @@ interface Parsed {
   readonly flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret"]);
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "range"]);
 const BOOLEAN_FLAGS = new Set(["base64", "json", "help"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
@@ -79,6 +82,22 @@ function intFlag(flags: Map<string, string>, name: string): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a positive integer, got '${text}'`);
   return Number(text);
+}
+
+/** `--range START:END`: two ring tokens (unsigned 32-bit integers). */
+export function parseTokenRange(text: string): { start: number; end: number } {
+  const m = /^(\d{1,10}):(\d{1,10})$/.exec(text);
+  const [start, end] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(start <= 0xffffffff && end <= 0xffffffff)) {
+    throw new UsageError(`--range must be START:END with tokens in 0..${0xffffffff}, got '${text}'`);
+  }
+  return { start, end };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 function isControl(ch: string): boolean {
@@ -179,7 +198,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         expectArgs(0, "status");
         const s = await client.status();
         if (json) {
-          io.out(JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n");
+          io.out(toJsonLine(s));
           return EXIT.ok;
         }
         const rows = s.members.map((m) => [
@@ -203,11 +222,74 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         io.out(json ? JSON.stringify({ left: true }) + "\n" : `${client.baseUrl} left the cluster and is shutting down\n`);
         return EXIT.ok;
       }
+      case "repair": {
+        expectArgs(0, "repair [--range START:END] --secret S");
+        const range = flags.has("range") ? parseTokenRange(flags.get("range")!) : undefined;
+        if (!clusterSecret) throw new UsageError("repair needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        const res = await client.repair(range);
+        const failed = res.exchanges.filter((e) => e.outcome === "failed" || e.outcome === "refused");
+        if (json) {
+          io.out(toJsonLine(res));
+          return failed.length > 0 ? EXIT.failed : EXIT.ok;
+        }
+        const sum = (field: "keysFetched" | "keysPushed" | "keysRepaired" | "bytesMoved" | "hashesCompared" | "keysWithheld") =>
+          res.exchanges.reduce((total, e) => total + Number(e[field]), 0);
+        const peers = [...new Set(res.exchanges.map((e) => e.peer))].sort();
+        const ranges = new Set(res.exchanges.map((e) => `${e.range?.start}:${e.range?.end}`)).size;
+        const inSync = res.exchanges.filter((e) => e.outcome === "in-sync").length;
+        const rows = res.exchanges
+          .filter((e) => e.outcome !== "in-sync")
+          .map((e) => [
+            `(${e.range?.start}, ${e.range?.end}]`,
+            e.peer,
+            e.outcome,
+            String(e.hashesCompared),
+            String(e.keysFetched),
+            String(e.keysPushed),
+            String(e.keysRepaired),
+            formatBytes(Number(e.bytesMoved)),
+            e.detail,
+          ]);
+        io.out(
+          (res.exchanges.length === 0
+            ? "this node replicates no range overlapping the one asked for (or has no co-replica)\n"
+            : `${res.exchanges.length} exchanges over ${ranges} ranges with ${peers.join(", ")} in ${formatAge(Number(res.durationMs))}: ` +
+              `${inSync} in sync, ${sum("keysRepaired")} keys repaired (${sum("keysFetched")} fetched, ${sum("keysPushed")} pushed), ` +
+              `${formatBytes(sum("bytesMoved"))} moved, ${sum("hashesCompared")} hashes compared` +
+              (sum("keysWithheld") > 0 ? `, ${sum("keysWithheld")} old keys withheld (held by one replica only)` : "") +
+              "\n") + (rows.length ? table([["RANGE", "PEER", "OUTCOME", "HASHES", "FETCHED", "PUSHED", "REPAIRED", "BYTES", "DETAIL"], ...rows]) : ""),
+        );
+        return failed.length > 0 ? EXIT.failed : EXIT.ok;
+      }
+      case "ranges": {
+        expectArgs(0, "ranges");
+        const s = await client.antiEntropyStatus();
+        if (json) {
+          io.out(toJsonLine(s));
+          return EXIT.ok;
+        }
+        const rows = s.ranges.map((r) => [
+          `(${r.range?.start}, ${r.range?.end}]`,
+          r.peers.join(","),
+          String(r.keys),
+          r.lastOutcome ? `${formatAge(Number(r.lastExchangeAgeMs))} ago` : "never",
+          r.lastOutcome ? `${r.lastOutcome} (${r.lastPeer})` : "-",
+          String(r.exchanges),
+          String(r.keysRepaired),
+          formatBytes(Number(r.bytesMoved)),
+        ]);
+        io.out(
+          `anti-entropy ${s.intervalMs > 0n ? `every ${formatAge(Number(s.intervalMs))}` : "rounds off (repair only)"}, ` +
+            `at most ${s.keysPerSecond} keys/s and ${formatBytes(Number(s.bytesPerSecond))}/s${s.ready ? "" : "; trees are being built"}\n` +
+            table([["RANGE", "PEERS", "KEYS", "LAST EXCHANGE", "OUTCOME", "EXCHANGES", "REPAIRED", "BYTES MOVED"], ...rows]),
+        );
+        return EXIT.ok;
+      }
       case "hints": {
         expectArgs(0, "hints");
         const h = await client.hints();
         if (json) {
-          io.out(JSON.stringify(h, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n");
+          io.out(toJsonLine(h));
           return EXIT.ok;
         }
         const rows = h.targets.map((t) => [
@@ -240,6 +322,11 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   } finally {
     client?.close();
   }
+}
+
+/** One line of JSON; protobuf's 64-bit integers (bigint) become numbers. */
+function toJsonLine(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n";
 }
 
 function formatAge(ms: number): string {

@@ -2,7 +2,14 @@
 // Connect, gRPC or gRPC-Web; errors are ConnectErrors with the codes of the public API.
 import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { AdminService, KVService, type ListHintsResponse, type StatusResponse } from "@dynamo-ts/proto";
+import {
+  AdminService,
+  type AntiEntropyStatusResponse,
+  KVService,
+  type ListHintsResponse,
+  type RepairResponse,
+  type StatusResponse,
+} from "@dynamo-ts/proto";
 
 export type Protocol = "connect" | "grpc" | "grpc-web";
 
@@ -124,6 +131,21 @@ export class DynamoClient {
   /** Hints the node holds for other nodes (hinted handoff), per target, with counters. */
   hints(options?: CallOptions): Promise<ListHintsResponse> {
     return this.admin.listHints({}, this.callOptions(options));
+  }
+
+  /**
+   * Runs an anti-entropy exchange now between the node and the co-replicas of every range it
+   * replicates that overlaps `range` (tokens start < t <= end, wrapping; all ranges when
+   * omitted), and reports what moved. Needs the cluster secret.
+   */
+  async repair(range?: { start: number; end: number }, options?: CallOptions): Promise<RepairResponse> {
+    if (!this.clusterSecret) throw new TypeError("repair needs the cluster secret (clusterSecret option)");
+    return this.admin.repair(range ? { range } : {}, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
+  }
+
+  /** Anti-entropy per range the node replicates: last exchange, keys repaired, bytes moved. */
+  antiEntropyStatus(options?: CallOptions): Promise<AntiEntropyStatusResponse> {
+    return this.admin.antiEntropyStatus({}, this.callOptions(options));
   }
 
   /** Asks the node to leave the cluster for good (it leaves every ring, then shuts down). */

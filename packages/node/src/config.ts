@@ -54,6 +54,11 @@ export interface NodeConfig {
   readonly readRepair: number;
   readonly tombstoneGraceMs: number;
   readonly tombstoneSweepIntervalMs: number;
+  /** Pause between anti-entropy rounds; 0 turns periodic rounds off (admin Repair still runs). */
+  readonly antiEntropyIntervalMs: number;
+  /** Keys, and record bytes, anti-entropy may move per second (fetched + pushed). */
+  readonly antiEntropyKeysPerSecond: number;
+  readonly antiEntropyBytesPerSecond: number;
 }
 
 export class ConfigError extends Error {
@@ -95,6 +100,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "read-repair", help: "Repair stale replicas after a Get: on, off, or a probability 0..1", default: "on" },
   { flag: "tombstone-grace-ms", help: "Age before a delete's tombstone may be purged; must exceed --hint-ttl-ms", default: String(6 * 3600_000) },
   { flag: "tombstone-sweep-interval-ms", help: "How often tombstones are looked at for purging", default: "600000" },
+  { flag: "anti-entropy-interval-ms", help: "Pause between anti-entropy rounds (Merkle tree exchanges with co-replicas); 0 turns them off", default: "30000" },
+  { flag: "anti-entropy-keys-per-second", help: "Most keys anti-entropy fetches and pushes per second", default: "2000" },
+  { flag: "anti-entropy-bytes-per-second", help: "Most record bytes anti-entropy fetches and pushes per second", default: String(16 * 1024 * 1024) },
 ];
 
 export function envName(flag: string): string {
@@ -238,6 +246,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (tombstoneGraceMs <= hintTtlMs) {
     throw new ConfigError(`--tombstone-grace-ms (${tombstoneGraceMs}) must exceed --hint-ttl-ms (${hintTtlMs}), or a late hint could bring a deleted key back`);
   }
+  const antiEntropyIntervalMs = parseInteger(raw, "anti-entropy-interval-ms", 0, 24 * 3600_000);
+  if (antiEntropyIntervalMs > 0 && antiEntropyIntervalMs < 100) {
+    throw new ConfigError(`--anti-entropy-interval-ms must be 0 (off) or at least 100, got ${antiEntropyIntervalMs}`);
+  }
   return {
     nodeId,
     listen,
@@ -266,5 +278,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     readRepair,
     tombstoneGraceMs,
     tombstoneSweepIntervalMs: parseInteger(raw, "tombstone-sweep-interval-ms", 100, 24 * 3600_000),
+    antiEntropyIntervalMs,
+    antiEntropyKeysPerSecond: parseInteger(raw, "anti-entropy-keys-per-second", 1, 10_000_000),
+    antiEntropyBytesPerSecond: parseInteger(raw, "anti-entropy-bytes-per-second", 1024, 2 ** 40),
   };
 }

@@ -7,6 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
+import { AntiEntropy } from "./anti-entropy.js";
 import { type NodeConfig, swimSettings } from "./config.js";
 import { Coordinator, type ReplicaEndpoint } from "./coordinator.js";
 import { RpcFailureDetector } from "./failure-detector.js";
@@ -37,6 +38,7 @@ export class DynamoNode {
   private readonly replica: LocalReplica;
   readonly handoff: HintDelivery;
   readonly tombstones: TombstoneCollector;
+  readonly antiEntropy: AntiEntropy;
   private listener: DualProtocolListener | undefined;
   private servingNow = false;
   private readonly servingListeners = new Set<() => void>();
@@ -90,6 +92,31 @@ export class DynamoNode {
       this.metrics,
       log,
     );
+    this.antiEntropy = new AntiEntropy(
+      {
+        nodeId: config.nodeId,
+        n: config.n,
+        intervalMs: config.antiEntropyIntervalMs,
+        keysPerSecond: config.antiEntropyKeysPerSecond,
+        bytesPerSecond: config.antiEntropyBytesPerSecond,
+        tombstoneGraceMs: config.tombstoneGraceMs,
+        maxMessageBytes: config.maxValueBytes + config.maxKeyBytes + 64 * 1024,
+      },
+      {
+        ring: () => this.ring,
+        storage,
+        replica: this.replica,
+        client: (node) => this.peers.antiEntropyClient(node),
+        endpoint: (node) => this.endpoint(node),
+        isAvailable: (node) => this.isAvailable(node),
+        metrics: this.metrics,
+        log,
+        now: Date.now,
+        random: Math.random,
+      },
+    );
+    // Ranges gained or reshaped by a membership change get their trees at once.
+    this.membership.onRingChange(() => this.antiEntropy.ringChanged());
   }
 
   /**
@@ -172,6 +199,7 @@ export class DynamoNode {
           defaultTimeoutMs: config.requestTimeoutMs,
           coordinator,
           replica: this.replica,
+          antiEntropy: this.antiEntropy,
           serving: () => this.servingNow,
           onServingChange: (listener) => {
             this.servingListeners.add(listener);
@@ -217,6 +245,7 @@ export class DynamoNode {
     }, 500);
     this.probeTimer.unref();
     this.tombstones.start();
+    this.antiEntropy.start();
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
       advertise: config.advertise,
@@ -318,6 +347,7 @@ export class DynamoNode {
       await this.listener?.close(this.config.shutdownGraceMs);
       await this.handoff.stop();
       await this.tombstones.stop();
+      await this.antiEntropy.stop();
       this.membership.stop();
       this.peers.close();
       await this.storage.close();

@@ -2,7 +2,7 @@
 // (replica reads and writes, forwarded writes), with the cluster secret on every request.
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
+import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
 
@@ -16,6 +16,7 @@ interface Peer {
   readonly replica: Client<typeof ReplicaService>;
   readonly kv: Client<typeof KVService>;
   readonly health: Client<typeof Health>;
+  readonly antiEntropy: Client<typeof AntiEntropyService>;
   readonly endpoint: ReplicaEndpoint;
 }
 
@@ -63,7 +64,7 @@ export class PeerPool {
         return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
       },
     };
-    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), health: createClient(Health, transport), endpoint };
+    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), health: createClient(Health, transport), antiEntropy: createClient(AntiEntropyService, transport), endpoint };
     this.peers.set(node, peer);
     return peer;
   }
@@ -74,6 +75,11 @@ export class PeerPool {
 
   replicaClient(node: string): Client<typeof ReplicaService> {
     return this.peer(node).replica;
+  }
+
+  /** Anti-entropy exchanges with `node`, over its pooled session. */
+  antiEntropyClient(node: string): Client<typeof AntiEntropyService> {
+    return this.peer(node).antiEntropy;
   }
 
   /**

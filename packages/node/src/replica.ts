@@ -1,13 +1,23 @@
 // This node's side of replication: applying sibling sets that coordinators, hints, read
 // repair and anti-entropy send, and keeping hints for other nodes (sloppy quorum).
 import type { HintStore } from "@dynamo-ts/hintstore";
+import { hashKey } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "./config.js";
 import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Metrics } from "./metrics.js";
 
+/** A change to the local store: the key's new state, or undefined once it was removed. */
+export interface ReplicaChange {
+  readonly key: string;
+  readonly token: number;
+  readonly after: SiblingSet | undefined;
+}
+
 export class LocalReplica implements ReplicaEndpoint {
+  private readonly changeListeners: Array<(change: ReplicaChange) => void> = [];
+
   constructor(
     private readonly nodeId: string,
     private readonly storage: Storage,
@@ -16,12 +26,22 @@ export class LocalReplica implements ReplicaEndpoint {
     private readonly metrics: Metrics,
   ) {}
 
+  /** Calls `listener` after every change to the local store is durable (anti-entropy's trees). */
+  onChange(listener: (change: ReplicaChange) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  private notify(change: StoredChange): StoredChange {
+    if (change.changed) for (const listener of this.changeListeners) listener({ key: change.key, token: change.token, after: change.after });
+    return change;
+  }
+
   /** Merges remote state into the local store through the causal merge (or LWW). */
-  apply(key: string, set: SiblingSet): Promise<StoredChange> {
+  async apply(key: string, set: SiblingSet): Promise<StoredChange> {
     if (this.resolution === "lww") {
-      return this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set)));
+      return this.notify(await this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set))));
     }
-    return this.storage.merge(key, set);
+    return this.notify(await this.storage.merge(key, set));
   }
 
   async write(key: string, set: SiblingSet, encoded: Uint8Array, hintFor: string | undefined): Promise<void> {
@@ -43,12 +63,15 @@ export class LocalReplica implements ReplicaEndpoint {
   async purge(key: string, record: Uint8Array): Promise<boolean> {
     const expected = Buffer.from(record);
     const removed = await this.storage.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current)));
-    if (removed) this.metrics.count("tombstones_removed");
+    if (removed) {
+      this.metrics.count("tombstones_removed");
+      for (const listener of this.changeListeners) listener({ key, token: hashKey(key), after: undefined });
+    }
     return removed;
   }
 
   /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */
   async update(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet> {
-    return (await this.storage.update(key, fn)).after;
+    return this.notify(await this.storage.update(key, fn)).after;
   }
 }

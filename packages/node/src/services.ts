@@ -5,6 +5,7 @@ import { timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   AdminService,
+  AntiEntropyService,
   GossipService,
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -15,6 +16,7 @@ import {
 } from "@dynamo-ts/proto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
+import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "./anti-entropy.js";
 import type { Coordinator } from "./coordinator.js";
 import { Deadline } from "./coordinator.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
@@ -26,6 +28,7 @@ export interface ServiceState {
   readonly defaultTimeoutMs: number;
   readonly coordinator: Coordinator;
   readonly replica: LocalReplica;
+  readonly antiEntropy: AntiEntropy;
   serving(): boolean;
   onServingChange(listener: () => void): () => void;
   status(): MessageInitShape<typeof StatusResponseSchema>;
@@ -44,7 +47,7 @@ function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function requireInternal(ctx: HandlerContext, secret: string): void {
+export function requireInternal(ctx: HandlerContext, secret: string): void {
   if (!isInternalCaller(ctx, secret)) {
     throw new ConnectError("internal API: the cluster secret is missing or wrong", Code.PermissionDenied);
   }
@@ -120,9 +123,18 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     },
   });
 
+  router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)));
+
   router.service(AdminService, {
     status() {
       return state.status();
+    },
+    async repair(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      return repairResponse(state.antiEntropy, req.range);
+    },
+    antiEntropyStatus() {
+      return statusResponse(state.antiEntropy);
     },
     listHints() {
       return state.hints();
@@ -168,4 +180,4 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   });
 }
 
-const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, GossipService.typeName, Health.typeName]);
+const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, GossipService.typeName, AntiEntropyService.typeName, Health.typeName]);
