@@ -1,0 +1,393 @@
+// A benchmark run: ceilings, the load phase, then each workload, against a running cluster.
+import { randomBytes } from "node:crypto";
+import { DynamoClient, type Protocol } from "@dynamo-ts/client";
+import { measureStorageCeiling, measureTransportCeiling, type StorageCeiling, type TransportCeiling } from "./ceilings.js";
+import { type Rng, workerRng } from "./random.js";
+import { type PhaseLimits, type PhaseResult, type Progress, runPhase, type Step, type StepOutcome } from "./runner.js";
+import { ValuePool } from "./values.js";
+import { chooseOperation, type Distribution, keyChooser, keyName, KeySpace, type OperationKind, WORKLOADS, type WorkloadName } from "./workloads.js";
+
+export interface BenchOptions {
+  /** host:port of the nodes; workers are spread over them round-robin. */
+  readonly nodes: readonly string[];
+  readonly records: number;
+  /** Per workload; give this or durationMs (both: whichever comes first). */
+  readonly operations?: number;
+  readonly durationMs?: number;
+  /** Unmeasured time at the start of every measured phase (load excepted). */
+  readonly warmupMs: number;
+  readonly concurrency: number;
+  readonly valueSize: number;
+  /** Overrides each workload's own key distribution. */
+  readonly distribution?: Distribution;
+  readonly r?: number;
+  readonly w?: number;
+  readonly seed: number;
+  readonly workloads: readonly WorkloadName[];
+  readonly protocol: Protocol;
+  readonly timeoutMs: number;
+  /** Keys are `${keyPrefix}${index}`; a fresh prefix per run keeps runs from creating siblings of each other's keys. */
+  readonly keyPrefix: string;
+  readonly ceilings: boolean;
+  /** Length of each ceiling measurement. */
+  readonly ceilingDurationMs: number;
+  /** Node the transport ceiling calls; default the first. */
+  readonly ceilingNode?: string;
+  /** Writes per batch in the durable storage ceiling. */
+  readonly storageBatchSize: number;
+  /** Parent directory of the storage ceiling's temporary database. */
+  readonly storageDir?: string;
+}
+
+export const DEFAULT_OPTIONS = {
+  nodes: ["127.0.0.1:7001"],
+  records: 10_000,
+  warmupMs: 1_000,
+  concurrency: 64,
+  valueSize: 100,
+  seed: 1,
+  workloads: ["A", "B", "C", "D", "F"],
+  protocol: "connect",
+  timeoutMs: 5_000,
+  ceilings: true,
+  ceilingDurationMs: 5_000,
+  storageBatchSize: 100,
+} as const satisfies Partial<BenchOptions>;
+
+export const DEFAULT_DURATION_MS = 10_000;
+
+export function freshKeyPrefix(): string {
+  return `bench-${randomBytes(4).toString("hex")}:`;
+}
+
+export interface ClusterInfo {
+  readonly nodes: readonly string[];
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+  readonly version: string;
+  /** Members the first node sees and their state. */
+  readonly members: readonly { readonly nodeId: string; readonly address: string; readonly state: string }[];
+}
+
+export interface Ratios {
+  /** Workload operations per second / transport ceiling calls per second. */
+  readonly throughputToTransport?: number;
+  /** Workload RPCs per second / transport ceiling calls per second (F makes 2 RPCs per read-modify-write). */
+  readonly requestsToTransport?: number;
+  /** Workload throughput / what raw storage sustains for the same mix of gets and puts. */
+  readonly throughputToStorage?: number;
+}
+
+export interface WorkloadResult extends PhaseResult {
+  readonly workload: WorkloadName;
+  readonly description: string;
+  readonly distribution: Distribution;
+  readonly ratios: Ratios;
+  /** Increase of the nodes' counters (summed over the nodes) during the workload, warm-up included. */
+  readonly clusterCounters?: Readonly<Record<string, number>>;
+}
+
+export interface BenchResult {
+  readonly tool: "dynamo-bench";
+  readonly formatVersion: 1;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly options: BenchOptions;
+  readonly cluster: ClusterInfo;
+  readonly ceilings: { readonly transport?: TransportCeiling; readonly storage?: StorageCeiling };
+  readonly load: PhaseResult;
+  readonly workloads: readonly WorkloadResult[];
+  readonly interrupted: boolean;
+}
+
+export interface BenchHooks {
+  readonly signal?: AbortSignal;
+  /** A phase begins (for the log on stderr). */
+  readonly onPhase?: (name: string, detail: string) => void;
+  readonly onProgress?: (progress: Progress) => void;
+  /** A phase ended (so a live progress line can be closed). */
+  readonly onPhaseEnd?: (result: PhaseResult) => void;
+}
+
+export class BenchSetupError extends Error {
+  override name = "BenchSetupError";
+}
+
+export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchResult> {
+  validate(options);
+  const startedAt = new Date().toISOString();
+  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, timeoutMs: options.timeoutMs }));
+  const { signal } = hooks;
+  const phase = async <T extends PhaseResult>(name: string, detail: string, run: () => Promise<T>): Promise<T> => {
+    hooks.onPhase?.(name, detail);
+    const result = await run();
+    hooks.onPhaseEnd?.(result);
+    return result;
+  };
+  try {
+    const cluster = await clusterInfo(options, clients);
+    const workloadLimits: PhaseLimits = {
+      operations: options.operations,
+      durationMs: options.durationMs ?? (options.operations === undefined ? DEFAULT_DURATION_MS : undefined),
+      warmupMs: options.warmupMs,
+    };
+    const ceilingLimits: PhaseLimits = { durationMs: options.ceilingDurationMs, warmupMs: options.warmupMs };
+    const common = { concurrency: options.concurrency, seed: options.seed, signal, onProgress: hooks.onProgress };
+
+    let transport: TransportCeiling | undefined;
+    let storage: StorageCeiling | undefined;
+    if (options.ceilings) {
+      const node = options.ceilingNode ?? options.nodes[0]!;
+      transport = await phase("transport ceiling", `grpc.health.v1.Health/Check on ${node}, ${options.concurrency} in flight`, () =>
+        measureTransportCeiling({ ...common, limits: ceilingLimits, node, protocol: options.protocol, timeoutMs: options.timeoutMs }),
+      );
+      hooks.onPhase?.("storage ceiling", `classic-level in this process: put, get, put sync (${options.concurrency} in flight), sync batches of ${options.storageBatchSize}`);
+      storage = await measureStorageCeiling({
+        ...common,
+        onPhaseEnd: hooks.onPhaseEnd,
+        limits: ceilingLimits,
+        valueSize: options.valueSize,
+        keys: options.records,
+        batchSize: options.storageBatchSize,
+        parentDir: options.storageDir,
+      });
+    }
+
+    const values = new ValuePool(options.valueSize, options.seed);
+    const contexts = new Map<number, Uint8Array>();
+    const ops = new Operations(clients, options, values, contexts);
+
+    let nextLoad = 0;
+    const load = await phase("load", `${options.records} records of ${options.valueSize} bytes, ${options.concurrency} in flight`, () =>
+      runPhase({
+        name: "load",
+        concurrency: options.concurrency,
+        limits: { operations: options.records },
+        signal,
+        onProgress: hooks.onProgress,
+        createSource: (worker) => {
+          const rng = workerRng(options.seed, "load", worker);
+          return () => {
+            const index = nextLoad++;
+            return { kind: "insert", execute: () => ops.insert(worker, index, rng) };
+          };
+        },
+      }),
+    );
+
+    const keySpace = new KeySpace(options.records);
+    const workloads: WorkloadResult[] = [];
+    for (const name of options.workloads) {
+      if (signal?.aborted) break;
+      const spec = WORKLOADS[name];
+      const distribution = options.distribution ?? spec.distribution;
+      const before = await clusterCounters(clients);
+      const result = await phase(`workload ${name}`, `${spec.description}, ${distribution}`, () =>
+        runPhase({
+          name: `workload ${name}`,
+          concurrency: options.concurrency,
+          limits: workloadLimits,
+          signal,
+          onProgress: hooks.onProgress,
+          createSource: (worker) => {
+            const rng = workerRng(options.seed, `workload ${name}`, worker);
+            const chooser = keyChooser(distribution);
+            return (): Step => {
+              const kind = chooseOperation(spec, rng.next());
+              if (kind === "insert") {
+                const index = keySpace.issueInsert();
+                return {
+                  kind,
+                  execute: async () => {
+                    try {
+                      return await ops.insert(worker, index, rng);
+                    } finally {
+                      keySpace.settle(index);
+                    }
+                  },
+                };
+              }
+              const index = keySpace.choose(chooser, rng);
+              return { kind, execute: () => ops.run(kind, worker, index, rng) };
+            };
+          },
+        }),
+      );
+      const after = await clusterCounters(clients);
+      workloads.push({
+        ...result,
+        workload: name,
+        description: spec.description,
+        distribution,
+        ratios: ratios(result, transport, storage),
+        ...(before && after ? { clusterCounters: counterDelta(before, after) } : {}),
+      });
+    }
+
+    return {
+      tool: "dynamo-bench",
+      formatVersion: 1,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      options,
+      cluster,
+      ceilings: { ...(transport ? { transport } : {}), ...(storage ? { storage } : {}) },
+      load,
+      workloads,
+      interrupted: signal?.aborted ?? false,
+    };
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+/** The operations of the workloads, on the client the worker is assigned to. */
+class Operations {
+  constructor(
+    private readonly clients: readonly DynamoClient[],
+    private readonly options: BenchOptions,
+    private readonly values: ValuePool,
+    /** The newest context this run has seen per key: what an application would write back with. */
+    private readonly contexts: Map<number, Uint8Array>,
+  ) {}
+
+  private client(worker: number): DynamoClient {
+    return this.clients[worker % this.clients.length]!;
+  }
+
+  private key(index: number): string {
+    return keyName(this.options.keyPrefix, index);
+  }
+
+  run(kind: Exclude<OperationKind, "insert">, worker: number, index: number, rng: Rng): Promise<StepOutcome> {
+    switch (kind) {
+      case "read":
+        return this.read(worker, index);
+      case "update":
+        return this.write(worker, index, rng, this.contexts.get(index));
+      case "readModifyWrite":
+        return this.readModifyWrite(worker, index, rng);
+    }
+  }
+
+  async insert(worker: number, index: number, rng: Rng): Promise<StepOutcome> {
+    return this.write(worker, index, rng, undefined);
+  }
+
+  private async read(worker: number, index: number): Promise<StepOutcome> {
+    const found = await this.client(worker).get(this.key(index), { r: this.options.r });
+    if (!found) return { notFound: true, siblings: 0 };
+    this.contexts.set(index, found.context);
+    return { siblings: found.values.length };
+  }
+
+  private async write(worker: number, index: number, rng: Rng, context: Uint8Array | undefined): Promise<StepOutcome> {
+    const { context: next } = await this.client(worker).put(this.key(index), this.values.next(rng), { w: this.options.w, context });
+    this.contexts.set(index, next);
+    return {};
+  }
+
+  private async readModifyWrite(worker: number, index: number, rng: Rng): Promise<StepOutcome> {
+    const client = this.client(worker);
+    const key = this.key(index);
+    const found = await client.get(key, { r: this.options.r });
+    // The write replaces exactly what was read (a blind write when nothing was there).
+    const { context } = await client.put(key, this.values.next(rng), { w: this.options.w, context: found?.context });
+    this.contexts.set(index, context);
+    return { requests: 2, notFound: found === null, siblings: found?.values.length ?? 0 };
+  }
+}
+
+async function clusterInfo(options: BenchOptions, clients: readonly DynamoClient[]): Promise<ClusterInfo> {
+  const statuses = await Promise.all(
+    clients.map(async (client, i) => {
+      try {
+        return await client.status({ timeoutMs: options.timeoutMs });
+      } catch (err) {
+        throw new BenchSetupError(`node ${options.nodes[i]} does not answer its status call: ${(err as Error).message}`, { cause: err });
+      }
+    }),
+  );
+  const first = statuses[0]!;
+  return {
+    nodes: options.nodes,
+    n: first.n,
+    r: first.r,
+    w: first.w,
+    version: first.version,
+    members: first.members.map((m) => ({ nodeId: m.nodeId, address: m.address, state: m.state })),
+  };
+}
+
+async function clusterCounters(clients: readonly DynamoClient[]): Promise<Map<string, bigint> | undefined> {
+  try {
+    const totals = new Map<string, bigint>();
+    for (const status of await Promise.all(clients.map((c) => c.status({ timeoutMs: 2_000 })))) {
+      for (const [name, value] of Object.entries(status.counters)) totals.set(name, (totals.get(name) ?? 0n) + value);
+    }
+    return totals;
+  } catch {
+    // Counters are a diagnostic: a node too busy to answer does not fail the run.
+    return undefined;
+  }
+}
+
+function counterDelta(before: Map<string, bigint>, after: Map<string, bigint>): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [name, value] of [...after].sort(([a], [b]) => a.localeCompare(b))) {
+    const change = value - (before.get(name) ?? 0n);
+    if (change !== 0n) delta[name] = Number(change);
+  }
+  return delta;
+}
+
+/** Storage cost of one operation of each kind, in raw gets and puts. */
+const STORAGE_COST: Record<OperationKind, { gets: number; puts: number }> = {
+  read: { gets: 1, puts: 0 },
+  update: { gets: 0, puts: 1 },
+  insert: { gets: 0, puts: 1 },
+  readModifyWrite: { gets: 1, puts: 1 },
+};
+
+export function ratios(result: PhaseResult, transport: PhaseResult | undefined, storage: StorageCeiling | undefined): Ratios {
+  const out: { -readonly [K in keyof Ratios]: Ratios[K] } = {};
+  if (transport && transport.throughput > 0) {
+    out.throughputToTransport = result.throughput / transport.throughput;
+    out.requestsToTransport = result.requestsPerSecond / transport.throughput;
+  }
+  if (storage && storage.get.throughput > 0 && storage.put.throughput > 0) {
+    // Seconds of raw storage time one operation of this mix would take, averaged over the
+    // operations measured; its inverse is the rate storage alone could sustain.
+    let count = 0;
+    let seconds = 0;
+    for (const [kind, latency] of Object.entries(result.latency)) {
+      const cost = STORAGE_COST[kind as OperationKind];
+      if (!cost) continue;
+      count += latency.count;
+      seconds += latency.count * (cost.gets / storage.get.throughput + cost.puts / storage.put.throughput);
+    }
+    if (count > 0 && seconds > 0) out.throughputToStorage = result.throughput / (count / seconds);
+  }
+  return out;
+}
+
+function validate(options: BenchOptions): void {
+  const positive = (name: string, value: number | undefined, allowZero = false) => {
+    if (value === undefined) return;
+    if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new BenchSetupError(`${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${value}`);
+  };
+  if (options.nodes.length === 0) throw new BenchSetupError("give at least one node");
+  positive("records", options.records);
+  positive("operations", options.operations);
+  positive("concurrency", options.concurrency);
+  positive("value size", options.valueSize, true);
+  positive("storage batch size", options.storageBatchSize);
+  positive("r", options.r);
+  positive("w", options.w);
+  for (const [name, ms] of [["duration", options.durationMs], ["warm-up", options.warmupMs], ["ceiling duration", options.ceilingDurationMs]] as const) {
+    if (ms !== undefined && !(Number.isFinite(ms) && ms >= 0)) throw new BenchSetupError(`${name} must be a non-negative number of ms, got ${ms}`);
+  }
+  if (!(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0)) throw new BenchSetupError(`timeout must be a positive number of ms, got ${options.timeoutMs}`);
+  if (options.workloads.length === 0) throw new BenchSetupError("give at least one workload");
+}

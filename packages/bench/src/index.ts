@@ -1,0 +1,16 @@
+export { BenchSetupError, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, ratios, runBench } from "./bench.js";
+export type { BenchHooks, BenchOptions, BenchResult, ClusterInfo, Ratios, WorkloadResult } from "./bench.js";
+export { createClientTransport, measureStorageCeiling, measureTransportCeiling } from "./ceilings.js";
+export type { CeilingRunOptions, StorageCeiling, StorageCeilingOptions, TransportCeiling, TransportCeilingOptions } from "./ceilings.js";
+export { BenchUsageError, EXIT, HELP, parseCommand, parseDuration, run } from "./cli.js";
+export type { CliCommand, Io } from "./cli.js";
+export { LatencyRecorder } from "./latency.js";
+export type { LatencySummary } from "./latency.js";
+export { LatestChooser, Rng, UniformChooser, workerRng, ZIPFIAN_CONSTANT, ZipfianChooser } from "./random.js";
+export type { KeyChooser } from "./random.js";
+export { formatProgress, formatReport } from "./report.js";
+export { errorCode, PhaseConfigError, runPhase } from "./runner.js";
+export type { ErrorCounts, PhaseLimits, PhaseOptions, PhaseResult, Progress, Step, StepOutcome, StepSource } from "./runner.js";
+export { ValuePool } from "./values.js";
+export { chooseOperation, isWorkloadName, keyChooser, keyName, KeySpace, OPERATION_KINDS, WORKLOAD_NAMES, WORKLOADS } from "./workloads.js";
+export type { Distribution, OperationKind, WorkloadName, WorkloadSpec } from "./workloads.js";
