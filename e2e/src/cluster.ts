@@ -97,8 +97,26 @@ export class Cluster {
     private readonly network: StartedNetwork,
     private readonly docker: ContainerRuntimeClient,
     private readonly startupTimeoutMs: number,
+    private readonly secret: string,
   ) {
     this.states = nodes.map(() => "running");
+  }
+
+  /**
+   * The record node `index` stores for `key` (its canonical encoded sibling set, base64; ""
+   * when it has none), read straight from its store over the internal ReplicaService with the
+   * cluster secret: no quorum, no read repair. Equal records mean equal versions.
+   */
+  async replicaRecord(index: number, key: string): Promise<string> {
+    const node = this.node(index);
+    const res = await fetch(`http://127.0.0.1:${node.hostPort}/dynamo.v1.ReplicaService/Read`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-dynamo-cluster-secret": this.secret },
+      body: JSON.stringify({ key }),
+      signal: AbortSignal.timeout(5_000),
+    });
+    if (!res.ok) throw new ClusterError(`replica read of ${JSON.stringify(key)} on ${node.id}: HTTP ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { record?: string }).record ?? "";
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -153,7 +171,7 @@ export class Cluster {
         container,
         client: new DynamoClient({ node: `127.0.0.1:${ports[i]!}`, timeoutMs: requestTimeoutMs }),
       }));
-      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs);
+      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs, secret);
     } catch (error) {
       await Promise.allSettled(started.map((c) => removeContainer(docker, c.getId())));
       // A container whose start failed half-way is not in `started`: find it by its network label.
