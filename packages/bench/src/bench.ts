@@ -7,6 +7,9 @@ import { type PhaseLimits, type PhaseResult, type Progress, runPhase, type Step,
 import { ValuePool } from "./values.js";
 import { chooseOperation, type Distribution, keyChooser, keyName, KeySpace, type OperationKind, WORKLOADS, type WorkloadName } from "./workloads.js";
 
+export type Ceiling = "transport" | "storage";
+export const CEILINGS: readonly Ceiling[] = ["transport", "storage"];
+
 export interface BenchOptions {
   /** host:port of the nodes; workers are spread over them round-robin. */
   readonly nodes: readonly string[];
@@ -28,7 +31,8 @@ export interface BenchOptions {
   readonly timeoutMs: number;
   /** Keys are `${keyPrefix}${index}`; a fresh prefix per run keeps runs from creating siblings of each other's keys. */
   readonly keyPrefix: string;
-  readonly ceilings: boolean;
+  /** Which ceilings to measure before the workloads (none: no ratios). */
+  readonly ceilings: readonly Ceiling[];
   /** Length of each ceiling measurement. */
   readonly ceilingDurationMs: number;
   /** Node the transport ceiling calls; default the first. */
@@ -49,7 +53,7 @@ export const DEFAULT_OPTIONS = {
   workloads: ["A", "B", "C", "D", "F"],
   protocol: "connect",
   timeoutMs: 5_000,
-  ceilings: true,
+  ceilings: ["transport", "storage"],
   ceilingDurationMs: 5_000,
   storageBatchSize: 100,
 } as const satisfies Partial<BenchOptions>;
@@ -137,11 +141,13 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
 
     let transport: TransportCeiling | undefined;
     let storage: StorageCeiling | undefined;
-    if (options.ceilings) {
+    if (options.ceilings.includes("transport")) {
       const node = options.ceilingNode ?? options.nodes[0]!;
       transport = await phase("transport ceiling", `grpc.health.v1.Health/Check on ${node}, ${options.concurrency} in flight`, () =>
         measureTransportCeiling({ ...common, limits: ceilingLimits, node, protocol: options.protocol, timeoutMs: options.timeoutMs }),
       );
+    }
+    if (options.ceilings.includes("storage")) {
       hooks.onPhase?.("storage ceiling", `classic-level in this process: put, get, put sync (${options.concurrency} in flight), sync batches of ${options.storageBatchSize}`);
       storage = await measureStorageCeiling({
         ...common,

@@ -30,7 +30,7 @@ describe("parseCommand", () => {
       seed: 1,
       workloads: ["A", "B", "C", "D", "F"],
       protocol: "connect",
-      ceilings: true,
+      ceilings: ["transport", "storage"],
       warmupMs: 1_000,
       ceilingDurationMs: 5_000,
       storageBatchSize: 100,
@@ -83,7 +83,7 @@ describe("parseCommand", () => {
       protocol: "grpc",
       timeoutMs: 900,
       keyPrefix: "k:",
-      ceilings: false,
+      ceilings: [],
       ceilingDurationMs: 1500,
       ceilingNode: "127.0.0.1:7203",
       storageBatchSize: 50,
@@ -92,6 +92,9 @@ describe("parseCommand", () => {
     expect(json).toBe(true);
     expect(quiet).toBe(true);
     expect(parseCommand(["-h"]).help).toBe(true);
+    expect(parseCommand(["--ceilings", "storage"]).options.ceilings).toEqual(["storage"]);
+    expect(parseCommand(["--ceilings", "storage,transport,storage"]).options.ceilings).toEqual(["storage", "transport"]);
+    expect(parseCommand(["--ceilings", "none"]).options.ceilings).toEqual([]);
   });
 
   it.each([
@@ -109,6 +112,8 @@ describe("parseCommand", () => {
     [["--nodes", ""], /at least one host:port/],
     [["--seed", "99999999999"], /--seed must be at most/],
     [["--key-prefix", ""], /must not be empty/],
+    [["--ceilings", "network"], /--ceilings takes transport, storage or none/],
+    [["--ceilings", "storage", "--no-ceilings"], /not both/],
   ])("rejects %j", (argv, message) => {
     expect(() => parseCommand(argv)).toThrow(BenchUsageError);
     expect(() => parseCommand(argv)).toThrow(message);

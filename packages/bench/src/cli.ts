@@ -2,7 +2,7 @@
 // unreachable, …), 2 usage error, 130 interrupted.
 import { parseArgs } from "node:util";
 import type { Protocol } from "@dynamo-ts/client";
-import { type BenchOptions, BenchSetupError, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, runBench } from "./bench.js";
+import { type BenchOptions, BenchSetupError, type Ceiling, CEILINGS, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, runBench } from "./bench.js";
 import { formatErrors, formatProgress, formatRate, formatReport } from "./report.js";
 import type { Distribution, WorkloadName } from "./workloads.js";
 import { isWorkloadName, WORKLOAD_NAMES } from "./workloads.js";
@@ -33,7 +33,8 @@ Options:
   --protocol P              connect (default), grpc or grpc-web
   --timeout-ms MS           Deadline of each request (default ${DEFAULT_OPTIONS.timeoutMs})
   --key-prefix P            Key prefix (default: a fresh one per run, so runs never collide)
-  --no-ceilings             Skip the ceiling measurements
+  --ceilings LIST           Ceilings to measure: transport, storage, both (default) or none
+  --no-ceilings             Same as --ceilings none
   --ceiling-duration D      Length of each ceiling measurement (default ${DEFAULT_OPTIONS.ceilingDurationMs / 1000}s)
   --ceiling-node HOST:PORT  Node for the transport ceiling (default: the first of --nodes)
   --storage-batch N         Puts per batch in the durable storage ceiling (default ${DEFAULT_OPTIONS.storageBatchSize})
@@ -106,6 +107,7 @@ export function parseCommand(argv: readonly string[]): CliCommand {
         protocol: { type: "string" },
         "timeout-ms": { type: "string" },
         "key-prefix": { type: "string" },
+        ceilings: { type: "string" },
         "no-ceilings": { type: "boolean" },
         "ceiling-duration": { type: "string" },
         "ceiling-node": { type: "string" },
@@ -144,6 +146,15 @@ export function parseCommand(argv: readonly string[]): CliCommand {
   }
   if (workloads.length === 0) throw new BenchUsageError("--workloads needs at least one workload");
 
+  const ceilings: Ceiling[] = [];
+  const ceilingList = values["no-ceilings"] === true ? "none" : (str("ceilings") ?? CEILINGS.join(","));
+  if (values["no-ceilings"] === true && str("ceilings") !== undefined) throw new BenchUsageError("give --ceilings or --no-ceilings, not both");
+  for (const item of ceilingList.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    if (item === "none") continue;
+    if (!CEILINGS.includes(item as Ceiling)) throw new BenchUsageError(`--ceilings takes ${CEILINGS.join(", ")} or none, got '${item}'`);
+    if (!ceilings.includes(item as Ceiling)) ceilings.push(item as Ceiling);
+  }
+
   const duration = str("duration");
   const keyPrefix = str("key-prefix");
   if (keyPrefix !== undefined && keyPrefix === "") throw new BenchUsageError("--key-prefix must not be empty");
@@ -163,7 +174,7 @@ export function parseCommand(argv: readonly string[]): CliCommand {
     protocol: protocol as Protocol,
     timeoutMs: parseInteger(str("timeout-ms"), "timeout-ms", 1) ?? DEFAULT_OPTIONS.timeoutMs,
     keyPrefix: keyPrefix ?? freshKeyPrefix(),
-    ceilings: values["no-ceilings"] !== true,
+    ceilings,
     ceilingDurationMs: str("ceiling-duration") === undefined ? DEFAULT_OPTIONS.ceilingDurationMs : parseDuration(str("ceiling-duration")!, "ceiling-duration"),
     ceilingNode: str("ceiling-node") === undefined ? undefined : parseNode(str("ceiling-node")!, "ceiling-node"),
     storageBatchSize: parseInteger(str("storage-batch"), "storage-batch", 1) ?? DEFAULT_OPTIONS.storageBatchSize,
