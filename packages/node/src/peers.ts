@@ -1,7 +1,7 @@
 // Clients for talking to other nodes. One HTTP/2 session per peer, reused by every call
 // (replica reads and writes, forwarded writes), with the cluster secret on every request.
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
@@ -43,17 +43,9 @@ export class PeerPool {
     if (existing && existing.address === address) return existing;
     existing?.sessions.abort();
 
-    const baseUrl = `http://${address}`;
     // Pings keep an idle session verified so a peer that vanished is noticed before a
     // request waits on a dead socket.
-    const sessions = new Http2SessionManager(baseUrl, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
-    const transport = createConnectTransport({
-      baseUrl,
-      httpVersion: "2",
-      useBinaryFormat: true,
-      sessionManager: sessions,
-      interceptors: [this.secretInterceptor],
-    });
+    const { sessions, transport } = this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
     const replica = createClient(ReplicaService, transport);
     const endpoint: ReplicaEndpoint = {
       async write(key, _set, encoded, hintFor, signal) {
@@ -67,6 +59,14 @@ export class PeerPool {
     const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), health: createClient(Health, transport), antiEntropy: createClient(AntiEntropyService, transport), endpoint };
     this.peers.set(node, peer);
     return peer;
+  }
+
+  /** One HTTP/2 session to `address`, binary Connect, the cluster secret on every call. */
+  private connect(address: string, sessionOptions: Http2SessionOptions): { sessions: Http2SessionManager; transport: Transport } {
+    const baseUrl = `http://${address}`;
+    const sessions = new Http2SessionManager(baseUrl, sessionOptions);
+    const transport = createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: sessions, interceptors: [this.secretInterceptor] });
+    return { sessions, transport };
   }
 
   endpoint(node: string): ReplicaEndpoint {
@@ -89,9 +89,7 @@ export class PeerPool {
   async sendGossip(address: string, message: Uint8Array, timeoutMs: number): Promise<void> {
     let gossip = this.gossipClients.get(address);
     if (!gossip) {
-      const baseUrl = `http://${address}`;
-      const sessions = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 60_000 });
-      const transport = createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: sessions, interceptors: [this.secretInterceptor] });
+      const { sessions, transport } = this.connect(address, { idleConnectionTimeoutMs: 60_000 });
       gossip = { sessions, client: createClient(GossipService, transport) };
       this.gossipClients.set(address, gossip);
     }

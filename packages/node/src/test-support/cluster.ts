@@ -182,23 +182,23 @@ export class TestCluster {
   async waitAllAlive(timeoutMs = 15_000): Promise<void> {
     await eventually(async () => {
       for (const node of this.nodes) {
-        const client = new DynamoClient({ node: node.address, httpVersion: "1.1" });
-        try {
-          const status = await client.status();
-          const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
-          if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
-        } finally {
-          client.close();
-        }
+        const status = await this.status(node.id);
+        const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
+        if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
       }
     }, timeoutMs);
   }
 
   /** Node `id`'s view of the cluster (members, states, ownership). */
-  async status(id: string) {
+  status(id: string) {
+    return this.withClient(id, (client) => client.status());
+  }
+
+  /** Runs `call` with a short-lived HTTP/1.1 client of node `id`. */
+  private async withClient<T>(id: string, call: (client: DynamoClient) => Promise<T>): Promise<T> {
     const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1" });
     try {
-      return await client.status();
+      return await call(client);
     } finally {
       client.close();
     }
@@ -206,13 +206,8 @@ export class TestCluster {
 
   /** Pending hints node `id` holds, per target. */
   async hints(id: string): Promise<Map<string, number>> {
-    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1" });
-    try {
-      const res = await client.hints();
-      return new Map(res.targets.map((t) => [t.nodeId, Number(t.count)]));
-    } finally {
-      client.close();
-    }
+    const res = await this.withClient(id, (client) => client.hints());
+    return new Map(res.targets.map((t) => [t.nodeId, Number(t.count)]));
   }
 
   async stop(): Promise<void> {
