@@ -2,15 +2,17 @@
 # Builds the node image (dynamo-ts/node:local) from the workspace's built dist/ folders.
 #
 #   1. stages docker/bundle/ (docker/stage-bundle.mjs): dist/ of the workspace packages the node
-#      and CLI need + their production node_modules, as real copies;
+#      and CLI need + their production node_modules, as real copies, and docker/bundle/Dockerfile
+#      (the runtime stage of docker/Dockerfile, reading the bundle from the build context);
 #   2. picks the base image: $BASE_IMAGE when set; otherwise node:24-slim when it is already
 #      present locally; otherwise the local base dynamo-ts/node-base:24-local (made by
 #      docker/build-local-base.sh when missing), since no registry may be reachable;
-#   3. builds docker/Dockerfile with the repository root as context, then checks that the image
+#   3. builds docker/bundle/Dockerfile with the repository root as context, then checks that the image
 #      loads every staged package (native addon included) and prints what it used.
 #
 # Environment: BASE_IMAGE (base to build on), IMAGE (tag, default dynamo-ts/node:local).
-# Run `npx nx run-many -t build` first: this script packages what is built, it does not build.
+# Run `npx nx run-many -t build` first: this script packages what is built, it does not build
+# (`docker compose build` builds the same image from sources instead, see docker/README.md).
 set -euo pipefail
 
 readonly REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,7 +56,7 @@ trap 'rm -f "$build_log"' EXIT
 previous_id="$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 digest="$(cat docker/bundle/digest)"
 # The label lets the e2e suites refuse an image older than the workspace it would test.
-if ! docker build -f docker/Dockerfile --build-arg "BASE_IMAGE=$base" --label "org.dynamo-ts.build-inputs=$digest" \
+if ! docker build -f docker/bundle/Dockerfile --build-arg "BASE_IMAGE=$base" --label "org.dynamo-ts.build-inputs=$digest" \
   -t "$IMAGE" . >"$build_log" 2>&1; then
   tail -n 40 "$build_log" >&2
   die "docker build failed (base $base)"
