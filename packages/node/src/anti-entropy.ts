@@ -52,6 +52,7 @@ import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, isDeleted, ty
 import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import { AsyncQueue } from "./async-queue.js";
 import type { LocalReplica, ReplicaChange } from "./replica.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -1041,33 +1042,6 @@ function merkleCall<T>(read: () => T): T {
   } catch (err) {
     if (err instanceof MerkleError) throw invalid(err.message);
     throw err;
-  }
-}
-
-/** Requests pushed into the client's request stream as the exchange goes. */
-class AsyncQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
-  private ended = false;
-  private wake: (() => void) | undefined;
-
-  push(item: T): void {
-    if (this.ended) throw new Error("the request stream has ended");
-    this.items.push(item);
-    this.wake?.();
-  }
-
-  end(): void {
-    this.ended = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      while (this.items.length > 0) yield this.items.shift()!;
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
   }
 }
 

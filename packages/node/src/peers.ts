@@ -1,10 +1,11 @@
-// Clients for talking to other nodes. One HTTP/2 session per peer, reused by every call
-// (replica reads and writes, forwarded writes), with the cluster secret on every request.
+// Clients for talking to other nodes. One HTTP/2 session per peer, reused by every call (the
+// replica stream, forwarded writes, hints, probes), with the cluster secret on every request.
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
+import { ReplicaChannel } from "./replica-stream.js";
 
 export const SECRET_HEADER = "x-dynamo-cluster-secret";
 /** Set on a write one node hands to another that is in the key's preference list. */
@@ -13,6 +14,7 @@ export const FORWARDED_HEADER = "x-dynamo-forwarded";
 interface Peer {
   readonly address: string;
   readonly sessions: Http2SessionManager;
+  readonly channel: ReplicaChannel;
   readonly replica: Client<typeof ReplicaService>;
   readonly kv: Client<typeof KVService>;
   readonly health: Client<typeof Health>;
@@ -41,22 +43,31 @@ export class PeerPool {
     if (!address) throw new PeerUnknownError(node);
     const existing = this.peers.get(node);
     if (existing && existing.address === address) return existing;
-    existing?.sessions.abort();
+    if (existing) closePeer(existing);
 
     // Pings keep an idle session verified so a peer that vanished is noticed before a
     // request waits on a dead socket.
     const { sessions, transport } = this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
     const replica = createClient(ReplicaService, transport);
+    // Coordinators' replica reads and writes share one long-lived stream to the peer.
+    const channel = new ReplicaChannel(replica, node);
     const endpoint: ReplicaEndpoint = {
-      async write(key, _set, encoded, hintFor, signal) {
-        await replica.write({ key, record: encoded, hintFor: hintFor ?? "" }, { signal });
-      },
+      write: (key, _set, encoded, hintFor, signal) => channel.write(key, encoded, hintFor, signal),
       async read(key, signal) {
-        const res = await replica.read({ key }, { signal });
-        return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
+        const record = await channel.read(key, signal);
+        return record.byteLength === 0 ? undefined : decodeSiblingSet(record);
       },
     };
-    const peer: Peer = { address, sessions, replica, kv: createClient(KVService, transport), health: createClient(Health, transport), antiEntropy: createClient(AntiEntropyService, transport), endpoint };
+    const peer: Peer = {
+      address,
+      sessions,
+      channel,
+      replica,
+      kv: createClient(KVService, transport),
+      health: createClient(Health, transport),
+      antiEntropy: createClient(AntiEntropyService, transport),
+      endpoint,
+    };
     this.peers.set(node, peer);
     return peer;
   }
@@ -65,7 +76,16 @@ export class PeerPool {
   private connect(address: string, sessionOptions: Http2SessionOptions): { sessions: Http2SessionManager; transport: Transport } {
     const baseUrl = `http://${address}`;
     const sessions = new Http2SessionManager(baseUrl, sessionOptions);
-    const transport = createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, sessionManager: sessions, interceptors: [this.secretInterceptor] });
+    // No compression between nodes: replica messages are small and cross a LAN at most; the
+    // gzip that Connect applies to messages over 1 KiB cost more CPU than it saved.
+    const transport = createConnectTransport({
+      baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      acceptCompression: [],
+      sessionManager: sessions,
+      interceptors: [this.secretInterceptor],
+    });
     return { sessions, transport };
   }
 
@@ -129,11 +149,16 @@ export class PeerPool {
   }
 
   close(): void {
-    for (const peer of this.peers.values()) peer.sessions.abort();
+    for (const peer of this.peers.values()) closePeer(peer);
     this.peers.clear();
     for (const { sessions } of this.gossipClients.values()) sessions.abort();
     this.gossipClients.clear();
   }
+}
+
+function closePeer(peer: Peer): void {
+  peer.channel.close();
+  peer.sessions.abort();
 }
 
 export class PeerUnknownError extends Error {

@@ -15,12 +15,12 @@ import {
   type StatusResponseSchema,
 } from "@dynamo-ts/proto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
 import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "./anti-entropy.js";
 import type { Coordinator } from "./coordinator.js";
 import { Deadline } from "./coordinator.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
 import type { LocalReplica } from "./replica.js";
+import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream.js";
 
 export interface ServiceState {
   readonly nodeId: string;
@@ -92,21 +92,16 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   router.service(ReplicaService, {
     async write(req, ctx) {
       requireInternal(ctx, clusterSecret);
-      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
-      let set;
-      try {
-        set = decodeSiblingSet(req.record);
-      } catch (err) {
-        if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
-        throw err;
-      }
-      await replica.write(req.key, set, req.record, req.hintFor || undefined);
+      await applyReplicaWrite(replica, req);
       return {};
     },
     async read(req, ctx) {
       requireInternal(ctx, clusterSecret);
-      const set = await replica.read(req.key);
-      return { record: set ? encodeSiblingSet(set) : new Uint8Array() };
+      return { record: await readReplicaRecord(replica, req) };
+    },
+    async *stream(requests, ctx) {
+      requireInternal(ctx, clusterSecret);
+      yield* serveReplicaStream(replica, requests, ctx.signal);
     },
     async purge(req, ctx) {
       requireInternal(ctx, clusterSecret);

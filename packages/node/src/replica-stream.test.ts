@@ -1,0 +1,259 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
+import { HintStore } from "@dynamo-ts/hintstore";
+import { type ReplicaOpBatch, ReplicaService } from "@dynamo-ts/proto";
+import { Storage } from "@dynamo-ts/storage";
+import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Metrics } from "./metrics.js";
+import { SECRET_HEADER } from "./peers.js";
+import { LocalReplica } from "./replica.js";
+import { ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
+import { requireInternal } from "./services.js";
+
+const SECRET = "replica-stream-test-secret";
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+
+function version(value: string): SiblingSet {
+  return update(undefined, new Map(), "n1", bytes(value), 1);
+}
+
+/** A real Connect server on 127.0.0.1 serving only ReplicaService.Stream over `replica`. */
+class StreamServer {
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private constructor(
+    private readonly server: Http2Server,
+    /** The number of ops in each request message the server received. */
+    readonly batchesReceived: number[],
+  ) {
+    server.on("session", (session) => {
+      this.sessions.add(session);
+      session.on("close", () => this.sessions.delete(session));
+    });
+  }
+
+  static async start(replica: ReplicaStore, port = 0): Promise<StreamServer> {
+    const batchesReceived: number[] = [];
+    async function* counted(requests: AsyncIterable<ReplicaOpBatch>): AsyncIterable<ReplicaOpBatch> {
+      for await (const batch of requests) {
+        batchesReceived.push(batch.ops.length);
+        yield batch;
+      }
+    }
+    const handler = connectNodeAdapter({
+      routes: (router) =>
+        router.service(ReplicaService, {
+          async *stream(requests, ctx) {
+            requireInternal(ctx, SECRET);
+            yield* serveReplicaStream(replica, counted(requests), ctx.signal);
+          },
+        }),
+    });
+    const server = createServer(handler);
+    const started = new StreamServer(server, batchesReceived);
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+    return started;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Stops listening and drops every connection at once, as a crashed peer would. */
+  async kill(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const session of this.sessions) session.destroy();
+    await closed;
+  }
+}
+
+function channelTo(port: number, secret = SECRET): ReplicaChannel {
+  const addSecret: Interceptor = (next) => (req) => {
+    req.header.set(SECRET_HEADER, secret);
+    return next(req);
+  };
+  const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2", useBinaryFormat: true, interceptors: [addSecret] });
+  return new ReplicaChannel(createClient(ReplicaService, transport), "peer1");
+}
+
+const later = (ms = 5_000) => AbortSignal.timeout(ms);
+
+describe("the replica stream between two nodes (real HTTP/2 on 127.0.0.1)", () => {
+  let dir: string;
+  let storage: Storage;
+  let hints: HintStore;
+  let replica: LocalReplica;
+  let server: StreamServer;
+  let channel: ReplicaChannel;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "dynamo-replica-stream-"));
+    storage = await Storage.open(join(dir, "data"));
+    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
+    replica = new LocalReplica("peer1", storage, hints, "siblings", new Metrics());
+    server = await StreamServer.start(replica);
+    channel = channelTo(server.port);
+  });
+
+  afterEach(async () => {
+    channel.close();
+    await server.kill();
+    await storage.close();
+    await hints.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("writes and reads many keys concurrently over one stream, batching ops issued together", async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `key-${i}`);
+    await Promise.all(keys.map((key) => channel.write(key, encodeSiblingSet(version(`value of ${key}`)), undefined, later())));
+    const records = await Promise.all(keys.map((key) => channel.read(key, later())));
+    for (const [i, key] of keys.entries()) {
+      expect(liveValues(decodeSiblingSet(records[i]!)).map(text)).toEqual([`value of ${key}`]);
+      expect(liveValues((await storage.get(key))!).map(text)).toEqual([`value of ${key}`]);
+    }
+    // 400 ops issued in two bursts: they travel in a few messages, not one message each.
+    expect(server.batchesReceived.reduce((a, b) => a + b, 0)).toBe(400);
+    expect(server.batchesReceived.length).toBeLessThan(20);
+  });
+
+  it("answers an unknown key with an empty record", async () => {
+    expect((await channel.read("never-written", later())).byteLength).toBe(0);
+  });
+
+  it("keeps a write with hint_for as a hint, not as the replica's own data", async () => {
+    await channel.write("hinted", encodeSiblingSet(version("for node3")), "node3", later());
+    expect(await storage.get("hinted")).toBeUndefined();
+    expect((await hints.list("node3")).map((hint) => hint.key)).toEqual(["hinted"]);
+  });
+
+  it("fails a bad op on its own with InvalidArgument and keeps serving the others", async () => {
+    const bad = channel.write("k", bytes("not a sibling set"), undefined, later());
+    const empty = channel.write("", encodeSiblingSet(version("x")), undefined, later());
+    const good = channel.write("k2", encodeSiblingSet(version("fine")), undefined, later());
+    await expect(bad).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringContaining("record does not decode") });
+    await expect(empty).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: "key must not be empty" });
+    await good;
+    expect(liveValues((await storage.get("k2"))!).map(text)).toEqual(["fine"]);
+  });
+
+  it("refuses a caller without the cluster secret with PermissionDenied", async () => {
+    const intruder = channelTo(server.port, "wrong-secret-wrong-secret");
+    try {
+      await expect(intruder.read("k", later())).rejects.toMatchObject({ code: Code.PermissionDenied });
+    } finally {
+      intruder.close();
+    }
+  });
+
+  it("fails the ops of a broken stream with Unavailable, and reopens it for the next op once the peer is back", async () => {
+    await channel.write("before", encodeSiblingSet(version("v1")), undefined, later());
+    const port = server.port;
+    await server.kill();
+    await expect(channel.read("before", later())).rejects.toMatchObject({ code: Code.Unavailable });
+    server = await StreamServer.start(replica, port);
+    expect(liveValues(decodeSiblingSet(await channel.read("before", later()))).map(text)).toEqual(["v1"]);
+  });
+});
+
+describe("replica ops that outlive their deadline or their stream", () => {
+  let server: StreamServer;
+  let channel: ReplicaChannel;
+  let release: () => void = () => {};
+  // A replica whose reads wait until the test releases them: an op in flight on demand.
+  const stalled: ReplicaStore = {
+    read: () => new Promise<SiblingSet | undefined>((resolve) => (release = () => resolve(version("late")))),
+    write: () => Promise.resolve(),
+  };
+
+  beforeEach(async () => {
+    server = await StreamServer.start(stalled);
+    channel = channelTo(server.port);
+  });
+
+  afterEach(async () => {
+    release();
+    channel.close();
+    await server.kill();
+  });
+
+  it("rejects an op with DeadlineExceeded when its deadline passes first, and ignores the late answer", async () => {
+    const read = channel.read("slow", AbortSignal.timeout(50));
+    await expect(read).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    release();
+    // The stream is still usable: the late answer for the abandoned op is dropped, new ops work.
+    await channel.write("after", encodeSiblingSet(version("x")), undefined, later());
+  });
+
+  it("rejects at once when the signal has already fired", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(channel.write("k", new Uint8Array(), undefined, controller.signal)).rejects.toMatchObject({ code: Code.Canceled });
+  });
+
+  it("fails ops in flight with Unavailable when the peer's connection drops", async () => {
+    const read = channel.read("slow", later()).then(() => undefined, (e: unknown) => e);
+    // Wait until the op has reached the server, so it is really in flight on the stream.
+    while (server.batchesReceived.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await server.kill();
+    const err = await read;
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.Unavailable);
+  });
+
+  it("fails ops in flight with Unavailable when the channel is closed", async () => {
+    const read = channel.read("slow", later());
+    channel.close();
+    await expect(read).rejects.toMatchObject({ code: Code.Unavailable, rawMessage: "replica stream to peer1 closed" });
+  });
+});
+
+describe("serveReplicaStream", () => {
+  it("answers every op, in completion order, and ends once the caller's side ended and all were answered", async () => {
+    const order: string[] = [];
+    const store: ReplicaStore = {
+      // "slow" completes after "fast" although it arrived first: ops do not wait for each other.
+      read: async (key) => {
+        if (key === "slow") await new Promise((resolve) => setTimeout(resolve, 30));
+        order.push(key);
+        return version(key);
+      },
+      write: () => Promise.resolve(),
+    };
+    async function* requests(): AsyncIterable<ReplicaOpBatch> {
+      yield { $typeName: "dynamo.v1.ReplicaOpBatch", ops: [
+        { $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "slow" } } },
+        { $typeName: "dynamo.v1.ReplicaOp", id: 2, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "fast" } } },
+        { $typeName: "dynamo.v1.ReplicaOp", id: 3, op: { case: undefined } },
+      ] };
+    }
+    const answered: Array<[number | undefined, string | undefined]> = [];
+    for await (const batch of serveReplicaStream(store, requests(), new AbortController().signal)) {
+      for (const result of batch.results ?? []) answered.push([result.id, result.result?.case]);
+    }
+    expect(order).toEqual(["fast", "slow"]);
+    expect(answered).toEqual([
+      [3, "error"],
+      [2, "read"],
+      [1, "read"],
+    ]);
+  });
+
+  it("stops answering when the call is cancelled", async () => {
+    const store: ReplicaStore = { read: () => new Promise(() => {}), write: () => Promise.resolve() };
+    async function* requests(): AsyncIterable<ReplicaOpBatch> {
+      yield { $typeName: "dynamo.v1.ReplicaOpBatch", ops: [{ $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "never" } } }] };
+      await new Promise(() => {});
+    }
+    const cancel = new AbortController();
+    setTimeout(() => cancel.abort(), 20);
+    const batches = [];
+    for await (const batch of serveReplicaStream(store, requests(), cancel.signal)) batches.push(batch);
+    expect(batches).toEqual([]);
+  });
+});

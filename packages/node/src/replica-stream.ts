@@ -1,0 +1,274 @@
+// Replica traffic over one long-lived `ReplicaService.Stream` per peer. A unary Connect call
+// costs far more CPU than the work a replica read or write does (stream setup, header blocks,
+// per-call signals, a URL per call; see docs/performance.md), and a quorum operation makes two
+// of them per request. Here a replica op is one message on a stream that stays open: ops are
+// tagged with ids, answered in any order, and batched in both directions when they are issued
+// or completed in the same turn of the event loop.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import type {
+  ReadRequest,
+  ReplicaOp,
+  ReplicaOpBatch,
+  ReplicaOpBatchSchema,
+  ReplicaOpSchema,
+  ReplicaResult,
+  ReplicaResultBatchSchema,
+  ReplicaResultSchema,
+  ReplicaService,
+  WriteRequest,
+} from "@dynamo-ts/proto";
+import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
+import { AsyncQueue } from "./async-queue.js";
+import type { LocalReplica } from "./replica.js";
+
+type OpInit = MessageInitShape<typeof ReplicaOpSchema>;
+type OpBody = OpInit["op"];
+type OpBatchInit = MessageInitShape<typeof ReplicaOpBatchSchema>;
+type ResultInit = MessageInitShape<typeof ReplicaResultSchema>;
+type ResultBatchInit = MessageInitShape<typeof ReplicaResultBatchSchema>;
+
+// --- the receiving side -------------------------------------------------------------------
+
+/** What a replica op needs of the local replica. */
+export type ReplicaStore = Pick<LocalReplica, "write" | "read">;
+
+/** Applies a replica write to the local store (or its hint store); shared by Write and Stream. */
+export async function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Promise<void> {
+  if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+  let set;
+  try {
+    set = decodeSiblingSet(req.record);
+  } catch (err) {
+    if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
+    throw err;
+  }
+  await replica.write(req.key, set, req.record, req.hintFor || undefined);
+}
+
+/** This replica's encoded sibling set for a key, empty when it has none; shared by Read and Stream. */
+export async function readReplicaRecord(replica: ReplicaStore, req: ReadRequest): Promise<Uint8Array> {
+  const set = await replica.read(req.key);
+  return set ? encodeSiblingSet(set) : new Uint8Array();
+}
+
+async function answer(replica: ReplicaStore, op: ReplicaOp): Promise<ResultInit> {
+  try {
+    switch (op.op.case) {
+      case "write":
+        await applyReplicaWrite(replica, op.op.value);
+        return { id: op.id, result: { case: "write", value: {} } };
+      case "read":
+        return { id: op.id, result: { case: "read", value: { record: await readReplicaRecord(replica, op.op.value) } } };
+      default:
+        throw new ConnectError("replica op has neither a write nor a read", Code.InvalidArgument);
+    }
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage } } };
+  }
+}
+
+/**
+ * Serves one Stream call: every op runs as soon as it arrives (ops do not wait for each
+ * other), and results go back as they complete. Ends when the caller ends its side and every
+ * op was answered, or at once when the call is cancelled.
+ */
+export async function* serveReplicaStream(replica: ReplicaStore, requests: AsyncIterable<ReplicaOpBatch>, signal: AbortSignal): AsyncGenerator<ResultBatchInit> {
+  const out = new AsyncQueue<ResultBatchInit>();
+  const batcher = new Batcher<ResultInit>((results) => {
+    if (!out.ended) out.push({ results });
+  });
+  let inFlight = 0;
+  let inputEnded = false;
+  const endWhenDone = () => {
+    if (inputEnded && inFlight === 0) batcher.afterFlush(() => out.end());
+  };
+  const onAbort = () => out.end();
+  signal.addEventListener("abort", onAbort, { once: true });
+  void (async () => {
+    try {
+      for await (const batch of requests) {
+        for (const op of batch.ops) {
+          inFlight++;
+          void answer(replica, op).then((result) => {
+            inFlight--;
+            batcher.add(result);
+            endWhenDone();
+          });
+        }
+      }
+    } catch {
+      // The caller went away; the abort signal ends the response side.
+    } finally {
+      inputEnded = true;
+      endWhenDone();
+    }
+  })();
+  try {
+    yield* out;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+// --- the calling side ---------------------------------------------------------------------
+
+/** Collects items added in one turn of the event loop and hands them on together. */
+class Batcher<T> {
+  private items: T[] = [];
+  private scheduled = false;
+  private readonly after: Array<() => void> = [];
+
+  constructor(private readonly send: (items: T[]) => void) {}
+
+  add(item: T): void {
+    this.items.push(item);
+    this.schedule();
+  }
+
+  /** Runs `fn` once the items added so far have been sent. */
+  afterFlush(fn: () => void): void {
+    this.after.push(fn);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const items = this.items;
+      this.items = [];
+      if (items.length > 0) this.send(items);
+      for (const fn of this.after.splice(0)) fn();
+    });
+  }
+}
+
+interface PendingOp {
+  resolve(result: ReplicaResult): void;
+  reject(err: ConnectError): void;
+}
+
+/** One open Stream call and the ops waiting for their results on it. */
+class OpenStream {
+  readonly pending = new Map<number, PendingOp>();
+  readonly requests = new AsyncQueue<OpBatchInit>();
+  readonly abort = new AbortController();
+  readonly outgoing = new Batcher<OpInit>((ops) => {
+    if (!this.requests.ended) this.requests.push({ ops });
+  });
+
+  /** Fails every op still waiting and ends the request side. */
+  fail(err: ConnectError): void {
+    this.requests.end();
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const op of waiting) op.reject(err);
+  }
+}
+
+/**
+ * The caller's side of the replica stream to one peer. Opens the stream on first use and again
+ * after it broke; a broken stream fails its ops in flight with Unavailable, which the
+ * coordinator treats like any failed replica call (fallbacks, hints).
+ */
+export class ReplicaChannel {
+  private stream: OpenStream | undefined;
+  private nextId = 0;
+
+  constructor(
+    private readonly client: Client<typeof ReplicaService>,
+    private readonly peer: string,
+  ) {}
+
+  async write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
+    await this.call({ case: "write", value: { key, record, hintFor: hintFor ?? "" } }, signal);
+  }
+
+  /** The peer's encoded sibling set for `key`, empty when it has none. */
+  async read(key: string, signal: AbortSignal): Promise<Uint8Array> {
+    const result = await this.call({ case: "read", value: { key } }, signal);
+    return result.result.case === "read" ? result.result.value.record : new Uint8Array();
+  }
+
+  /** Cancels the stream; ops in flight fail with Unavailable. */
+  close(): void {
+    const stream = this.stream;
+    this.stream = undefined;
+    if (!stream) return;
+    stream.fail(new ConnectError(`replica stream to ${this.peer} closed`, Code.Unavailable));
+    stream.abort.abort();
+  }
+
+  private call(op: OpBody, signal: AbortSignal): Promise<ReplicaResult> {
+    if (signal.aborted) return Promise.reject(abortError(signal, this.peer));
+    const stream = this.stream ?? this.open();
+    // Ids only need to be unique among the ops in flight; wrapping at 2^32 is harmless.
+    const id = (this.nextId = (this.nextId + 1) >>> 0);
+    return new Promise<ReplicaResult>((resolve, reject) => {
+      const onAbort = () => {
+        stream.pending.delete(id);
+        reject(abortError(signal, this.peer));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      stream.pending.set(id, {
+        resolve(result) {
+          signal.removeEventListener("abort", onAbort);
+          resolve(result);
+        },
+        reject(err) {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      });
+      stream.outgoing.add({ id, op });
+    });
+  }
+
+  private open(): OpenStream {
+    const stream = new OpenStream();
+    this.stream = stream;
+    const responses = this.client.stream(stream.requests, { signal: stream.abort.signal });
+    void (async () => {
+      let failure: ConnectError;
+      try {
+        for await (const batch of responses) {
+          for (const result of batch.results) {
+            const op = stream.pending.get(result.id);
+            if (!op) continue; // its caller stopped waiting (deadline)
+            stream.pending.delete(result.id);
+            if (result.result.case === "error") op.reject(new ConnectError(result.result.value.message, result.result.value.code as Code));
+            else op.resolve(result);
+          }
+        }
+        failure = new ConnectError(`replica stream to ${this.peer} ended`, Code.Unavailable);
+      } catch (err) {
+        failure = streamFailure(err, this.peer);
+      }
+      if (this.stream === stream) this.stream = undefined;
+      stream.fail(failure);
+    })();
+    return stream;
+  }
+}
+
+/**
+ * A stream that broke means the peer could not be reached for its ops, whatever the
+ * transport reported (reset, refused, GOAWAY); a refusal by the peer keeps its own code so a
+ * wrong cluster secret or an old peer stays visible as such.
+ */
+function streamFailure(err: unknown, peer: string): ConnectError {
+  const ce = ConnectError.from(err);
+  if (ce.code === Code.PermissionDenied || ce.code === Code.Unimplemented || ce.code === Code.Unavailable) return ce;
+  return new ConnectError(`replica stream to ${peer} failed: ${ce.rawMessage}`, Code.Unavailable);
+}
+
+function abortError(signal: AbortSignal, peer: string): ConnectError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === "TimeoutError") {
+    return new ConnectError(`${peer} did not answer before the deadline`, Code.DeadlineExceeded);
+  }
+  return new ConnectError(`replica op to ${peer} cancelled`, Code.Canceled);
+}
