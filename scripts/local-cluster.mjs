@@ -29,6 +29,7 @@ let options;
 try {
   options = parseArgs({
     strict: false,
+    tokens: true,
     options: {
       nodes: { type: "string", default: "3" },
       n: { type: "string" },
@@ -67,9 +68,20 @@ const dataRoot = resolve(values["data-dir"]);
 
 // Flags this script does not know go to every node unchanged.
 const known = new Set(["nodes", "n", "r", "w", "base-port", "data-dir", "sync", "quiet", "help"]);
+// parseArgs cannot know their types, so `--flag value` arrives as an option followed by a
+// positional: the positional is the flag's value (`--flag=value` carries it inline).
 const passThrough = [];
-for (const t of tokens ?? []) {
-  if (t.kind === "option" && !known.has(t.name)) passThrough.push(t.rawName, ...(t.value !== undefined ? [t.value] : []));
+const allTokens = tokens ?? [];
+allTokens.forEach((t, i) => {
+  if (t.kind !== "option" || known.has(t.name)) return;
+  passThrough.push(t.rawName);
+  if (t.value !== undefined) passThrough.push(t.value);
+  else if (allTokens[i + 1]?.kind === "positional") passThrough.push(allTokens[i + 1].value);
+});
+const strayPositional = allTokens.find((t, i) => t.kind === "positional" && !(allTokens[i - 1]?.kind === "option" && !known.has(allTokens[i - 1].name) && allTokens[i - 1].value === undefined));
+if (strayPositional) {
+  console.error(`local-cluster: unexpected argument '${strayPositional.value}' (options are --flag value)\n\n${HELP}`);
+  process.exit(2);
 }
 
 if (!existsSync(nodeMain)) {
