@@ -162,10 +162,12 @@ export class Storage {
     validateKey(key);
     const pending = this.pending.get(key);
     if (pending !== undefined) return pending.set;
-    return this.tracked(async () => {
-      const bytes = await this.db.get(dataKey(tokenOf(key), key));
-      return bytes === undefined ? undefined : this.decode(key, bytes);
-    });
+    // Synchronous, like the read in update(): a key's state is normally in LevelDB's block cache
+    // or the OS page cache, where a read takes microseconds, and the async get's trip through
+    // the libuv thread pool cost more CPU than the read itself (workload C: 14% less node CPU
+    // per operation, 16% more throughput; docs/performance.md).
+    const bytes = this.db.getSync(dataKey(tokenOf(key), key));
+    return bytes === undefined ? undefined : this.decode(key, bytes);
   }
 
   /**
