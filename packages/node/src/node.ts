@@ -2,7 +2,7 @@
 // hints, peers, the listener). It owns every socket, file and timer of a node.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
@@ -210,6 +210,7 @@ export class DynamoNode {
           gossip: (bytes) => this.membership.receive(bytes),
           leave: () => this.leave(),
         }),
+      interceptors: [logUnexpectedErrors(this.log)],
       // Room for the largest value plus protobuf framing; larger bodies are refused before
       // they are buffered. Values over the limit but under this get a clear InvalidArgument.
       readMaxBytes: config.maxValueBytes + config.maxKeyBytes + 64 * 1024,
@@ -360,6 +361,23 @@ export class DynamoNode {
 }
 
 /** A peer that could not be reached or did not answer in time, as opposed to one that answered with an error. */
+/**
+ * Logs a handler failure that is not a ConnectError: the client only sees "internal error"
+ * (Connect hides the cause), so the node's log is where the cause must be found.
+ */
+function logUnexpectedErrors(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (!(err instanceof ConnectError)) {
+        log.error("request failed with an unexpected error", { method: `${req.service.typeName}/${req.method.name}`, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      }
+      throw err;
+    }
+  };
+}
+
 export function isUnreachable(err: unknown): boolean {
   const ce = ConnectError.from(err);
   return ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Canceled;
