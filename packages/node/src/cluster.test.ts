@@ -210,10 +210,17 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
     expect(status.stdout).toMatch(/n1 \*/);
   });
 
-  it("stops gracefully on SIGTERM with exit code 0", async () => {
-    const code = await cluster.node("n3").stop();
+  it("stops gracefully on SIGTERM with exit code 0, ending its peers' replica streams rather than cutting them off", async () => {
+    // Writes through every node leave each peer with a replica stream open to n3.
+    for (const node of cluster.nodes) await cluster.client(node.id).put(`sigterm-${node.id}`, "v");
+    const n3 = cluster.node("n3");
+    n3.output.length = 0;
+    const code = await n3.stop();
     expect(code).toBe(0);
-    await cluster.node("n3").start();
+    const log = n3.output.join("");
+    expect(log).toContain('"msg":"stopped"');
+    expect(log).not.toContain("grace period over");
+    await n3.start();
   });
 });
 

@@ -72,9 +72,10 @@ export class DualProtocolListener {
 
   /**
    * Stops accepting connections, lets in-flight requests finish for up to `graceMs`,
-   * asks HTTP/2 clients to go away (GOAWAY), then closes whatever is left.
+   * asks HTTP/2 clients to go away (GOAWAY), then closes whatever is left. Resolves with the
+   * number of requests it had to cut off.
    */
-  async close(graceMs: number): Promise<void> {
+  async close(graceMs: number): Promise<{ cutOff: number }> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     for (const session of this.sessions) session.close();
     this.h1.closeIdleConnections();
@@ -87,8 +88,11 @@ export class DualProtocolListener {
         };
       });
     }
+    // Requests still running once the grace period is over are cut off with their connections.
+    const cutOff = this.inFlight;
     for (const session of this.sessions) session.destroy();
     for (const socket of this.sockets) socket.destroy();
     await closed;
+    return { cutOff };
   }
 }

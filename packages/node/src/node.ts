@@ -43,6 +43,8 @@ export class DynamoNode {
   private servingNow = false;
   private readonly servingListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
+  /** Fires when the node starts to stop: long-lived streams (peers' replica streams, health watches) then end. */
+  private readonly draining = new AbortController();
   private probeTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -201,6 +203,7 @@ export class DynamoNode {
           replica: this.replica,
           antiEntropy: this.antiEntropy,
           serving: () => this.servingNow,
+          draining: this.draining.signal,
           onServingChange: (listener) => {
             this.servingListeners.add(listener);
             return () => this.servingListeners.delete(listener);
@@ -345,7 +348,11 @@ export class DynamoNode {
       this.setServing(false);
       this.log.info("stopping", { graceMs: this.config.shutdownGraceMs });
       clearInterval(this.probeTimer);
-      await this.listener?.close(this.config.shutdownGraceMs);
+      this.draining.abort();
+      const closed = await this.listener?.close(this.config.shutdownGraceMs);
+      if (closed && closed.cutOff > 0) {
+        this.log.warn("grace period over: cut off requests still in flight", { requests: closed.cutOff, graceMs: this.config.shutdownGraceMs });
+      }
       await this.handoff.stop();
       await this.tombstones.stop();
       await this.antiEntropy.stop();
@@ -360,7 +367,6 @@ export class DynamoNode {
   }
 }
 
-/** A peer that could not be reached or did not answer in time, as opposed to one that answered with an error. */
 /**
  * Logs a handler failure that is not a ConnectError: the client only sees "internal error"
  * (Connect hides the cause), so the node's log is where the cause must be found.
@@ -378,6 +384,7 @@ function logUnexpectedErrors(log: Logger): Interceptor {
   };
 }
 
+/** A peer that could not be reached or did not answer in time, as opposed to one that answered with an error. */
 export function isUnreachable(err: unknown): boolean {
   const ce = ConnectError.from(err);
   return ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Canceled;

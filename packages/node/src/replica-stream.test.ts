@@ -38,7 +38,7 @@ class StreamServer {
     });
   }
 
-  static async start(replica: ReplicaStore, port = 0): Promise<StreamServer> {
+  static async start(replica: ReplicaStore, port = 0, draining?: AbortSignal): Promise<StreamServer> {
     const batchesReceived: number[] = [];
     async function* counted(requests: AsyncIterable<ReplicaOpBatch>): AsyncIterable<ReplicaOpBatch> {
       for await (const batch of requests) {
@@ -51,7 +51,7 @@ class StreamServer {
         router.service(ReplicaService, {
           async *stream(requests, ctx) {
             requireInternal(ctx, SECRET);
-            yield* serveReplicaStream(replica, counted(requests), ctx.signal);
+            yield* serveReplicaStream(replica, counted(requests), ctx.signal, draining);
           },
         }),
     });
@@ -204,6 +204,23 @@ describe("replica ops that outlive their deadline or their stream", () => {
     const err = await read;
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.Unavailable);
+  });
+
+  it("when the serving node starts to stop, answers the ops it took, then ends the stream; later ops fail with Unavailable", async () => {
+    const draining = new AbortController();
+    const drainingServer = await StreamServer.start(stalled, 0, draining.signal);
+    const toDraining = channelTo(drainingServer.port);
+    try {
+      const taken = toDraining.read("slow", later());
+      while (drainingServer.batchesReceived.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      draining.abort();
+      release();
+      expect(liveValues(decodeSiblingSet(await taken)).map(text)).toEqual(["late"]);
+      await expect(toDraining.read("after-drain", later())).rejects.toMatchObject({ code: Code.Unavailable });
+    } finally {
+      toDraining.close();
+      await drainingServer.kill();
+    }
   });
 
   it("fails ops in flight with Unavailable when the channel is closed", async () => {

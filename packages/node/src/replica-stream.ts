@@ -72,9 +72,16 @@ async function answer(replica: ReplicaStore, op: ReplicaOp): Promise<ResultInit>
 /**
  * Serves one Stream call: every op runs as soon as it arrives (ops do not wait for each
  * other), and results go back as they complete. Ends when the caller ends its side and every
- * op was answered, or at once when the call is cancelled.
+ * op was answered, or at once when the call is cancelled. When `draining` fires (the node is
+ * stopping) it takes no new ops and ends once those it took are answered; the caller fails
+ * the ops it still has in flight, and its coordinator falls back as for any down replica.
  */
-export async function* serveReplicaStream(replica: ReplicaStore, requests: AsyncIterable<ReplicaOpBatch>, signal: AbortSignal): AsyncGenerator<ResultBatchInit> {
+export async function* serveReplicaStream(
+  replica: ReplicaStore,
+  requests: AsyncIterable<ReplicaOpBatch>,
+  signal: AbortSignal,
+  draining?: AbortSignal,
+): AsyncGenerator<ResultBatchInit> {
   const out = new AsyncQueue<ResultBatchInit>();
   const batcher = new Batcher<ResultInit>((results) => {
     if (!out.ended) out.push({ results });
@@ -85,10 +92,17 @@ export async function* serveReplicaStream(replica: ReplicaStore, requests: Async
     if (inputEnded && inFlight === 0) batcher.afterFlush(() => out.end());
   };
   const onAbort = () => out.end();
+  const onDrain = () => {
+    inputEnded = true;
+    endWhenDone();
+  };
   signal.addEventListener("abort", onAbort, { once: true });
+  if (draining?.aborted) onDrain();
+  else draining?.addEventListener("abort", onDrain, { once: true });
   void (async () => {
     try {
       for await (const batch of requests) {
+        if (inputEnded) break;
         for (const op of batch.ops) {
           inFlight++;
           void answer(replica, op).then((result) => {
@@ -109,6 +123,7 @@ export async function* serveReplicaStream(replica: ReplicaStore, requests: Async
     yield* out;
   } finally {
     signal.removeEventListener("abort", onAbort);
+    draining?.removeEventListener("abort", onDrain);
   }
 }
 

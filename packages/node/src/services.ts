@@ -30,6 +30,8 @@ export interface ServiceState {
   readonly replica: LocalReplica;
   readonly antiEntropy: AntiEntropy;
   serving(): boolean;
+  /** Fires when the node begins to stop; streams that would otherwise stay open end then. */
+  readonly draining: AbortSignal;
   onServingChange(listener: () => void): () => void;
   status(): MessageInitShape<typeof StatusResponseSchema>;
   hints(): MessageInitShape<typeof ListHintsResponseSchema>;
@@ -101,7 +103,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     },
     async *stream(requests, ctx) {
       requireInternal(ctx, clusterSecret);
-      yield* serveReplicaStream(replica, requests, ctx.signal);
+      yield* serveReplicaStream(replica, requests, ctx.signal, state.draining);
     },
     async purge(req, ctx) {
       requireInternal(ctx, clusterSecret);
@@ -154,16 +156,19 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     async *watch(req, ctx) {
       let last = healthOf(req.service);
       yield { status: last };
-      while (!ctx.signal.aborted) {
+      // Ends when the client goes away or the node stops (after reporting NOT_SERVING).
+      const ended = () => ctx.signal.aborted || state.draining.aborted;
+      while (!ended()) {
         await new Promise<void>((resolve) => {
-          const off = state.onServingChange(() => {
+          const done = () => {
             off();
+            ctx.signal.removeEventListener("abort", done);
+            state.draining.removeEventListener("abort", done);
             resolve();
-          });
-          ctx.signal.addEventListener("abort", () => {
-            off();
-            resolve();
-          }, { once: true });
+          };
+          const off = state.onServingChange(done);
+          ctx.signal.addEventListener("abort", done, { once: true });
+          state.draining.addEventListener("abort", done, { once: true });
         });
         const now = healthOf(req.service);
         if (now !== last && !ctx.signal.aborted) {
