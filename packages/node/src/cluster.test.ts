@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Code, ConnectError, type DynamoClient } from "@dynamo-ts/client";
-import { ReplicaService } from "@dynamo-ts/proto";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus, ReplicaService } from "@dynamo-ts/proto";
 import { hashKey, Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -214,9 +214,23 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
     // Writes through every node leave each peer with a replica stream open to n3.
     for (const node of cluster.nodes) await cluster.client(node.id).put(`sigterm-${node.id}`, "v");
     const n3 = cluster.node("n3");
+    // A health watch on n3 is told NOT_SERVING and then ends, rather than being cut off.
+    const health = createClient(Health, createConnectTransport({ baseUrl: `http://${n3.address}`, httpVersion: "2" }));
+    const seen: ServingStatus[] = [];
+    const watchIterator = health.watch({})[Symbol.asyncIterator]();
+    seen.push((await watchIterator.next()).value.status);
+    const watched = (async () => {
+      for (;;) {
+        const next = await watchIterator.next();
+        if (next.done) return;
+        seen.push(next.value.status);
+      }
+    })();
     n3.output.length = 0;
     const code = await n3.stop();
     expect(code).toBe(0);
+    await watched;
+    expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
     const log = n3.output.join("");
     expect(log).toContain('"msg":"stopped"');
     expect(log).not.toContain("grace period over");
