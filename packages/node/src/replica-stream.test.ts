@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Metrics } from "./metrics.js";
 import { SECRET_HEADER } from "./peers.js";
 import { LocalReplica } from "./replica.js";
-import { ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
+import { applyReplicaWrite, MAX_STREAMED_RECORD_BYTES, ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
 import { requireInternal } from "./services.js";
 
 const SECRET = "replica-stream-test-secret";
@@ -47,8 +47,15 @@ class StreamServer {
       }
     }
     const handler = connectNodeAdapter({
+      // The node's limit with the default --max-value-bytes (1 MiB) and --max-key-bytes.
+      readMaxBytes: 1024 * 1024 + 1024 + 64 * 1024,
       routes: (router) =>
         router.service(ReplicaService, {
+          async write(req, ctx) {
+            requireInternal(ctx, SECRET);
+            await applyReplicaWrite(replica, req);
+            return {};
+          },
           async *stream(requests, ctx) {
             requireInternal(ctx, SECRET);
             yield* serveReplicaStream(replica, counted(requests), ctx.signal, draining);
@@ -120,6 +127,25 @@ describe("the replica stream between two nodes (real HTTP/2 on 127.0.0.1)", () =
     // 400 ops issued in two bursts: they travel in a few messages, not one message each.
     expect(server.batchesReceived.reduce((a, b) => a + b, 0)).toBe(400);
     expect(server.batchesReceived.length).toBeLessThan(20);
+  });
+
+  it("splits ops issued together into messages under the receiver's read limit, so large records replicate", async () => {
+    const big = "x".repeat(300 * 1024);
+    const keys = Array.from({ length: 12 }, (_, i) => `big-${i}`);
+    await Promise.all(keys.map((key) => channel.write(key, encodeSiblingSet(version(`${key}:${big}`)), undefined, later())));
+    const records = await Promise.all(keys.map((key) => channel.read(key, later())));
+    for (const [i, key] of keys.entries()) expect(text(liveValues(decodeSiblingSet(records[i]!))[0]!)).toBe(`${key}:${big}`);
+    // Every op of 300 KiB is over the batch budget: one op per message.
+    expect(server.batchesReceived.slice(0, 12)).toEqual(Array(12).fill(1));
+  });
+
+  it("writes a record over the receiver's message limit in a call of its own: it fails alone, the stream's ops succeed", async () => {
+    const huge = encodeSiblingSet(version("y".repeat(MAX_STREAMED_RECORD_BYTES + 100 * 1024)));
+    const small = encodeSiblingSet(version("small"));
+    const [hugeWrite, smallWrite] = await Promise.allSettled([channel.write("huge", huge, undefined, later()), channel.write("small", small, undefined, later())]);
+    expect(hugeWrite).toMatchObject({ status: "rejected", reason: { code: Code.ResourceExhausted } });
+    expect(smallWrite.status).toBe("fulfilled");
+    expect(server.batchesReceived).toEqual([1]);
   });
 
   it("answers an unknown key with an empty record", async () => {

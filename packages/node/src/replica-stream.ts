@@ -85,7 +85,7 @@ export async function* serveReplicaStream(
   const out = new AsyncQueue<ResultBatchInit>();
   const batcher = new Batcher<ResultInit>((results) => {
     if (!out.ended) out.push({ results });
-  });
+  }, resultSize);
   let inFlight = 0;
   let inputEnded = false;
   const endWhenDone = () => {
@@ -129,13 +129,30 @@ export async function* serveReplicaStream(
 
 // --- the calling side ---------------------------------------------------------------------
 
-/** Collects items added in one turn of the event loop and hands them on together. */
+/**
+ * The most payload one stream message carries. Records can be large (values up to
+ * --max-value-bytes, several siblings), and the receiving node refuses messages over its read
+ * limit, which would fail the whole stream: batches stay well under it, and an op larger than
+ * this travels alone.
+ */
+export const MAX_BATCH_BYTES = 256 * 1024;
+
+/** Records larger than this are written with a unary call rather than on the stream. */
+export const MAX_STREAMED_RECORD_BYTES = 1024 * 1024;
+
+/**
+ * Collects items added in one turn of the event loop and hands them on together, in messages
+ * of at most MAX_BATCH_BYTES (by `sizeOf`).
+ */
 class Batcher<T> {
   private items: T[] = [];
   private scheduled = false;
   private readonly after: Array<() => void> = [];
 
-  constructor(private readonly send: (items: T[]) => void) {}
+  constructor(
+    private readonly send: (items: T[]) => void,
+    private readonly sizeOf: (item: T) => number,
+  ) {}
 
   add(item: T): void {
     this.items.push(item);
@@ -155,10 +172,37 @@ class Batcher<T> {
       this.scheduled = false;
       const items = this.items;
       this.items = [];
-      if (items.length > 0) this.send(items);
+      let batch: T[] = [];
+      let bytes = 0;
+      for (const item of items) {
+        const size = this.sizeOf(item);
+        if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) {
+          this.send(batch);
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(item);
+        bytes += size;
+      }
+      if (batch.length > 0) this.send(batch);
       for (const fn of this.after.splice(0)) fn();
     });
   }
+}
+
+// Payload sizes for batching: the bytes that dominate (keys count as UTF-16 length, close enough).
+const FRAMING_BYTES = 16;
+function opSize(op: OpInit): number {
+  const body = op.op;
+  if (body?.case === "write") return FRAMING_BYTES + (body.value.key?.length ?? 0) + (body.value.record?.byteLength ?? 0) + (body.value.hintFor?.length ?? 0);
+  if (body?.case === "read") return FRAMING_BYTES + (body.value.key?.length ?? 0);
+  return FRAMING_BYTES;
+}
+function resultSize(result: ResultInit): number {
+  const body = result.result;
+  if (body?.case === "read") return FRAMING_BYTES + (body.value.record?.byteLength ?? 0);
+  if (body?.case === "error") return FRAMING_BYTES + (body.value.message?.length ?? 0);
+  return FRAMING_BYTES;
 }
 
 interface PendingOp {
@@ -173,7 +217,7 @@ class OpenStream {
   readonly abort = new AbortController();
   readonly outgoing = new Batcher<OpInit>((ops) => {
     if (!this.requests.ended) this.requests.push({ ops });
-  });
+  }, opSize);
 
   /** Fails every op still waiting and ends the request side. */
   fail(err: ConnectError): void {
@@ -199,6 +243,12 @@ export class ReplicaChannel {
   ) {}
 
   async write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
+    if (record.byteLength > MAX_STREAMED_RECORD_BYTES) {
+      // A record over the receiver's message limit (several large siblings) must not fail the
+      // stream and every op on it: it goes in a call of its own, which fails alone if it must.
+      await this.client.write({ key, record, hintFor: hintFor ?? "" }, { signal });
+      return;
+    }
     await this.call({ case: "write", value: { key, record, hintFor: hintFor ?? "" } }, signal);
   }
 
