@@ -270,3 +270,22 @@ describe("a 4-node cluster, N=3: a node outside a key's preference list", () => 
     expect(after && text(after.values)).toEqual(["second"]);
   });
 });
+
+describe("a 3-node cluster with --max-value-bytes 1024", () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 3, n: 3, args: ["--max-value-bytes", "1024", "--hinted-handoff", "false"] });
+  }, 30_000);
+  afterAll(async () => cluster?.stop());
+
+  it("replicates a burst of writes whose replica messages together exceed the value limit many times over", async () => {
+    // 300 writes of 1 KiB issued at once: their replica ops are batched on each peer stream,
+    // and a batch must still fit the receiving node's message limit.
+    const client = cluster.client("n1");
+    const keys = Array.from({ length: 300 }, (_, i) => `burst-${i}`);
+    await Promise.all(keys.map((key) => client.put(key, "v".repeat(1000), { w: 3 })));
+    for (const id of ["n2", "n3"]) {
+      for (const key of keys) expect(await cluster.readReplica(id, key), `${key} on ${id}`).toBeDefined();
+    }
+  });
+});

@@ -18,6 +18,7 @@ import { Metrics } from "./metrics.js";
 import { Membership } from "./membership.js";
 import { PeerPool } from "./peers.js";
 import { LocalReplica } from "./replica.js";
+import { MAX_STREAMED_RECORD_BYTES } from "./replica-stream.js";
 import { registerServices } from "./services.js";
 import { TombstoneCollector } from "./tombstones.js";
 import { VERSION } from "./version.js";
@@ -214,9 +215,10 @@ export class DynamoNode {
           leave: () => this.leave(),
         }),
       interceptors: [logUnexpectedErrors(this.log)],
-      // Room for the largest value plus protobuf framing; larger bodies are refused before
-      // they are buffered. Values over the limit but under this get a clear InvalidArgument.
-      readMaxBytes: config.maxValueBytes + config.maxKeyBytes + 64 * 1024,
+      // Room for the largest value plus protobuf framing, and for the largest replica stream
+      // message (a record of up to MAX_STREAMED_RECORD_BYTES); larger bodies are refused before
+      // they are buffered. Values over --max-value-bytes but under this get a clear InvalidArgument.
+      readMaxBytes: Math.max(config.maxValueBytes, MAX_STREAMED_RECORD_BYTES) + config.maxKeyBytes + 64 * 1024,
       fallback: (req, res) => {
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
           res.writeHead(this.servingNow ? 200 : 503, { "content-type": "text/plain" });
