@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
-import { type ReplicaOpBatch, ReplicaService } from "@dynamo-ts/proto";
+import { type StreamRequest, ReplicaService } from "@dynamo-ts/proto";
 import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -31,6 +31,7 @@ class StreamServer {
     private readonly server: Http2Server,
     /** The number of ops in each request message the server received. */
     readonly batchesReceived: number[],
+    private readonly opened: { count: number },
   ) {
     server.on("session", (session) => {
       this.sessions.add(session);
@@ -40,7 +41,8 @@ class StreamServer {
 
   static async start(replica: ReplicaStore, port = 0, draining?: AbortSignal): Promise<StreamServer> {
     const batchesReceived: number[] = [];
-    async function* counted(requests: AsyncIterable<ReplicaOpBatch>): AsyncIterable<ReplicaOpBatch> {
+    const opened = { count: 0 };
+    async function* counted(requests: AsyncIterable<StreamRequest>): AsyncIterable<StreamRequest> {
       for await (const batch of requests) {
         batchesReceived.push(batch.ops.length);
         yield batch;
@@ -58,14 +60,20 @@ class StreamServer {
           },
           async *stream(requests, ctx) {
             requireInternal(ctx, SECRET);
+            opened.count++;
             yield* serveReplicaStream(replica, counted(requests), ctx.signal, draining);
           },
         }),
     });
     const server = createServer(handler);
-    const started = new StreamServer(server, batchesReceived);
+    const started = new StreamServer(server, batchesReceived, opened);
     await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
     return started;
+  }
+
+  /** Stream calls the server has accepted. */
+  get streamsOpened(): number {
+    return this.opened.count;
   }
 
   get port(): number {
@@ -216,6 +224,15 @@ describe("replica ops that outlive their deadline or their stream", () => {
     await channel.write("after", encodeSiblingSet(version("x")), undefined, later());
   });
 
+  it("abandons a stream on which nothing came back for an op's whole deadline: its other ops fail, the next op gets a fresh stream", async () => {
+    const patient = channel.read("slow", later()).then(() => undefined, (e: unknown) => e);
+    const timedOut = channel.read("slow", AbortSignal.timeout(50)).then(() => undefined, (e: unknown) => e);
+    expect(await timedOut).toMatchObject({ code: Code.DeadlineExceeded });
+    expect(await patient).toMatchObject({ code: Code.Unavailable, rawMessage: expect.stringContaining("no answer on the replica stream to peer1") });
+    await channel.write("fresh", encodeSiblingSet(version("x")), undefined, later());
+    expect(server.streamsOpened).toBe(2);
+  });
+
   it("rejects at once when the signal has already fired", async () => {
     const controller = new AbortController();
     controller.abort();
@@ -268,8 +285,8 @@ describe("serveReplicaStream", () => {
       },
       write: () => Promise.resolve(),
     };
-    async function* requests(): AsyncIterable<ReplicaOpBatch> {
-      yield { $typeName: "dynamo.v1.ReplicaOpBatch", ops: [
+    async function* requests(): AsyncIterable<StreamRequest> {
+      yield { $typeName: "dynamo.v1.StreamRequest", ops: [
         { $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "slow" } } },
         { $typeName: "dynamo.v1.ReplicaOp", id: 2, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "fast" } } },
         { $typeName: "dynamo.v1.ReplicaOp", id: 3, op: { case: undefined } },
@@ -289,8 +306,8 @@ describe("serveReplicaStream", () => {
 
   it("stops answering when the call is cancelled", async () => {
     const store: ReplicaStore = { read: () => new Promise(() => {}), write: () => Promise.resolve() };
-    async function* requests(): AsyncIterable<ReplicaOpBatch> {
-      yield { $typeName: "dynamo.v1.ReplicaOpBatch", ops: [{ $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "never" } } }] };
+    async function* requests(): AsyncIterable<StreamRequest> {
+      yield { $typeName: "dynamo.v1.StreamRequest", ops: [{ $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "never" } } }] };
       await new Promise(() => {});
     }
     const cancel = new AbortController();

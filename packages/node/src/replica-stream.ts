@@ -9,11 +9,11 @@ import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type {
   ReadRequest,
   ReplicaOp,
-  ReplicaOpBatch,
-  ReplicaOpBatchSchema,
+  StreamRequest,
+  StreamRequestSchema,
   ReplicaOpSchema,
   ReplicaResult,
-  ReplicaResultBatchSchema,
+  StreamResponseSchema,
   ReplicaResultSchema,
   ReplicaService,
   WriteRequest,
@@ -24,9 +24,9 @@ import type { LocalReplica } from "./replica.js";
 
 type OpInit = MessageInitShape<typeof ReplicaOpSchema>;
 type OpBody = OpInit["op"];
-type OpBatchInit = MessageInitShape<typeof ReplicaOpBatchSchema>;
+type OpBatchInit = MessageInitShape<typeof StreamRequestSchema>;
 type ResultInit = MessageInitShape<typeof ReplicaResultSchema>;
-type ResultBatchInit = MessageInitShape<typeof ReplicaResultBatchSchema>;
+type ResultBatchInit = MessageInitShape<typeof StreamResponseSchema>;
 
 // --- the receiving side -------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ async function answer(replica: ReplicaStore, op: ReplicaOp): Promise<ResultInit>
  */
 export async function* serveReplicaStream(
   replica: ReplicaStore,
-  requests: AsyncIterable<ReplicaOpBatch>,
+  requests: AsyncIterable<StreamRequest>,
   signal: AbortSignal,
   draining?: AbortSignal,
 ): AsyncGenerator<ResultBatchInit> {
@@ -213,6 +213,8 @@ interface PendingOp {
 /** One open Stream call and the ops waiting for their results on it. */
 class OpenStream {
   readonly pending = new Map<number, PendingOp>();
+  /** Answer messages received so far: an op that timed out compares it with its value at send. */
+  answersReceived = 0;
   readonly requests = new AsyncQueue<OpBatchInit>();
   readonly abort = new AbortController();
   readonly outgoing = new Batcher<OpInit>((ops) => {
@@ -272,10 +274,19 @@ export class ReplicaChannel {
     const stream = this.stream ?? this.open();
     // Ids only need to be unique among the ops in flight; wrapping at 2^32 is harmless.
     const id = (this.nextId = (this.nextId + 1) >>> 0);
+    const answersAtSend = stream.answersReceived;
+    const sentAt = Date.now();
     return new Promise<ReplicaResult>((resolve, reject) => {
       const onAbort = () => {
         stream.pending.delete(id);
-        reject(abortError(signal, this.peer));
+        const err = abortError(signal, this.peer);
+        reject(err);
+        // Nothing at all came back while this op waited: the stream may be wedged (a peer that
+        // was frozen, a connection that died without an error reaching the stream). Its other
+        // ops fail now, and the next op opens a fresh stream, rather than every later op
+        // timing out on this one.
+        const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend;
+        if (wedged && this.stream === stream) this.abandon(stream, Date.now() - sentAt);
       };
       signal.addEventListener("abort", onAbort, { once: true });
       stream.pending.set(id, {
@@ -292,6 +303,12 @@ export class ReplicaChannel {
     });
   }
 
+  private abandon(stream: OpenStream, silentMs: number): void {
+    this.stream = undefined;
+    stream.fail(new ConnectError(`no answer on the replica stream to ${this.peer} for ${silentMs} ms; reopening it`, Code.Unavailable));
+    stream.abort.abort();
+  }
+
   private open(): OpenStream {
     const stream = new OpenStream();
     this.stream = stream;
@@ -300,6 +317,7 @@ export class ReplicaChannel {
       let failure: ConnectError;
       try {
         for await (const batch of responses) {
+          stream.answersReceived++;
           for (const result of batch.results) {
             const op = stream.pending.get(result.id);
             if (!op) continue; // its caller stopped waiting (deadline)
