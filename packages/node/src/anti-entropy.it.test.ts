@@ -1,27 +1,13 @@
 // Anti-entropy with real node processes: replicas converge without any client reading the keys.
-import { execFile } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { DynamoClient } from "@dynamo-ts/client";
 import { isDeleted, liveValues, type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+import { dynamo, eventually, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
 
-const CLI = fileURLToPath(new URL("../../client/dist/bin.js", import.meta.url));
 const text = (set: SiblingSet | undefined) => (set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : undefined);
-
-async function dynamo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 function adminClient(cluster: TestCluster, id: string): DynamoClient {
   return new DynamoClient({ node: cluster.node(id).address, clusterSecret: TEST_SECRET, timeoutMs: 60_000 });

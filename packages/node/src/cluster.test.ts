@@ -1,7 +1,4 @@
 // Integration tests: real node processes on 127.0.0.1, driven through the public API.
-import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Code, ConnectError, type DynamoClient } from "@dynamo-ts/client";
@@ -9,18 +6,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus, ReplicaServ
 import { hashKey, Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TEST_SECRET, TestCluster } from "./test-support/cluster.js";
-
-const CLI = fileURLToPath(new URL("../../client/dist/bin.js", import.meta.url));
-async function dynamo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { dynamo, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
 
 const text = (values: Uint8Array[]) => values.map((v) => new TextDecoder().decode(v)).sort();
 

@@ -1,12 +1,13 @@
 // Integration-test harness: a cluster of real `dynamo-node` processes on 127.0.0.1, each
 // with its own data directory, that tests can kill -9, stop and restart. Everything it
 // creates (processes, directories, connections) is removed by stop().
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { DynamoClient } from "@dynamo-ts/client";
@@ -15,6 +16,18 @@ import { decodeSiblingSet, type SiblingSet } from "@dynamo-ts/vclock";
 
 const MAIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../dist/main.js");
 export const TEST_SECRET = "integration-test-secret-0123456789";
+const CLI = fileURLToPath(new URL("../../../client/dist/bin.js", import.meta.url));
+
+/** Runs the `dynamo` CLI with `args`; resolves with its exit code and output, whatever the code. */
+export async function dynamo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
