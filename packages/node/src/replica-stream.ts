@@ -135,7 +135,7 @@ export async function* serveReplicaStream(
  * limit, which would fail the whole stream: batches stay well under it, and an op larger than
  * this travels alone.
  */
-export const MAX_BATCH_BYTES = 256 * 1024;
+const MAX_BATCH_BYTES = 256 * 1024;
 
 /** Records larger than this are written with a unary call rather than on the stream. */
 export const MAX_STREAMED_RECORD_BYTES = 1024 * 1024;
@@ -262,11 +262,7 @@ export class ReplicaChannel {
 
   /** Cancels the stream; ops in flight fail with Unavailable. */
   close(): void {
-    const stream = this.stream;
-    this.stream = undefined;
-    if (!stream) return;
-    stream.fail(new ConnectError(`replica stream to ${this.peer} closed`, Code.Unavailable));
-    stream.abort.abort();
+    if (this.stream) this.retire(this.stream, new ConnectError(`replica stream to ${this.peer} closed`, Code.Unavailable));
   }
 
   private call(op: OpBody, signal: AbortSignal): Promise<ReplicaResult> {
@@ -286,7 +282,7 @@ export class ReplicaChannel {
         // ops fail now, and the next op opens a fresh stream, rather than every later op
         // timing out on this one.
         const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend;
-        if (wedged && this.stream === stream) this.abandon(stream, Date.now() - sentAt);
+        if (wedged) this.retire(stream, new ConnectError(`no answer on the replica stream to ${this.peer} for ${Date.now() - sentAt} ms; reopening it`, Code.Unavailable));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       stream.pending.set(id, {
@@ -303,9 +299,10 @@ export class ReplicaChannel {
     });
   }
 
-  private abandon(stream: OpenStream, silentMs: number): void {
-    this.stream = undefined;
-    stream.fail(new ConnectError(`no answer on the replica stream to ${this.peer} for ${silentMs} ms; reopening it`, Code.Unavailable));
+  /** Fails the stream's ops with `err` and cancels it; the next op opens a new stream. */
+  private retire(stream: OpenStream, err: ConnectError): void {
+    if (this.stream === stream) this.stream = undefined;
+    stream.fail(err);
     stream.abort.abort();
   }
 
@@ -330,8 +327,7 @@ export class ReplicaChannel {
       } catch (err) {
         failure = streamFailure(err, this.peer);
       }
-      if (this.stream === stream) this.stream = undefined;
-      stream.fail(failure);
+      this.retire(stream, failure);
     })();
     return stream;
   }
