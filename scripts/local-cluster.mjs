@@ -72,16 +72,16 @@ const known = new Set(["nodes", "n", "r", "w", "base-port", "data-dir", "sync", 
 // positional: the positional is the flag's value (`--flag=value` carries it inline).
 const passThrough = [];
 const allTokens = tokens ?? [];
-allTokens.forEach((t, i) => {
-  if (t.kind !== "option" || known.has(t.name)) return;
+for (let i = 0; i < allTokens.length; i++) {
+  const t = allTokens[i];
+  if (t.kind === "positional") {
+    console.error(`local-cluster: unexpected argument '${t.value}' (options are --flag value)\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (t.kind !== "option" || known.has(t.name)) continue;
   passThrough.push(t.rawName);
   if (t.value !== undefined) passThrough.push(t.value);
-  else if (allTokens[i + 1]?.kind === "positional") passThrough.push(allTokens[i + 1].value);
-});
-const strayPositional = allTokens.find((t, i) => t.kind === "positional" && !(allTokens[i - 1]?.kind === "option" && !known.has(allTokens[i - 1].name) && allTokens[i - 1].value === undefined));
-if (strayPositional) {
-  console.error(`local-cluster: unexpected argument '${strayPositional.value}' (options are --flag value)\n\n${HELP}`);
-  process.exit(2);
+  else if (allTokens[i + 1]?.kind === "positional") passThrough.push(allTokens[++i].value);
 }
 
 if (!existsSync(nodeMain)) {
