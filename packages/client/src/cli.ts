@@ -16,6 +16,8 @@ Commands:
   leave                   Make the node leave the cluster for good, then stop (needs the secret)
   repair [--range S:E]    Run anti-entropy now with the node's co-replicas (needs the secret)
   ranges                  Show the node's ranges and their anti-entropy state
+  repair-key KEY          Rebuild one key whose version clock is damaged (writes to it fail with
+                          "cannot take a new version"); every replica must be up (needs the secret)
 
 Options:
   --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
@@ -24,7 +26,7 @@ Options:
   --context BASE64        Context from an earlier get (put, delete); omit for a blind write
   --base64                VALUE is base64 (put); print values as base64 (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
-  --secret S              Cluster secret for leave and repair (env DYNAMO_CLUSTER_SECRET)
+  --secret S              Cluster secret for leave, repair and repair-key (env DYNAMO_CLUSTER_SECRET)
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --protocol P            connect (default), grpc or grpc-web
   --json                  Machine-readable output
@@ -260,6 +262,18 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
               "\n") + (rows.length ? table([["RANGE", "PEER", "OUTCOME", "HASHES", "FETCHED", "PUSHED", "REPAIRED", "BYTES", "DETAIL"], ...rows]) : ""),
         );
         return failed.length > 0 ? EXIT.failed : EXIT.ok;
+      }
+      case "repair-key": {
+        expectArgs(1, "repair-key KEY --secret S");
+        if (!clusterSecret) throw new UsageError("repair-key needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        const res = await client.repairKey(args[0]!);
+        io.out(
+          json
+            ? toJsonLine(res)
+            : `repaired ${JSON.stringify(args[0])} on ${res.replicas.join(", ")}: ${res.siblings} sibling(s) kept under fresh versions; ` +
+                `the old clock named ${res.clockEntriesBefore} node(s), highest counter ${res.highestCounterBefore}\n`,
+        );
+        return EXIT.ok;
       }
       case "ranges": {
         expectArgs(0, "ranges");

@@ -7,6 +7,7 @@ import {
   type AntiEntropyStatusResponse,
   KVService,
   type ListHintsResponse,
+  type RepairKeyResponse,
   type RepairResponse,
   type StatusResponse,
 } from "@dynamo-ts/proto";
@@ -141,6 +142,16 @@ export class DynamoClient {
   async repair(range?: { start: number; end: number }, options?: CallOptions): Promise<RepairResponse> {
     if (!this.clusterSecret) throw new TypeError("repair needs the cluster secret (clusterSecret option)");
     return this.admin.repair(range ? { range } : {}, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
+  }
+
+  /**
+   * Rebuilds a key whose version clock is damaged (writes to it fail with FailedPrecondition
+   * "cannot take a new version"): same sibling values, fresh versions, on every replica. Needs
+   * the cluster secret and every replica of the key up.
+   */
+  async repairKey(key: string, options?: CallOptions): Promise<RepairKeyResponse> {
+    if (!this.clusterSecret) throw new TypeError("repairKey needs the cluster secret (clusterSecret option)");
+    return this.admin.repairKey({ key }, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
   }
 
   /** Anti-entropy per range the node replicates: last exchange, keys repaired, bytes moved. */

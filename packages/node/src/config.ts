@@ -43,6 +43,10 @@ export interface NodeConfig {
   readonly requestTimeoutMs: number;
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
+  /** Most siblings a client write may leave a key with. */
+  readonly maxSiblings: number;
+  /** Largest record (a key's encoded sibling set) a client write may leave; at least two values' worth. */
+  readonly maxRecordBytes: number;
   readonly resolution: ConflictResolution;
   /** How long SIGTERM waits for in-flight requests before closing. */
   readonly shutdownGraceMs: number;
@@ -60,6 +64,9 @@ export interface NodeConfig {
   readonly antiEntropyKeysPerSecond: number;
   readonly antiEntropyBytesPerSecond: number;
 }
+
+/** Room in a record for its clock and per-sibling framing, beyond the values themselves. */
+export const RECORD_OVERHEAD_BYTES = 64 * 1024;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -92,6 +99,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "request-timeout-ms", help: "Default deadline of a client request", default: "5000" },
   { flag: "max-key-bytes", help: "Largest key, in UTF-8 bytes", default: "256" },
   { flag: "max-value-bytes", help: "Largest value, in bytes", default: String(1024 * 1024) },
+  { flag: "max-siblings", help: "Most siblings a write may leave a key with; more is refused (FailedPrecondition: resolve them). Warns at a quarter", default: "100" },
+  {
+    flag: "max-record-bytes",
+    help: "Largest a write may make a key's record (all its siblings); at least twice --max-value-bytes plus 64 KiB. Warns at half",
+    default: String(4 * 1024 * 1024),
+  },
   { flag: "resolution", help: "Concurrent writes: 'siblings' (clients resolve) or 'lww' (last write wins)", default: "siblings" },
   { flag: "shutdown-grace-ms", help: "How long SIGTERM waits for in-flight requests", default: "10000" },
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
@@ -246,6 +259,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (tombstoneGraceMs <= hintTtlMs) {
     throw new ConfigError(`--tombstone-grace-ms (${tombstoneGraceMs}) must exceed --hint-ttl-ms (${hintTtlMs}), or a late hint could bring a deleted key back`);
   }
+  const maxKeyBytes = parseInteger(raw, "max-key-bytes", 1, 65_536);
+  const maxValueBytes = parseInteger(raw, "max-value-bytes", 0, 64 * 1024 * 1024);
+  const maxRecordBytes = parseInteger(raw, "max-record-bytes", 1024, 256 * 1024 * 1024);
+  // Two concurrent writes of the largest value must fit, as siblings, in one record.
+  const minRecordBytes = 2 * maxValueBytes + RECORD_OVERHEAD_BYTES;
+  if (maxRecordBytes < minRecordBytes) {
+    throw new ConfigError(`--max-record-bytes (${maxRecordBytes}) must be at least twice --max-value-bytes plus 64 KiB (${minRecordBytes}), so two concurrent values of the largest size fit`);
+  }
   const antiEntropyIntervalMs = parseInteger(raw, "anti-entropy-interval-ms", 0, 24 * 3600_000);
   if (antiEntropyIntervalMs > 0 && antiEntropyIntervalMs < 100) {
     throw new ConfigError(`--anti-entropy-interval-ms must be 0 (off) or at least 100, got ${antiEntropyIntervalMs}`);
@@ -268,8 +289,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     clusterSecret,
     sync: parseBoolean(raw, "sync"),
     requestTimeoutMs: parseInteger(raw, "request-timeout-ms", 1, 600_000),
-    maxKeyBytes: parseInteger(raw, "max-key-bytes", 1, 65_536),
-    maxValueBytes: parseInteger(raw, "max-value-bytes", 0, 64 * 1024 * 1024),
+    maxKeyBytes,
+    maxValueBytes,
+    maxSiblings: parseInteger(raw, "max-siblings", 1, 10_000),
+    maxRecordBytes,
     resolution,
     shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
     hintedHandoff: parseBoolean(raw, "hinted-handoff"),

@@ -8,6 +8,7 @@ import {
   emptySet,
   encodeSiblingSet,
   equalSets,
+  InvalidVersionError,
   isDeleted,
   liveValues,
   resolveLastWriteWins,
@@ -16,8 +17,11 @@ import {
 } from "@dynamo-ts/vclock";
 import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, writeWithContext } from "./causal-context.js";
 import type { ConflictResolution } from "./config.js";
+import type { ContextSealer } from "./context-seal.js";
+import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { QuorumTracker } from "./quorum.js";
+import { checkRecordLimits, recordSizeBound } from "./record-limits.js";
 
 /** One replica of a key as the coordinator sees it: the local store or a peer over RPC. */
 export interface ReplicaEndpoint {
@@ -47,6 +51,9 @@ export interface CoordinatorOptions {
   readonly w: number;
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
+  /** A client write may not grow a key past these (see record-limits.ts). */
+  readonly maxSiblings: number;
+  readonly maxRecordBytes: number;
   readonly resolution: ConflictResolution;
   /** Probability (0..1) that a Get repairs the replicas it found stale. */
   readonly readRepair: number;
@@ -66,6 +73,9 @@ export interface CoordinatorDeps {
   now(): number;
   random(): number;
   readonly metrics: Metrics;
+  /** Seals the contexts handed to clients and checks the ones they send back. */
+  readonly sealer: ContextSealer;
+  readonly log: Logger;
 }
 
 /**
@@ -118,12 +128,16 @@ export class Coordinator {
     return requested;
   }
 
-  private decodeContext(bytes: Uint8Array): CausalContext {
+  private decodeContext(key: string, bytes: Uint8Array): CausalContext {
     try {
-      return decodeClientContext(bytes);
+      return decodeClientContext(this.deps.sealer.open(key, bytes));
     } catch (err) {
-      throw new ConnectError(`context does not decode: ${(err as Error).message}`, Code.InvalidArgument);
+      throw new ConnectError(`context is not valid: ${(err as Error).message}`, Code.InvalidArgument);
     }
+  }
+
+  private encodeContext(key: string, context: CausalContext): Uint8Array {
+    return this.deps.sealer.seal(key, encodeClientContext(context));
   }
 
   /** Reads the preference list, merges what R replicas hold, and repairs stale ones in the background. */
@@ -178,7 +192,7 @@ export class Coordinator {
     if (isDeleted(merged)) {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
     }
-    return { values: liveValues(merged), context: encodeClientContext({ clock: merged.clock, dots: [] }) };
+    return { values: liveValues(merged), context: this.encodeContext(key, { clock: merged.clock, dots: [] }) };
   }
 
   /** Put (value) or Delete (value null). Returns the context of the new version. */
@@ -189,7 +203,7 @@ export class Coordinator {
       throw new ConnectError(`value is ${value.byteLength} bytes, the limit is ${this.options.maxValueBytes}`, Code.InvalidArgument);
     }
     const w = this.quorumSize("w", args.w);
-    let context = this.decodeContext(args.context);
+    let context = this.decodeContext(key, args.context);
     const ring = this.deps.ring();
     const replicas = ring.preferenceList(key, this.options.n);
     const self = this.options.nodeId;
@@ -202,12 +216,7 @@ export class Coordinator {
 
     // New versions are issued only where the key's state is stored: a dot must never be
     // issued twice, and only the stored state knows which dots this node already used.
-    const now = this.deps.now();
-    const lww = this.options.resolution === "lww";
-    const stored = await this.deps.updateLocal(key, (current) => {
-      const next = writeWithContext(current, context, self, value, now);
-      return lww ? resolveLastWriteWins(next) : next;
-    });
+    const stored = await this.issueVersion(key, context, value);
     const encoded = encodeSiblingSet(stored);
 
     // One slot per preference-list replica. Sloppy quorum: a replica that is down, or fails
@@ -273,7 +282,51 @@ export class Coordinator {
     await waitForQuorum(tracker, calls, args.deadline);
     if (tracker.state !== "met") throw quorumError(value === null ? "acknowledged the delete" : "acknowledged the write", tracker, args.deadline);
     this.deps.metrics.count(value === null ? "deletes" : "puts");
-    return encodeClientContext(contextAfterWrite(context, stored, self));
+    return this.encodeContext(key, contextAfterWrite(context, stored, self));
+  }
+
+  /**
+   * Applies the client's write to the local store, under the key's lock, after checking that
+   * the result stays within the record limits: a refused write is stored nowhere.
+   */
+  private async issueVersion(key: string, context: CausalContext, value: Uint8Array | null): Promise<SiblingSet> {
+    const now = this.deps.now();
+    const lww = this.options.resolution === "lww";
+    let nearLimit = false;
+    try {
+      const stored = await this.deps.updateLocal(key, (current) => {
+        let next = writeWithContext(current, context, this.options.nodeId, value, now);
+        if (lww) next = resolveLastWriteWins(next);
+        const verdict = checkRecordLimits(key, current, next, this.options);
+        if (!verdict.ok) {
+          this.deps.metrics.count(verdict.reason === "siblings" ? "writes_refused_max_siblings" : "writes_refused_max_record_bytes");
+          throw verdict.error;
+        }
+        nearLimit = verdict.nearLimit;
+        return next;
+      });
+      if (nearLimit) {
+        this.deps.metrics.count("writes_near_record_limits");
+        this.deps.log.warn("key is near its record limits: clients should resolve its siblings", {
+          key,
+          siblings: stored.siblings.length,
+          maxSiblings: this.options.maxSiblings,
+          bytes: recordSizeBound(stored),
+          maxRecordBytes: this.options.maxRecordBytes,
+        });
+      }
+      return stored;
+    } catch (err) {
+      if (err instanceof InvalidVersionError) {
+        // Only a clock damaged before contexts were sealed gets here (e.g. a counter at 2^53 - 1).
+        this.deps.metrics.count("writes_refused_damaged_clock");
+        throw new ConnectError(
+          `key ${JSON.stringify(key)} cannot take a new version: ${err.message}; an operator can repair the key with \`dynamo repair-key\``,
+          Code.FailedPrecondition,
+        );
+      }
+      throw err;
+    }
   }
 
   private async forward(replicas: readonly string[], args: PutArgs): Promise<Uint8Array> {

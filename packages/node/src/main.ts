@@ -2,7 +2,7 @@
 // Entry point: `dynamo-node --node-id n1 ...` (see --help). Exit codes: 0 after a clean
 // shutdown, 2 for invalid configuration, 1 when start-up fails.
 import { ConfigError, helpText, parseConfig } from "./config.js";
-import { jsonLogger } from "./log.js";
+import { jsonLogger, rateLimited, survivePipeErrors } from "./log.js";
 import { DynamoNode, StartupError } from "./node.js";
 
 async function main(): Promise<void> {
@@ -21,7 +21,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = jsonLogger(config.nodeId);
+  survivePipeErrors();
+  const log = rateLimited(jsonLogger(config.nodeId));
   process.on("uncaughtException", (err) => {
     // @connectrpc/connect-node's HTTP/2 session manager destroys an idle session with this
     // error after a peer that shut down gracefully sent GOAWAY, at a moment when it no longer

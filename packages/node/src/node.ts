@@ -3,23 +3,26 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
+import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import { AntiEntropy } from "./anti-entropy.js";
 import { type NodeConfig, swimSettings } from "./config.js";
-import { Coordinator, type ReplicaEndpoint } from "./coordinator.js";
+import { ContextSealer } from "./context-seal.js";
+import { Coordinator, type Deadline, type ReplicaEndpoint } from "./coordinator.js";
 import { RpcFailureDetector } from "./failure-detector.js";
 import { HintDelivery } from "./handoff.js";
 import { DualProtocolListener } from "./listener.js";
 import { type Logger, jsonLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
+import { repairKey } from "./key-repair.js";
 import { Membership } from "./membership.js";
+import { type MessageLimits, messageLimits } from "./message-limits.js";
 import { PeerPool } from "./peers.js";
 import { LocalReplica } from "./replica.js";
-import { MAX_STREAMED_RECORD_BYTES } from "./replica-stream.js";
-import { registerServices } from "./services.js";
+import { createRpcHandler } from "./rpc-handler.js";
+import { MAX_TIMEOUT_MS, registerServices } from "./services.js";
 import { TombstoneCollector } from "./tombstones.js";
 import { VERSION } from "./version.js";
 
@@ -47,6 +50,7 @@ export class DynamoNode {
   /** Fires when the node starts to stop: long-lived streams (peers' replica streams, health watches) then end. */
   private readonly draining = new AbortController();
   private probeTimer: NodeJS.Timeout | undefined;
+  private readonly limits: MessageLimits;
 
   private constructor(
     readonly config: NodeConfig,
@@ -55,6 +59,7 @@ export class DynamoNode {
     readonly log: Logger,
   ) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
+    this.limits = messageLimits(config);
     this.detector = new RpcFailureDetector({ retryAfterMs: 1000 }, Date.now);
     this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node));
     this.membership = new Membership(
@@ -103,7 +108,7 @@ export class DynamoNode {
         keysPerSecond: config.antiEntropyKeysPerSecond,
         bytesPerSecond: config.antiEntropyBytesPerSecond,
         tombstoneGraceMs: config.tombstoneGraceMs,
-        maxMessageBytes: config.maxValueBytes + config.maxKeyBytes + 64 * 1024,
+        maxMessageBytes: this.limits.internalReadMaxBytes,
       },
       {
         ring: () => this.ring,
@@ -193,8 +198,10 @@ export class DynamoNode {
       forwardWrite: (node, args) => this.peers.forwardWrite(node, args),
       now: Date.now,
       metrics: this.metrics,
+      sealer: new ContextSealer(config.clusterSecret),
+      log: this.log,
     });
-    const handler = connectNodeAdapter({
+    const handler = createRpcHandler({
       routes: (router) =>
         registerServices(router, {
           nodeId: config.nodeId,
@@ -213,12 +220,12 @@ export class DynamoNode {
           hints: () => this.hintsStatus(),
           gossip: (bytes) => this.membership.receive(bytes),
           leave: () => this.leave(),
+          repairKey: (key, deadline) => this.repairKey(key, deadline),
+          limits: this.limits,
         }),
       interceptors: [logUnexpectedErrors(this.log)],
-      // Room for the largest value plus protobuf framing, and for the largest replica stream
-      // message (a record of up to MAX_STREAMED_RECORD_BYTES); larger bodies are refused before
-      // they are buffered. Values over --max-value-bytes but under this get a clear InvalidArgument.
-      readMaxBytes: Math.max(config.maxValueBytes, MAX_STREAMED_RECORD_BYTES) + config.maxKeyBytes + 64 * 1024,
+      maxTimeoutMs: MAX_TIMEOUT_MS,
+      log: this.log,
       fallback: (req, res) => {
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
           res.writeHead(this.servingNow ? 200 : 503, { "content-type": "text/plain" });
@@ -315,6 +322,32 @@ export class DynamoNode {
         ownership: ownership.get(id) ?? 0,
       };
     });
+  }
+
+  /** AdminService.RepairKey: rebuilds a key whose clock was damaged, on every replica (key-repair.ts). */
+  async repairKey(key: string, deadline: Deadline) {
+    const self = this.config.nodeId;
+    const result = await repairKey(
+      {
+        nodeId: self,
+        preferenceList: (k) => this.ring.preferenceList(k, this.config.n),
+        read: (node, k, signal) => this.endpoint(node).read(k, signal),
+        reset: async (node, k, expected, record, signal) => {
+          if (node === self) return this.replica.reset(k, expected, decodeSiblingSet(record));
+          const res = await this.observe(node, this.peers.replicaClient(node).reset({ key: k, expected, record }, { signal }));
+          return res.replaced;
+        },
+      },
+      key,
+      deadline.signal,
+    );
+    this.log.info("repaired a key's version clock", { key, replicas: result.replicas, siblings: result.siblings, clockEntriesBefore: result.clockEntriesBefore, attempts: result.attempts });
+    return {
+      replicas: [...result.replicas],
+      siblings: result.siblings,
+      clockEntriesBefore: result.clockEntriesBefore,
+      highestCounterBefore: BigInt(result.highestCounterBefore),
+    };
   }
 
   /** Announces a final departure (the node leaves every ring), then stops. */

@@ -70,6 +70,23 @@ export class LocalReplica implements ReplicaEndpoint {
     return removed;
   }
 
+  /**
+   * Replaces the key's state by `replacement` if it is still exactly `expected` (its encoded
+   * bytes; empty: absent). Resolves whether it was replaced. Only AdminService.RepairKey uses
+   * this: every other write merges.
+   */
+  async reset(key: string, expected: Uint8Array, replacement: SiblingSet): Promise<boolean> {
+    const wanted = Buffer.from(expected);
+    let replaced = false;
+    await this.update(key, (current) => {
+      const holds = current === undefined ? wanted.byteLength === 0 : wanted.equals(encodeSiblingSet(current));
+      replaced = holds;
+      return holds ? replacement : (current ?? emptySet());
+    });
+    if (replaced) this.metrics.count("keys_reset");
+    return replaced;
+  }
+
   /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */
   async update(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet> {
     return this.notify(await this.storage.update(key, fn)).after;

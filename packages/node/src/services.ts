@@ -12,13 +12,16 @@ import {
   KVService,
   ReplicaService,
   type ListHintsResponseSchema,
+  type RepairKeyResponseSchema,
   type StatusResponseSchema,
 } from "@dynamo-ts/proto";
+import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "./anti-entropy.js";
 import type { Coordinator } from "./coordinator.js";
 import { Deadline } from "./coordinator.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
+import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "./replica.js";
 import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream.js";
 
@@ -37,9 +40,13 @@ export interface ServiceState {
   hints(): MessageInitShape<typeof ListHintsResponseSchema>;
   gossip(message: Uint8Array): void;
   leave(): Promise<void>;
+  repairKey(key: string, deadline: Deadline): Promise<MessageInitShape<typeof RepairKeyResponseSchema>>;
+  /** Request size limits per kind of service. */
+  readonly limits: MessageLimits;
 }
 
-const MAX_TIMEOUT_MS = 600_000;
+/** The longest deadline any request may have (timeout_ms, or a transport timeout header). */
+export const MAX_TIMEOUT_MS = 600_000;
 
 function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
   const given = ctx.requestHeader.get(SECRET_HEADER);
@@ -65,8 +72,21 @@ export function deadlineFor(requestedMs: number | undefined, defaultMs: number, 
   return new Deadline(ms, ctx.signal);
 }
 
+/** A record sent by another node; InvalidArgument when it does not decode. */
+function decodeRecord(record: Uint8Array): SiblingSet {
+  try {
+    return decodeSiblingSet(record);
+  } catch (err) {
+    if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
+    throw err;
+  }
+}
+
 export function registerServices(router: ConnectRouter, state: ServiceState): void {
-  const { coordinator, replica, clusterSecret, defaultTimeoutMs } = state;
+  const { coordinator, replica, clusterSecret, defaultTimeoutMs, limits } = state;
+  const publicLimits = { readMaxBytes: limits.publicReadMaxBytes };
+  const internalLimits = { readMaxBytes: limits.internalReadMaxBytes };
+  const controlLimits = { readMaxBytes: limits.controlReadMaxBytes };
 
   router.service(KVService, {
     async get(req, ctx) {
@@ -89,7 +109,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       );
       return {};
     },
-  });
+  }, publicLimits);
 
   router.service(ReplicaService, {
     async write(req, ctx) {
@@ -110,7 +130,12 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
       return { purged: await replica.purge(req.key, req.record) };
     },
-  });
+    async reset(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+      return { replaced: await replica.reset(req.key, req.expected, decodeRecord(req.record)) };
+    },
+  }, internalLimits);
 
   router.service(GossipService, {
     send(req, ctx) {
@@ -118,9 +143,9 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       state.gossip(req.message);
       return {};
     },
-  });
+  }, internalLimits);
 
-  router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)));
+  router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)), internalLimits);
 
   router.service(AdminService, {
     status() {
@@ -141,7 +166,12 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       await state.leave();
       return {};
     },
-  });
+    async repairKey(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      coordinator.validateKey(req.key);
+      return state.repairKey(req.key, deadlineFor(undefined, defaultTimeoutMs, ctx));
+    },
+  }, controlLimits);
 
   const healthOf = (service: string): ServingStatus => {
     if (service !== "" && !KNOWN_SERVICES.has(service)) {
@@ -177,7 +207,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
         }
       }
     },
-  });
+  }, controlLimits);
 }
 
 const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, GossipService.typeName, AntiEntropyService.typeName, Health.typeName]);

@@ -1,0 +1,220 @@
+// The node's HTTP request handler: connect-node's router (Connect, gRPC and gRPC-Web for every
+// service), with three corrections for input that no well-behaved client sends, so that bad
+// input always gets a client-error code:
+//
+// - A request body that is not valid protobuf, or an envelope flagged compressed without an
+//   encoding, is answered by @connectrpc/connect with `internal` (500), as if the server were
+//   at fault. The handler rewrites exactly those answers to `invalid_argument`, in each
+//   protocol's own framing (Connect unary JSON, Connect end-stream, gRPC trailers, gRPC-Web
+//   trailer frame).
+// - Timeout headers beyond what any request may use (`connect-timeout-ms`, `grpc-timeout`) are
+//   clamped: Node's timers overflow past 2^31 - 1 ms, and connect would fire such a deadline
+//   at once. Every request is bounded by `maxTimeoutMs` anyway (deadlineFor).
+// - A Connect GET whose query holds percent-escapes that are not UTF-8 is refused: the URL
+//   parser would silently turn them into U+FFFD, and two different keys into one.
+// JSON bodies are decoded as strict UTF-8 (invalid bytes in a key would otherwise be replaced
+// the same way).
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import { Code, ConnectError, type ConnectRouter, type ConnectRouterOptions, createConnectRouter } from "@connectrpc/connect";
+import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import type { Logger } from "./log.js";
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+/** What a fallback writes with: the methods both HTTP versions' responses share. */
+export type FallbackResponse = Pick<http.ServerResponse, "writeHead" | "end">;
+
+export interface RpcHandlerOptions extends ConnectRouterOptions {
+  routes(router: ConnectRouter): void;
+  /** Requests for paths no service serves. */
+  fallback(req: NodeRequest, res: FallbackResponse): void;
+  /** The longest deadline a request may carry; longer timeout headers are clamped to it. */
+  readonly maxTimeoutMs: number;
+  readonly log: Logger;
+}
+
+export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest, res: NodeResponse) => void {
+  const strictJson = { ...options.jsonOptions, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
+  const router = createConnectRouter({ ...options, jsonOptions: strictJson });
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>();
+  for (const handler of router.handlers) paths.set(handler.requestPath, withInputCorrections(handler, options.maxTimeoutMs));
+  return (req, res) => {
+    const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      options.fallback(req, res as FallbackResponse);
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        // The client went away or the response could not be written: nothing left to answer.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.log.warn("could not write a response", { method: `${handler.service.typeName}/${handler.method.name}`, error: String(reason) });
+      });
+  };
+}
+
+function withInputCorrections(handler: UniversalHandler, maxTimeoutMs: number): UniversalHandler {
+  const corrected = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
+    clampTimeoutHeaders(req.header, maxTimeoutMs);
+    if (req.method === "GET" && !queryIsUtf8(req.url)) {
+      return connectUnaryError(new ConnectError("the query string holds percent-escapes that are not UTF-8", Code.InvalidArgument));
+    }
+    return correctInputErrors(await handler(req));
+  };
+  return Object.assign(corrected, {
+    method: handler.method,
+    service: handler.service,
+    requestPath: handler.requestPath,
+    protocolNames: handler.protocolNames,
+    allowedMethods: handler.allowedMethods,
+    supportedContentType: handler.supportedContentType,
+  });
+}
+
+// --- timeouts --------------------------------------------------------------------------------
+
+const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** Caps well-formed timeout headers at `maxMs`; malformed ones are left for connect to refuse. */
+export function clampTimeoutHeaders(header: Headers, maxMs: number): void {
+  const connectTimeout = header.get("connect-timeout-ms");
+  if (connectTimeout !== null && /^\d{1,10}$/.test(connectTimeout) && Number(connectTimeout) > maxMs) {
+    header.set("connect-timeout-ms", String(maxMs));
+  }
+  const grpcTimeout = header.get("grpc-timeout");
+  const match = grpcTimeout === null ? null : GRPC_TIMEOUT.exec(grpcTimeout);
+  if (match && Number(match[1]) * GRPC_UNIT_MS[match[2]!]! > maxMs) header.set("grpc-timeout", `${maxMs}m`);
+}
+
+function queryIsUtf8(url: string): boolean {
+  const query = url.indexOf("?");
+  if (query === -1) return true;
+  try {
+    decodeURIComponent(url.slice(query + 1).replaceAll("+", " "));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// --- answers to malformed input ----------------------------------------------------------------
+
+/** connect's codes for input it could not parse that it reports as `internal`. */
+export function isMisreportedInputError(code: string | number, message: string): boolean {
+  const internal = code === Code.Internal || code === "internal" || code === "13";
+  return internal && /^(parse binary: |invalid envelope|received compressed envelope|decompression failed)/.test(message);
+}
+
+const ENVELOPE_HEADER_BYTES = 5;
+const CONNECT_END_STREAM_FLAG = 0b10;
+const GRPC_WEB_TRAILER_FLAG = 0x80;
+
+async function correctInputErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  const contentType = res.header?.get("content-type") ?? "";
+  if (contentType.startsWith("application/grpc-web")) return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, GRPC_WEB_TRAILER_FLAG, correctGrpcWebTrailer)) };
+  if (contentType.startsWith("application/grpc")) {
+    if (res.trailer) correctGrpcTrailer(res.trailer);
+    return { ...res, body: mapChunks(res.body, (chunk) => chunk, () => res.trailer && correctGrpcTrailer(res.trailer)) };
+  }
+  if (contentType.startsWith("application/connect")) return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, CONNECT_END_STREAM_FLAG, correctEndStream)) };
+  if (res.status === 500 && contentType.startsWith("application/json") && res.body !== undefined) return correctConnectUnary(res);
+  return res;
+}
+
+async function correctConnectUnary(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  const body = Buffer.concat(chunks);
+  const error = parseJson(body) as { code?: string; message?: string } | undefined;
+  if (!error || !isMisreportedInputError(error.code ?? "", error.message ?? "")) return { ...res, body: single(body) };
+  const fixed = new ConnectError(error.message ?? "", Code.InvalidArgument);
+  return connectUnaryError(fixed, res.header);
+}
+
+function connectUnaryError(error: ConnectError, header = new Headers()): UniversalServerResponse {
+  const body = Buffer.from(JSON.stringify({ code: codeName(error.code), message: error.rawMessage }));
+  const headers = new Headers(header);
+  headers.set("content-type", "application/json");
+  headers.set("content-length", String(body.byteLength));
+  return { status: error.code === Code.InvalidArgument ? 400 : 500, header: headers, body: single(body) };
+}
+
+function correctGrpcTrailer(trailer: Headers): void {
+  const status = trailer.get("grpc-status");
+  const message = decodeGrpcMessage(trailer.get("grpc-message") ?? "");
+  if (status !== null && isMisreportedInputError(status, message)) trailer.set("grpc-status", String(Code.InvalidArgument));
+}
+
+/** A gRPC-Web trailer frame: HTTP/1-style header lines. */
+function correctGrpcWebTrailer(data: Uint8Array): Uint8Array | undefined {
+  const text = Buffer.from(data).toString("latin1");
+  const status = /^grpc-status: ?(\d+)\r?$/im.exec(text)?.[1];
+  const message = decodeGrpcMessage(/^grpc-message: ?(.*?)\r?$/im.exec(text)?.[1] ?? "");
+  if (status === undefined || !isMisreportedInputError(status, message)) return undefined;
+  return Buffer.from(text.replace(/^grpc-status: ?\d+/im, `grpc-status: ${Code.InvalidArgument}`), "latin1");
+}
+
+/** A Connect end-stream message: JSON with an optional error. */
+function correctEndStream(data: Uint8Array): Uint8Array | undefined {
+  const end = parseJson(Buffer.from(data)) as { error?: { code?: string; message?: string } } | undefined;
+  if (!end?.error || !isMisreportedInputError(end.error.code ?? "", end.error.message ?? "")) return undefined;
+  return Buffer.from(JSON.stringify({ ...end, error: { ...end.error, code: codeName(Code.InvalidArgument) } }));
+}
+
+/** Rewrites `chunk` when it is exactly one envelope with `flag` whose data `fix` changes. */
+function correctEnvelope(chunk: Uint8Array, flag: number, fix: (data: Uint8Array) => Uint8Array | undefined): Uint8Array {
+  if (chunk.byteLength < ENVELOPE_HEADER_BYTES || ((chunk[0] as number) & flag) === 0) return chunk;
+  const length = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).readUInt32BE(1);
+  if (ENVELOPE_HEADER_BYTES + length !== chunk.byteLength) return chunk;
+  const fixed = fix(chunk.subarray(ENVELOPE_HEADER_BYTES));
+  if (fixed === undefined) return chunk;
+  const out = Buffer.alloc(ENVELOPE_HEADER_BYTES + fixed.byteLength);
+  out[0] = chunk[0] as number;
+  out.writeUInt32BE(fixed.byteLength, 1);
+  out.set(fixed, ENVELOPE_HEADER_BYTES);
+  return out;
+}
+
+function mapChunks(body: UniversalServerResponse["body"], map: (chunk: Uint8Array) => Uint8Array, atEnd?: () => void): UniversalServerResponse["body"] {
+  if (body === undefined) {
+    atEnd?.();
+    return body;
+  }
+  return (async function* () {
+    for await (const chunk of body) yield map(chunk);
+    atEnd?.();
+  })();
+}
+
+function single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  return (async function* () {
+    yield bytes;
+  })();
+}
+
+function parseJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeGrpcMessage(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Connect's snake_case code names ("invalid_argument"). */
+function codeName(code: Code): string {
+  return Code[code]!.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
