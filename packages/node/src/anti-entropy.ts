@@ -53,6 +53,7 @@ import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { AsyncQueue } from "./async-queue.js";
+import type { ReplicaRebuild } from "./rebuild.js";
 import type { LocalReplica, ReplicaChange } from "./replica.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -223,7 +224,14 @@ export interface AntiEntropyDeps {
   readonly log: Logger;
   now(): number;
   random(): number;
+  /** Which ranges this node still rebuilds after losing its data (rebuild.ts); exchanges advance it. */
+  readonly rebuild?: ReplicaRebuild;
+  /** Called once the rebuild is complete. */
+  onRebuilt?(): void;
 }
+
+/** How often rounds run while the node rebuilds its data, whatever the interval. */
+const REBUILD_ROUND_MS = 1_000;
 
 export type ExchangeOutcome = "in-sync" | "repaired" | "refused" | "failed";
 
@@ -357,7 +365,33 @@ export class AntiEntropy {
   /** Builds the trees from storage (in the background) and starts the periodic rounds. */
   start(): void {
     void this.ensureTrees().catch((err: unknown) => this.deps.log.error("anti-entropy: building the trees failed", { error: String(err) }));
-    if (this.options.intervalMs > 0) this.schedule(Math.min(this.options.intervalMs, 5_000));
+    if (this.rebuilding) this.schedule(0);
+    else if (this.options.intervalMs > 0) this.schedule(Math.min(this.options.intervalMs, 5_000));
+  }
+
+  private get rebuilding(): boolean {
+    return this.deps.rebuild?.active ?? false;
+  }
+
+  /** Ranges this node replicates and still has to rebuild (0 when it is not rebuilding). */
+  rangesToRebuild(): number {
+    const rebuild = this.deps.rebuild;
+    if (!rebuild?.active) return 0;
+    return rebuild.remaining(this.rebuildEntries());
+  }
+
+  private rebuildEntries(): Array<{ range: TokenRange; peers: string[] }> {
+    const ranges = replicaRanges(this.deps.ring(), this.options.nodeId, this.options.n);
+    return ranges.map(({ range, replicas }) => ({ range, peers: replicas.filter((node) => node !== this.options.nodeId) }));
+  }
+
+  /** Ends the rebuild when every range is done; notifies the node once. */
+  private checkRebuilt(): void {
+    const rebuild = this.deps.rebuild;
+    if (rebuild?.finishIfComplete(this.rebuildEntries())) {
+      this.deps.log.info("rebuild complete: this node answers reads as a replica again");
+      this.deps.onRebuilt?.();
+    }
   }
 
   /** Stops the rounds, abandons exchanges in flight and waits for them to end. */
@@ -479,9 +513,10 @@ export class AntiEntropy {
           if (!this.stopping.signal.aborted) this.deps.log.error("anti-entropy round failed", { error: String(err) });
         })
         .finally(() => {
+          this.checkRebuilt();
           // Jitter keeps the nodes' rounds from falling into step.
-          const interval = this.options.intervalMs;
-          this.schedule(interval * (0.9 + 0.2 * this.deps.random()));
+          const interval = this.rebuilding ? REBUILD_ROUND_MS : this.options.intervalMs;
+          if (interval > 0) this.schedule(interval * (0.9 + 0.2 * this.deps.random()));
         });
     }, delayMs);
     this.timer.unref();
@@ -500,7 +535,7 @@ export class AntiEntropy {
       if (only !== undefined && !rangesOverlap(entry.range, only)) continue;
       for (const peer of entry.replicas) {
         if (peer === this.options.nodeId) continue;
-        if (periodic && (!this.deps.isAvailable(peer) || this.peerExchangedRecently(peer, entry.range))) continue;
+        if (periodic && (!this.deps.isAvailable(peer) || (!this.rebuilding && this.peerExchangedRecently(peer, entry.range)))) continue;
         const shared = byPeer.get(peer);
         if (shared === undefined) byPeer.set(peer, [entry]);
         else shared.push(entry);
@@ -590,17 +625,22 @@ export class AntiEntropy {
         this.deps.log.warn("anti-entropy exchange refused", { peer, range: `(${range.start}, ${range.end}]`, reason: opened.reason });
         return { range, peer, outcome: "refused", detail: opened.reason, ...counters.values };
       }
+      const rebuilt = (outcome: "in-sync" | "repaired") => {
+        const peers = entry.replicas.filter((node) => node !== this.options.nodeId);
+        this.deps.rebuild?.recordExchange(range, peers, peer, outcome, opened.rebuilding);
+        return outcome;
+      };
       counters.add("hashesCompared", 1);
-      if (Buffer.from(opened.root).equals(tree.root())) return { range, peer, outcome: "in-sync", detail: "", ...counters.values };
+      if (Buffer.from(opened.root).equals(tree.root())) return { range, peer, outcome: rebuilt("in-sync"), detail: "", ...counters.values };
 
       const leaves = await this.differingLeaves(stream, tree, counters);
       if (leaves.length > 0) {
         const diff = await this.diffLeaves(stream, tree, leaves);
         await this.fetchFrom(stream, peer, entry, diff, counters);
-        await this.pushTo(stream, peer, entry, diff, counters);
+        await this.pushTo(stream, peer, entry, diff, counters, opened.rebuilding);
       }
       const moved = counters.values.keysFetched + counters.values.keysPushed > 0;
-      return { range, peer, outcome: moved ? "repaired" : "in-sync", detail: "", ...counters.values };
+      return { range, peer, outcome: rebuilt(moved ? "repaired" : "in-sync"), detail: "", ...counters.values };
     } catch (err) {
       return failedResult(entry, peer, describe(err), counters.values);
     }
@@ -693,7 +733,9 @@ export class AntiEntropy {
         sets.map(async (item) => {
           if (item === undefined) return;
           const { key, set } = item;
-          if (lackedHere.has(key) && !(await this.mayCopyMissing(key, set, peer, entry, diff.remoteDigests.get(key)))) {
+          // A node rebuilding lost its data: its lacking a key says nothing about a purge.
+          const rebuildingHere = this.deps.rebuild?.pending(entry.range) ?? false;
+          if (lackedHere.has(key) && !rebuildingHere && !(await this.mayCopyMissing(key, set, peer, entry, diff.remoteDigests.get(key)))) {
             counters.add("keysWithheld", 1);
             return;
           }
@@ -705,7 +747,7 @@ export class AntiEntropy {
   }
 
   /** Pushes this node's records of the keys it holds differently; the peer merges them. */
-  private async pushTo(stream: LockstepStream, peer: string, entry: RangeEntry, diff: LeafDiff, counters: ExchangeCounters): Promise<void> {
+  private async pushTo(stream: LockstepStream, peer: string, entry: RangeEntry, diff: LeafDiff, counters: ExchangeCounters, peerRebuilding: boolean): Promise<void> {
     const lackedThere = new Set(diff.onlyLocal);
     // One record may use nearly all of a message the peer accepts; several share at most 1 MiB.
     const recordLimit = this.options.maxMessageBytes - MESSAGE_FRAMING_BYTES;
@@ -731,7 +773,7 @@ export class AntiEntropy {
         const set = sets[i];
         if (set === undefined) continue; // purged meanwhile
         const record = encodeSiblingSet(set);
-        if (lackedThere.has(key) && !(await this.mayCopyMissing(key, set, peer, entry, undefined))) {
+        if (lackedThere.has(key) && !peerRebuilding && !(await this.mayCopyMissing(key, set, peer, entry, undefined))) {
           counters.add("keysWithheld", 1);
           continue;
         }
@@ -823,7 +865,12 @@ export class AntiEntropy {
               value:
                 typeof accepted === "string"
                   ? { accepted: false, reason: accepted }
-                  : { accepted: true, root: accepted.tree.root(), keyCount: BigInt(accepted.tree.size) },
+                  : {
+                      accepted: true,
+                      root: accepted.tree.root(),
+                      keyCount: BigInt(accepted.tree.size),
+                      rebuilding: this.deps.rebuild?.pending(accepted.range) ?? false,
+                    },
             },
           };
           break;
@@ -867,7 +914,14 @@ export class AntiEntropy {
           let total = 0;
           for (let i = 0; i < keys.length; i++) {
             const set = sets[i];
-            const record = set === undefined ? new Uint8Array() : encodeSiblingSet(set);
+            let record = set === undefined ? new Uint8Array() : encodeSiblingSet(set);
+            if (record.byteLength > this.options.maxMessageBytes - MESSAGE_FRAMING_BYTES) {
+              // Larger than any message a node accepts: it would fail the whole exchange. It
+              // converges once a client resolves the key's siblings.
+              this.deps.metrics.count("anti_entropy_records_too_large");
+              this.deps.log.warn("anti-entropy: record larger than a message the peer accepts, not sent", { key: keys[i], bytes: record.byteLength });
+              record = new Uint8Array();
+            }
             if (chunk.length > 0 && bytes + record.byteLength > MAX_CHUNK_BYTES) {
               yield { step: { case: "fetched", value: { records: chunk, last: false } } };
               chunk = [];

@@ -1,6 +1,6 @@
 // DynamoNode composes the pure parts (ring, vclock, quorum) with the I/O edges (storage,
 // hints, peers, the listener). It owns every socket, file and timer of a node.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
@@ -13,6 +13,7 @@ import { ContextSealer } from "./context-seal.js";
 import { Coordinator, type Deadline, type ReplicaEndpoint } from "./coordinator.js";
 import { RpcFailureDetector } from "./failure-detector.js";
 import { HintDelivery } from "./handoff.js";
+import { checkIdentity, clusterFingerprint, IdentityError, loadIdentity, type NodeIdentity, saveIdentity } from "./identity.js";
 import { DualProtocolListener } from "./listener.js";
 import { type Logger, jsonLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -20,6 +21,7 @@ import { repairKey } from "./key-repair.js";
 import { Membership } from "./membership.js";
 import { type MessageLimits, messageLimits } from "./message-limits.js";
 import { PeerPool } from "./peers.js";
+import { ReplicaRebuild } from "./rebuild.js";
 import { LocalReplica } from "./replica.js";
 import { createRpcHandler } from "./rpc-handler.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./services.js";
@@ -52,12 +54,16 @@ export class DynamoNode {
   private probeTimer: NodeJS.Timeout | undefined;
   private readonly limits: MessageLimits;
 
+  private readonly rebuild: ReplicaRebuild;
+
   private constructor(
     readonly config: NodeConfig,
     private readonly storage: Storage,
     private readonly hints: HintStore,
     readonly log: Logger,
+    private identity: NodeIdentity,
   ) {
+    this.rebuild = new ReplicaRebuild(identity.rebuilding);
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     this.limits = messageLimits(config);
     this.detector = new RpcFailureDetector({ retryAfterMs: 1000 }, Date.now);
@@ -76,7 +82,7 @@ export class DynamoNode {
       this.metrics,
       log,
     );
-    this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics);
+    this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics, this.rebuild);
     this.handoff = new HintDelivery(
       hints,
       (hint) => this.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
@@ -121,6 +127,8 @@ export class DynamoNode {
         log,
         now: Date.now,
         random: Math.random,
+        rebuild: this.rebuild,
+        onRebuilt: () => this.saveIdentity({ ...this.identity, rebuilding: false }),
       },
     );
     // Ranges gained or reshaped by a membership change get their trees at once.
@@ -165,7 +173,31 @@ export class DynamoNode {
     } catch (err) {
       throw new StartupError(`cannot create data directory ${config.dataDir}: ${(err as Error).message}`);
     }
-    const storage = await openOrExplain("data", () => Storage.open(join(config.dataDir, "data"), { sync: config.sync }));
+    const cluster = clusterFingerprint(config.clusterSecret);
+    let identity: NodeIdentity | undefined;
+    try {
+      identity = loadIdentity(config.dataDir);
+      if (identity) checkIdentity(identity, config.nodeId, cluster, config.dataDir);
+    } catch (err) {
+      if (err instanceof IdentityError) throw new StartupError(err.message);
+      throw err;
+    }
+    // LevelDB's CURRENT file exists once a store was created: without it this start has no data.
+    const dataDir = join(config.dataDir, "data");
+    const startsWithoutData = !existsSync(join(dataDir, "CURRENT"));
+    if (startsWithoutData && identity) {
+      log.error("this node's data store is gone although its data directory says it held data: rebuilding from co-replicas before answering reads", {
+        dataDir: config.dataDir,
+      });
+    }
+    identity = { nodeId: config.nodeId, cluster, createdAt: identity?.createdAt ?? new Date().toISOString(), rebuilding: startsWithoutData || (identity?.rebuilding ?? false) };
+    // Recorded before the store is created: a crash right after must not forget the rebuild.
+    try {
+      saveIdentity(config.dataDir, identity);
+    } catch (err) {
+      throw new StartupError(`cannot write ${config.dataDir}/identity.json: ${(err as Error).message}`);
+    }
+    const storage = await openOrExplain("data", () => Storage.open(dataDir, { sync: config.sync }));
     let hints: HintStore;
     try {
       hints = await openOrExplain("hints", () => HintStore.open(join(config.dataDir, "hints"), { sync: config.sync, ttlMs: config.hintTtlMs }));
@@ -173,7 +205,16 @@ export class DynamoNode {
       await storage.close();
       throw err;
     }
-    return new DynamoNode(config, storage, hints, log);
+    return new DynamoNode(config, storage, hints, log, identity);
+  }
+
+  private saveIdentity(identity: NodeIdentity): void {
+    this.identity = identity;
+    try {
+      saveIdentity(this.config.dataDir, identity);
+    } catch (err) {
+      this.log.error("could not write the data directory's identity file", { error: String(err) });
+    }
   }
 
   /** The local store for self, a peer over RPC otherwise; peer outcomes feed the failure detector. */
@@ -302,6 +343,8 @@ export class DynamoNode {
       uptimeMs: BigInt(now - this.startedAt),
       counters: Object.fromEntries(Object.entries(this.metrics.snapshot()).map(([k, v]) => [k, BigInt(v)])),
       members: this.statusMembers(now, ownership),
+      rebuilding: this.rebuild.active,
+      rangesToRebuild: this.antiEntropy.rangesToRebuild(),
     };
   }
 

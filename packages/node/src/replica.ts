@@ -1,5 +1,6 @@
 // This node's side of replication: applying sibling sets that coordinators, hints, read
 // repair and anti-entropy send, and keeping hints for other nodes (sloppy quorum).
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
 import { hashKey } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
@@ -7,6 +8,7 @@ import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type Sibli
 import type { ConflictResolution } from "./config.js";
 import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Metrics } from "./metrics.js";
+import type { ReplicaRebuild } from "./rebuild.js";
 
 /** A change to the local store: the key's new state, or undefined once it was removed. */
 export interface ReplicaChange {
@@ -24,6 +26,8 @@ export class LocalReplica implements ReplicaEndpoint {
     private readonly hints: HintStore,
     private readonly resolution: ConflictResolution,
     private readonly metrics: Metrics,
+    /** Set while this node rebuilds its data: reads of ranges not rebuilt yet are refused. */
+    private readonly rebuild?: ReplicaRebuild,
   ) {}
 
   /** Calls `listener` after every change to the local store is durable (anti-entropy's trees). */
@@ -56,6 +60,11 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   read(key: string): Promise<SiblingSet | undefined> {
+    if (this.rebuild && !this.rebuild.serves(hashKey(key))) {
+      // Not Unavailable: this node is up and takes writes; it only can't vouch for what it lacks.
+      this.metrics.count("replica_reads_refused_rebuilding");
+      return Promise.reject(new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition));
+    }
     return this.storage.get(key);
   }
 

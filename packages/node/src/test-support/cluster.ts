@@ -163,6 +163,8 @@ export class TestCluster {
     try {
       if (options.seedOnly) await nodes[0]!.start(); // the seed first: the others join through it
       await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));
+      // New data directories: each node first exchanges its (empty) ranges with its co-replicas.
+      await cluster.waitRebuilt();
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -204,6 +206,16 @@ export class TestCluster {
         const status = await this.status(node.id);
         const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
         if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
+      }
+    }, timeoutMs);
+  }
+
+  /** Waits until no running node is rebuilding its replica (after a start without data). */
+  async waitRebuilt(timeoutMs = 20_000): Promise<void> {
+    await eventually(async () => {
+      for (const node of this.nodes.filter((x) => x.running)) {
+        const status = await this.status(node.id);
+        if (status.rebuilding) throw new Error(`${node.id} is still rebuilding ${status.rangesToRebuild} ranges`);
       }
     }, timeoutMs);
   }
