@@ -54,6 +54,8 @@ export interface CoordinatorOptions {
   /** A client write may not grow a key past these (see record-limits.ts). */
   readonly maxSiblings: number;
   readonly maxRecordBytes: number;
+  /** The largest record one node sends another; read repair does not send larger ones. */
+  readonly maxShippedRecordBytes: number;
   readonly resolution: ConflictResolution;
   /** Probability (0..1) that a Get repairs the replicas it found stale. */
   readonly readRepair: number;
@@ -169,6 +171,11 @@ export class Coordinator {
     if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
     if (merged.siblings.length === 0) return;
     const encoded = encodeSiblingSet(merged);
+    if (encoded.byteLength > this.options.maxShippedRecordBytes) {
+      // A merge of more than two states over the record limit: no replica would accept it.
+      this.deps.metrics.count("read_repairs_too_large");
+      return;
+    }
     await Promise.all(
       calls.map(async ([node], i) => {
         const result = results[i]!;

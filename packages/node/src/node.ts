@@ -230,7 +230,7 @@ export class DynamoNode {
   async start(): Promise<{ port: number; host: string }> {
     const { config } = this;
     const coordinator = new Coordinator({
-      options: config,
+      options: { ...config, maxShippedRecordBytes: this.limits.maxShippedRecordBytes },
       ring: () => this.ring,
       endpoint: (node) => this.endpoint(node),
       isAvailable: (node) => this.isAvailable(node),

@@ -44,6 +44,14 @@ describe("record limits", () => {
     if (!verdict.ok) expect(verdict.error.rawMessage).toMatch(/more than the record limit of 10000: resolve its siblings/);
   });
 
+  it("refuses even a shrinking write whose result is too large to ship between nodes; the resolving write passes", () => {
+    const merged = blindWrites(5, 4000);
+    const seenOne = update(merged, new Map([["n1", 1]]), "n1", bytes(3000), 50);
+    const shippable = { maxSiblings: 100, maxRecordBytes: 8_000, maxShippedRecordBytes: 16_000 };
+    expect(checkRecordLimits("k", merged, seenOne, shippable).ok).toBe(false);
+    expect(checkRecordLimits("k", merged, update(merged, merged.clock, "n1", bytes(3000), 51), shippable).ok).toBe(true);
+  });
+
   it("warns near the limits", () => {
     const near = checkRecordLimits("k", undefined, blindWrites(1, 6000), limits);
     expect(near).toEqual({ ok: true, nearLimit: true });

@@ -11,6 +11,12 @@ import type { SiblingSet } from "@dynamo-ts/vclock";
 export interface RecordLimits {
   readonly maxSiblings: number;
   readonly maxRecordBytes: number;
+  /**
+   * The largest record nodes send each other (message-limits.ts). A result over it could not
+   * be replicated at all, so even a write that shrinks such a record is refused unless it
+   * brings it under: only a write that resolves the siblings can.
+   */
+  readonly maxShippedRecordBytes?: number;
 }
 
 /** Warnings start at these fractions of the limits. */
@@ -47,7 +53,8 @@ export function checkRecordLimits(key: string, before: SiblingSet | undefined, a
     };
   }
   const bytes = recordSizeBound(after);
-  if (bytes > limits.maxRecordBytes && bytes > recordSizeBound(before)) {
+  const unshippable = limits.maxShippedRecordBytes !== undefined && bytes > limits.maxShippedRecordBytes;
+  if (bytes > limits.maxRecordBytes && (unshippable || bytes > recordSizeBound(before))) {
     return {
       ok: false,
       reason: "bytes",
