@@ -92,15 +92,17 @@ export function targetRange(target: string): { gte: Buffer; lte: Buffer } {
   return { gte: encodeHintKey(target, 0), lte: encodeHintKey(target, MAX_SEQ) };
 }
 
-export function decodeHintKey(key: Buffer): { target: string; seq: number } {
+export function decodeHintKey(bytes: Uint8Array): { target: string; seq: number } {
+  const key = asBuffer(bytes);
   if (key.length < 1 + 2 + 1 + SEQ_BYTES || key[0] !== HINT_PREFIX) {
-    throw new HintStoreFormatError(`malformed hint key ${key.toString("hex")}`);
+    throw new HintStoreFormatError(`malformed hint key ${hexPreview(key)}`);
   }
   const targetLength = key.readUInt16BE(1);
   if (key.length !== 3 + targetLength + SEQ_BYTES) {
-    throw new HintStoreFormatError(`malformed hint key ${key.toString("hex")} (target length ${targetLength})`);
+    throw new HintStoreFormatError(`malformed hint key ${hexPreview(key)} (target length ${targetLength})`);
   }
-  return { target: key.toString("utf8", 3, 3 + targetLength), seq: readSeq(key, 3 + targetLength) };
+  const target = decodeUtf8(key, 3, 3 + targetLength, "hint key target");
+  return { target, seq: readSeq(key, 3 + targetLength) };
 }
 
 export function encodeSeqValue(seq: number): Buffer {
@@ -109,9 +111,10 @@ export function encodeSeqValue(seq: number): Buffer {
   return value;
 }
 
-export function decodeSeqValue(value: Buffer): number {
+export function decodeSeqValue(bytes: Uint8Array): number {
+  const value = asBuffer(bytes);
   if (value.length !== SEQ_BYTES) {
-    throw new HintStoreFormatError(`malformed sequence high-water mark ${value.toString("hex")}`);
+    throw new HintStoreFormatError(`malformed sequence high-water mark ${hexPreview(value)}`);
   }
   return readSeq(value, 0);
 }
@@ -133,24 +136,49 @@ export function encodeHintValue(key: string, createdAt: number, record: Uint8Arr
   return value;
 }
 
-/** Only the timestamp: what open() needs to rebuild the in-memory summaries without decoding records. */
-export function decodeHintCreatedAt(value: Buffer): number {
+/** Only the timestamp: what expiry-style scans need without decoding the key or record. */
+export function decodeHintCreatedAt(bytes: Uint8Array): number {
+  const value = asBuffer(bytes);
   checkValueHeader(value);
   return value.readDoubleBE(1);
 }
 
-export function decodeHintValue(value: Buffer): HintValue {
+export interface HintHeader {
+  readonly key: string;
+  readonly createdAt: number;
+  /** Length of the record that follows the key (not copied). */
+  readonly recordBytes: number;
+}
+
+/** Everything but the record: what open() needs to rebuild the in-memory index. */
+export function decodeHintHeader(bytes: Uint8Array): HintHeader {
+  const value = asBuffer(bytes);
   checkValueHeader(value);
   const keyBytes = value.readUInt32BE(9);
   const recordStart = VALUE_HEADER_BYTES + keyBytes;
   if (recordStart > value.length) {
     throw new HintStoreFormatError(`malformed hint value: key length ${keyBytes} exceeds value length ${value.length}`);
   }
+  if (keyBytes === 0) {
+    // validateKey() never lets an empty key in, so an empty one is damage, not data.
+    throw new HintStoreFormatError("malformed hint value: empty key");
+  }
   return {
     createdAt: value.readDoubleBE(1),
-    key: value.toString("utf8", VALUE_HEADER_BYTES, recordStart),
+    key: decodeUtf8(value, VALUE_HEADER_BYTES, recordStart, "hint value key"),
+    recordBytes: value.length - recordStart,
+  };
+}
+
+export function decodeHintValue(bytes: Uint8Array): HintValue {
+  const value = asBuffer(bytes);
+  const { key, createdAt, recordBytes } = decodeHintHeader(value);
+  const recordStart = value.length - recordBytes;
+  return {
+    createdAt,
+    key,
     // A plain Uint8Array view (not a Buffer) so callers get exactly the documented type.
-    record: new Uint8Array(value.buffer, value.byteOffset + recordStart, value.length - recordStart),
+    record: new Uint8Array(value.buffer, value.byteOffset + recordStart, recordBytes),
   };
 }
 
@@ -165,6 +193,37 @@ function checkValueHeader(value: Buffer): void {
   if (!Number.isFinite(createdAt)) {
     throw new HintStoreFormatError(`hint value has a non-finite createdAt (${createdAt})`);
   }
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Invalid UTF-8 is damage: a lenient decode would turn it into U+FFFD and the hint would be replayed to
+ * (or acknowledged under) another key or target than the one that was written.
+ */
+function decodeUtf8(buffer: Buffer, start: number, end: number, what: string): string {
+  try {
+    return strictUtf8.decode(buffer.subarray(start, end));
+  } catch (error) {
+    throw new HintStoreFormatError(`${what} is not valid UTF-8: ${hexPreview(buffer.subarray(start, end))}`, { cause: error });
+  }
+}
+
+/** A Buffer view of the same bytes (no copy), so the decoders accept any Uint8Array. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  if (Buffer.isBuffer(bytes)) {
+    return bytes;
+  }
+  if (!(bytes instanceof Uint8Array)) {
+    throw new HintStoreFormatError(`expected bytes, got ${typeof bytes}`);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Error messages name damaged bytes, but a damaged multi-megabyte value must not become a multi-megabyte message. */
+function hexPreview(bytes: Buffer): string {
+  const limit = 64;
+  return bytes.length <= limit ? bytes.toString("hex") : `${bytes.subarray(0, limit).toString("hex")}... (${bytes.length} bytes)`;
 }
 
 /**
@@ -190,5 +249,8 @@ export function parseHintId(id: unknown): { seq: number; target: string } {
   if (seq > MAX_SEQ) {
     throw new HintStoreInputError(`hint id ${JSON.stringify(id)} has a sequence beyond ${MAX_SEQ}`);
   }
+  // An id's target must be one a hint could have been stored for: a lone surrogate would otherwise be
+  // encoded as U+FFFD and name another target's hint.
+  validateTarget(target);
   return { seq, target };
 }

@@ -9,7 +9,7 @@ import {
   HintStoreOpenError,
 } from "./errors.js";
 import { HintStore, type HintStoreOptions } from "./hint-store.js";
-import { FakeClock, recordFor, TempDirs } from "./test-support/temp-dirs.js";
+import { FakeClock, hintBytes, recordFor, TempDirs } from "./test-support/temp-dirs.js";
 
 const tempDirs = new TempDirs();
 const openStores: HintStore[] = [];
@@ -229,7 +229,7 @@ describe("expire (TTL)", () => {
     expect(store.counters().expired).toBe(2);
     expect(keysOf(await store.list("a"))).toEqual(["a1000"]);
     expect(await store.list("b")).toEqual([]);
-    expect(store.targets()).toEqual([{ target: "a", count: 1, oldestCreatedAt: 1000, newestCreatedAt: 1000 }]);
+    expect(store.targets()).toEqual([{ target: "a", count: 1, bytes: hintBytes("a1000"), oldestCreatedAt: 1000, newestCreatedAt: 1000 }]);
     expect(await store.expire()).toBe(0);
 
     clock.advance(1);
@@ -276,25 +276,26 @@ describe("targets()", () => {
     clock.advance(20);
     await enqueueKeys(store, "a", ["a4"]); // t=130
     expect(store.targets()).toEqual([
-      { target: "a", count: 4, oldestCreatedAt: 100, newestCreatedAt: 130 },
-      { target: "b", count: 2, oldestCreatedAt: 110, newestCreatedAt: 110 },
+      { target: "a", count: 4, bytes: hintBytes("a1", "a2", "a3", "a4"), oldestCreatedAt: 100, newestCreatedAt: 130 },
+      { target: "b", count: 2, bytes: hintBytes("b1", "b2"), oldestCreatedAt: 110, newestCreatedAt: 110 },
     ]);
 
     await store.ack([a[0]!, b[1]!]);
     expect(store.targets()).toEqual([
-      { target: "a", count: 3, oldestCreatedAt: 100, newestCreatedAt: 130 },
-      { target: "b", count: 1, oldestCreatedAt: 110, newestCreatedAt: 110 },
+      { target: "a", count: 3, bytes: hintBytes("a2", "a3", "a4"), oldestCreatedAt: 100, newestCreatedAt: 130 },
+      { target: "b", count: 1, bytes: hintBytes("b1"), oldestCreatedAt: 110, newestCreatedAt: 110 },
     ]);
     await store.close();
 
     const reopened = await open(dir, options);
     expect(reopened.targets()).toEqual([
-      { target: "a", count: 3, oldestCreatedAt: 100, newestCreatedAt: 130 },
-      { target: "b", count: 1, oldestCreatedAt: 110, newestCreatedAt: 110 },
+      { target: "a", count: 3, bytes: hintBytes("a2", "a3", "a4"), oldestCreatedAt: 100, newestCreatedAt: 130 },
+      { target: "b", count: 1, bytes: hintBytes("b1"), oldestCreatedAt: 110, newestCreatedAt: 110 },
     ]);
     clock.advance(35); // now 165: t=100 and t=110 hints are older than 50 ms
     expect(await reopened.expire()).toBe(3);
-    expect(reopened.targets()).toEqual([{ target: "a", count: 1, oldestCreatedAt: 130, newestCreatedAt: 130 }]);
+    expect(reopened.targets()).toEqual([{ target: "a", count: 1, bytes: hintBytes("a4"), oldestCreatedAt: 130, newestCreatedAt: 130 }]);
+    expect(reopened.bytes()).toBe(hintBytes("a4"));
     expect(reopened.size()).toBe(1);
   });
 });
@@ -366,11 +367,12 @@ describe("counters", () => {
     await enqueueKeys(store, "u", ["k3", "k4"]);
     await store.expire();
     await store.dropTarget("u");
-    expect(store.counters()).toEqual({ stored: 4, delivered: 1, expired: 1, failed: 2, dropped: 2 });
+    const expected = { stored: 4, merged: 0, delivered: 1, expired: 1, failed: 2, dropped: 2, refused: 0 };
+    expect(store.counters()).toEqual(expected);
     await store.close();
-    expect(store.counters()).toEqual({ stored: 4, delivered: 1, expired: 1, failed: 2, dropped: 2 });
+    expect(store.counters()).toEqual(expected);
     const reopened = await open(dir);
-    expect(reopened.counters()).toEqual({ stored: 0, delivered: 0, expired: 0, failed: 0, dropped: 0 });
+    expect(reopened.counters()).toEqual({ stored: 0, merged: 0, delivered: 0, expired: 0, failed: 0, dropped: 0, refused: 0 });
   });
 
   it("returns a copy", async () => {

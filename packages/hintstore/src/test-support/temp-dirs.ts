@@ -38,3 +38,8 @@ export class FakeClock {
 export function recordFor(key: string): Uint8Array {
   return new TextEncoder().encode(`siblings-of:${key}`);
 }
+
+/** What the byte caps count for the hints of these keys stored with recordFor(): UTF-8 key plus record bytes. */
+export function hintBytes(...keys: string[]): number {
+  return keys.reduce((sum, key) => sum + Buffer.byteLength(key, "utf8") + recordFor(key).length, 0);
+}
