@@ -1,7 +1,6 @@
-import { InvalidContextError } from "@dynamo-ts/vclock";
+import { decodeClientContext, encodeClientContext, InvalidContextError } from "@dynamo-ts/vclock";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodeClientContext, encodeClientContext } from "./causal-context.js";
 import { ContextSealer, SEALED_CONTEXT_FORMAT } from "./context-seal.js";
 
 const sealer = new ContextSealer("a-cluster-secret-of-some-length");

@@ -9,7 +9,7 @@
 // id in a context was issued by a node of this cluster for this key, so a key's clock only
 // ever names nodes that coordinated it, and its counters only grow by real writes.
 //
-// Wire format: 0xE1, the unsealed client context (causal-context.ts), then a 16-byte tag.
+// Wire format: 0xE1, the unsealed client context (@dynamo-ts/vclock client-context.ts), then a 16-byte tag.
 // The empty context (a blind write) stays zero bytes: it claims nothing.
 import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { InvalidContextError } from "@dynamo-ts/vclock";

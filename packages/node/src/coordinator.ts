@@ -5,7 +5,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Ring } from "@dynamo-ts/ring";
 import {
+  type CausalContext,
+  contextAfterWrite,
+  decodeClientContext,
   emptySet,
+  encodeClientContext,
   encodeSiblingSet,
   equalSets,
   InvalidVersionError,
@@ -14,8 +18,9 @@ import {
   resolveLastWriteWins,
   type SiblingSet,
   sync,
+  writeWithContext,
 } from "@dynamo-ts/vclock";
-import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, writeWithContext } from "./causal-context.js";
+
 import type { ConflictResolution } from "./config.js";
 import type { ContextSealer } from "./context-seal.js";
 import type { Logger } from "./log.js";

@@ -31,7 +31,8 @@ const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const NODE_ID_CACHE_LIMIT = 1024;
 const nodeIdBytesCache = new Map<NodeId, Uint8Array>();
 
-function nodeIdBytes(node: NodeId): Uint8Array {
+/** A node id's UTF-8 bytes (validated, cached). */
+export function nodeIdBytes(node: NodeId): Uint8Array {
   let bytes = nodeIdBytesCache.get(node);
   if (bytes !== undefined) return bytes;
   if (node.length === 0) throw new InvalidVersionError("node id must not be empty");
@@ -45,7 +46,7 @@ function nodeIdBytes(node: NodeId): Uint8Array {
   return bytes;
 }
 
-function varintSize(value: number): number {
+export function varintSize(value: number): number {
   let size = 1;
   while (value >= 0x80) {
     value = Math.floor(value / 0x80);
@@ -54,7 +55,7 @@ function varintSize(value: number): number {
   return size;
 }
 
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
+export function writeVarint(out: Uint8Array, pos: number, value: number): number {
   while (value >= 0x80) {
     out[pos++] = (value % 0x80) | 0x80;
     value = Math.floor(value / 0x80);
@@ -167,7 +168,7 @@ export function encodeContext(clock: VersionVector): Uint8Array {
 type ErrorClass = new (message: string) => InvalidEncodingError;
 
 /** A cursor over untrusted bytes: every read is bounds-checked and every length is checked against what is left before anything is allocated. */
-class Reader {
+export class Reader {
   pos = 0;
   constructor(
     readonly bytes: Uint8Array,
@@ -223,7 +224,7 @@ class Reader {
   }
 }
 
-function decodeNodeId(bytes: Uint8Array, reader: Reader): NodeId {
+export function decodeNodeId(bytes: Uint8Array, reader: Reader): NodeId {
   let ascii = true;
   for (let k = 0; k < bytes.length; k++) {
     if ((bytes[k] as number) >= 0x80) {

@@ -13,3 +13,12 @@ export {
   encodeSiblingSet,
 } from "./encoding.js";
 export { InvalidContextError, InvalidEncodingError, InvalidVersionError } from "./errors.js";
+export {
+  type CausalContext,
+  contextAfterWrite,
+  decodeClientContext,
+  encodeClientContext,
+  MAX_CONTEXT_DOTS,
+  normalize as normalizeClientContext,
+  writeWithContext,
+} from "./client-context.js";

@@ -1,4 +1,5 @@
-// The context a client carries from one call to the next. It is a version vector plus,
+// The context a client carries from one call to the next (the node seals it before handing it
+// out: packages/node/src/context-seal.ts). It is a version vector plus,
 // optionally, a few individual dots the vector cannot express.
 //
 // Why the dots: a Put must hand back "what the client saw, plus its own write". When the
@@ -10,19 +11,11 @@
 // Wire format: a context without dots is exactly @dynamo-ts/vclock's context encoding (what
 // Get returns); one with dots is 0xD1, varint length + vclock context bytes, varint dot
 // count, then per dot: varint id length, UTF-8 id, varint counter.
-import {
-  compareDots,
-  covers,
-  decodeContext,
-  type Dot,
-  emptySet,
-  encodeContext,
-  InvalidContextError,
-  MAX_NODE_ID_BYTES,
-  type SiblingSet,
-  update,
-  type VersionVector,
-} from "@dynamo-ts/vclock";
+import type { Dot, VersionVector } from "./clock.js";
+import { covers } from "./clock.js";
+import { decodeContext, decodeNodeId, encodeContext, MAX_NODE_ID_BYTES, nodeIdBytes, Reader, varintSize, writeVarint } from "./encoding.js";
+import { InvalidContextError } from "./errors.js";
+import { compareDots, emptySet, type SiblingSet, update } from "./siblings.js";
 
 export interface CausalContext {
   readonly clock: VersionVector;
@@ -34,8 +27,6 @@ const DOTTED_CONTEXT_FORMAT = 0xd1;
 /** Dropping a dot only ever keeps a value as a sibling that could have been replaced, so a cap is safe. */
 export const MAX_CONTEXT_DOTS = 64;
 
-const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder("utf-8", { fatal: true });
 
 /** Removes dots the clock covers, folds dots that extend the clock by one, caps the rest. */
 export function normalize(context: CausalContext): CausalContext {
@@ -62,46 +53,37 @@ export function encodeClientContext(context: CausalContext): Uint8Array {
   const normal = normalize(context);
   const clockBytes = encodeContext(normal.clock);
   if (normal.dots.length === 0) return clockBytes;
-  const parts: number[] = [DOTTED_CONTEXT_FORMAT];
-  pushVarint(parts, clockBytes.length);
-  for (const b of clockBytes) parts.push(b);
-  pushVarint(parts, normal.dots.length);
-  for (const dot of normal.dots) {
-    const id = utf8.encode(dot.node);
-    pushVarint(parts, id.length);
-    for (const b of id) parts.push(b);
-    pushVarint(parts, dot.counter);
-  }
-  return Uint8Array.from(parts);
+  const ids = normal.dots.map((dot) => nodeIdBytes(dot.node));
+  let size = 1 + varintSize(clockBytes.length) + clockBytes.length + varintSize(normal.dots.length);
+  normal.dots.forEach((dot, i) => (size += varintSize(ids[i]!.length) + ids[i]!.length + varintSize(dot.counter)));
+  const out = new Uint8Array(size);
+  out[0] = DOTTED_CONTEXT_FORMAT;
+  let pos = writeVarint(out, 1, clockBytes.length);
+  out.set(clockBytes, pos);
+  pos = writeVarint(out, pos + clockBytes.length, normal.dots.length);
+  normal.dots.forEach((dot, i) => {
+    pos = writeVarint(out, pos, ids[i]!.length);
+    out.set(ids[i]!, pos);
+    pos = writeVarint(out, pos + ids[i]!.length, dot.counter);
+  });
+  return out;
 }
 
 export function decodeClientContext(bytes: Uint8Array): CausalContext {
   if (bytes.length === 0 || bytes[0] !== DOTTED_CONTEXT_FORMAT) return { clock: decodeContext(bytes), dots: [] };
-  const reader = { bytes, pos: 1 };
-  const clockLength = readVarint(reader);
-  if (clockLength > bytes.length - reader.pos) throw new InvalidContextError("context is truncated");
-  const clock = decodeContext(bytes.subarray(reader.pos, reader.pos + clockLength));
-  reader.pos += clockLength;
-  const count = readVarint(reader);
-  if (count === 0 || count > MAX_CONTEXT_DOTS) throw new InvalidContextError(`context has ${count} dots, expected 1..${MAX_CONTEXT_DOTS}`);
+  const reader = new Reader(bytes, InvalidContextError);
+  reader.pos = 1;
+  const clock = decodeContext(reader.take(reader.varint("clock length"), "clock"));
+  const count = reader.varint("dot count");
+  if (count === 0 || count > MAX_CONTEXT_DOTS) throw reader.error(`context has ${count} dots, expected 1..${MAX_CONTEXT_DOTS}`);
   const dots: Dot[] = [];
   for (let i = 0; i < count; i++) {
-    const idLength = readVarint(reader);
-    if (idLength === 0 || idLength > MAX_NODE_ID_BYTES || idLength > bytes.length - reader.pos) {
-      throw new InvalidContextError("context has an invalid node id");
-    }
-    let node: string;
-    try {
-      node = utf8Strict.decode(bytes.subarray(reader.pos, reader.pos + idLength));
-    } catch {
-      throw new InvalidContextError("context has a node id that is not UTF-8");
-    }
-    reader.pos += idLength;
-    const counter = readVarint(reader);
-    if (counter === 0) throw new InvalidContextError("context has a zero counter");
-    dots.push({ node, counter });
+    const idLength = reader.positive("node id length");
+    if (idLength > MAX_NODE_ID_BYTES) throw reader.error(`node id of ${idLength} bytes is longer than ${MAX_NODE_ID_BYTES}`);
+    const node = decodeNodeId(reader.take(idLength, "node id"), reader);
+    dots.push({ node, counter: reader.positive("dot counter") });
   }
-  if (reader.pos !== bytes.length) throw new InvalidContextError("context has trailing bytes");
+  reader.end();
   return normalize({ clock, dots });
 }
 
@@ -127,29 +109,3 @@ export function contextAfterWrite(context: CausalContext, stored: SiblingSet, co
   if (counter === undefined) throw new Error(`the stored version has no dot of ${coordinator}`);
   return normalize({ clock: context.clock, dots: [...context.dots, { node: coordinator, counter }] });
 }
-
-function pushVarint(out: number[], value: number): void {
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80);
-    value = Math.floor(value / 0x80);
-  }
-  out.push(value);
-}
-
-function readVarint(reader: { bytes: Uint8Array; pos: number }): number {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 8; i++) {
-    const byte = reader.bytes[reader.pos++];
-    if (byte === undefined) throw new InvalidContextError("context is truncated");
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) {
-      if (!Number.isSafeInteger(value)) throw new InvalidContextError("context has a number out of range");
-      if (i > 0 && byte === 0) throw new InvalidContextError("context has a non-minimal number");
-      return value;
-    }
-    scale *= 0x80;
-  }
-  throw new InvalidContextError("context has a number out of range");
-}
-

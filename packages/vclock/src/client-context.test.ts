@@ -1,7 +1,8 @@
-import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, sync } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, encodeSiblingSet } from "./encoding.js";
+import { liveValues, type SiblingSet, sync } from "./siblings.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, MAX_CONTEXT_DOTS, normalize, writeWithContext } from "./causal-context.js";
+import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, MAX_CONTEXT_DOTS, normalize, writeWithContext } from "./client-context.js";
 
 const EMPTY: CausalContext = { clock: new Map(), dots: [] };
 const bytes = (s: string) => new TextEncoder().encode(s);
