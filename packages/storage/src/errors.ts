@@ -25,5 +25,17 @@ export class StorageCorruptionError extends StorageError {}
 /** Bad input: a key that is not well-formed Unicode, an invalid token range or option. */
 export class StorageInputError extends StorageError {}
 
-/** A group-commit batch could not be written; every call in that batch is rejected with this error. */
+/**
+ * A write failed or was refused. A group-commit batch that could not be written rejects every call
+ * in that batch with one such error; after that the store is not writable (see Storage.health()):
+ * later writes and probes are refused with this error until reopen() succeeds. probe() and
+ * reopen() also fail with it when the directory or LevelDB does not take their probe write.
+ */
 export class StorageWriteError extends StorageError {}
+
+/**
+ * The store has no open database: a reopen() could not open it again (the directory is gone,
+ * unreadable, no longer holds this store, ...). Every call but close(), health(), stats() and
+ * reopen() fails with this error until a reopen() succeeds.
+ */
+export class StorageUnavailableError extends StorageError {}

@@ -11,6 +11,10 @@ import { StorageInputError } from "./errors.js";
  *
  * Data keys sort by token, then by key bytes, so a token range is one contiguous LevelDB range
  * (two for a range that wraps around the ring).
+ *
+ * Metadata keys: "format" (the format marker, written when the store is created) and "probe"
+ * (written and deleted again by Storage.probe() and reopen() to prove that LevelDB takes writes;
+ * absent at rest).
  */
 
 const DATA_NAMESPACE = 0x64;
@@ -24,6 +28,9 @@ const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 /** The format this version reads and writes; kept under a metadata key and checked at open. */
 export const STORAGE_FORMAT = "dynamo-ts/storage sibling-sets v1";
 export const FORMAT_KEY = Uint8Array.from([METADATA_NAMESPACE, ...utf8Encoder.encode("format")]);
+export const PROBE_KEY = Uint8Array.from([METADATA_NAMESPACE, ...utf8Encoder.encode("probe")]);
+/** A file that probes create, fsync and delete in the store's directory (LevelDB ignores names it did not write). */
+export const PROBE_FILE = "dynamo-ts-storage-probe.tmp";
 export const DATA_START = Uint8Array.of(DATA_NAMESPACE);
 export const DATA_END = Uint8Array.of(DATA_NAMESPACE + 1);
 

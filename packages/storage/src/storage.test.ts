@@ -2,10 +2,19 @@ import { hashKey, rangeContains } from "@dynamo-ts/ring";
 import type { TokenRange } from "@dynamo-ts/ring";
 import { emptySet, isDeleted, liveValues, sync, update } from "@dynamo-ts/vclock";
 import type { SiblingSet } from "@dynamo-ts/vclock";
+import fs from "node:fs";
 import { ClassicLevel } from "classic-level";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { StorageClosedError, StorageCorruptionError, StorageFormatError, StorageInputError, StorageOpenError, StorageWriteError } from "./errors.js";
+import {
+  StorageClosedError,
+  StorageCorruptionError,
+  StorageFormatError,
+  StorageInputError,
+  StorageOpenError,
+  StorageUnavailableError,
+  StorageWriteError,
+} from "./errors.js";
 import { FORMAT_KEY, dataKey } from "./layout.js";
 import { Storage } from "./storage.js";
 import type { StorageOptions } from "./storage.js";
@@ -204,28 +213,63 @@ describe("group commit", () => {
     expect(values(await reopened.get("k"))).toEqual(["2"]);
   });
 
-  it("rejects exactly the calls of a failed batch and recovers for the next", async () => {
+  it("rejects exactly the calls of a failed batch with its error, refuses the batches queued behind it, and keeps no pending state", async () => {
     const store = await openStore(undefined, { maxBatchSize: 2 });
-    const realBatch = ClassicLevel.prototype.batch;
-    let calls = 0;
-    vi.spyOn(ClassicLevel.prototype, "batch").mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
-      if (calls++ === 0) return Promise.reject(new Error("disk on fire"));
-      return (realBatch as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof ClassicLevel.prototype.batch);
+    await store.update("c", write("n1", "old-c"));
+    const failures: Error[] = [];
+    store.onWriteFailure((error) => failures.push(error));
+    failNextBatches(1, "disk on fire");
 
     const results = await Promise.allSettled(["a", "b", "c", "d"].map((k) => store.update(k, write("n1", k))));
-    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "fulfilled", "fulfilled"]);
-    const failure = (results[0] as PromiseRejectedResult).reason as Error;
-    expect(failure).toBeInstanceOf(StorageWriteError);
-    expect(failure.message).toMatch(/disk on fire/);
-    expect(store.stats()).toMatchObject({ batches: 1, failedBatches: 1, operations: 2, writes: 2, pendingOperations: 0 });
-    // The failed writes are not visible; the store keeps working.
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected", "rejected"]);
+    const [a, b, c, d] = results.map((r) => (r as PromiseRejectedResult).reason as Error);
+    // The failed batch: its own calls get its error, and only they do.
+    expect(a).toBeInstanceOf(StorageWriteError);
+    expect(a?.message).toMatch(/writing a batch of 2 operations failed: disk on fire/);
+    expect(b).toBe(a);
+    // The batch queued behind it is refused (never written after a failed write), with its own error.
+    expect(c).toBeInstanceOf(StorageWriteError);
+    expect(c).not.toBe(a);
+    expect(c?.message).toMatch(/is not writable since .*disk on fire.*reopen\(\) it/);
+    expect(d).toBe(c);
+    expect(failures).toEqual([a]);
+    expect(store.stats()).toMatchObject({ batches: 1, failedBatches: 2, operations: 1, writes: 1, pendingOperations: 0 });
+
+    // No stale pending state: reads see the disk.
     expect(await store.get("a")).toBeUndefined();
-    expect(values(await store.get("c"))).toEqual(["c"]);
+    expect(values(await store.get("c"))).toEqual(["old-c"]);
+    expect(store.health()).toMatchObject({ writable: false, error: a?.message });
+    // Writes are refused until reopen; a call that writes nothing still succeeds.
+    await expect(store.update("a", write("n1", "again"))).rejects.toThrow(/not writable/);
+    expect((await store.update("c", (current) => current ?? emptySet())).changed).toBe(false);
+    expect(failures).toHaveLength(1);
+
+    await store.reopen();
+    expect(store.health()).toEqual({ writable: true });
     await store.update("a", write("n1", "again"));
     expect(values(await store.get("a"))).toEqual(["again"]);
   });
+
+  it("rejects an unchanged update that waited on a batch that failed", async () => {
+    const store = await openStore();
+    failNextBatches(1, "boom");
+    const first = store.update("k", write("n1", "v"));
+    const same = store.update("k", (current) => current as SiblingSet); // equals the pending state: waits for its batch
+    await expect(first).rejects.toThrow(StorageWriteError);
+    await expect(same).rejects.toThrow(StorageWriteError);
+    expect(await store.get("k")).toBeUndefined();
+  });
 });
+
+/** Makes the next `count` LevelDB batches fail with `message`; later ones go through. */
+function failNextBatches(count: number, message: string): void {
+  const realBatch = ClassicLevel.prototype.batch;
+  let calls = 0;
+  vi.spyOn(ClassicLevel.prototype, "batch").mockImplementation(function (this: ClassicLevel, ...args: unknown[]) {
+    if (calls++ < count) return Promise.reject(new Error(message));
+    return (realBatch as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof ClassicLevel.prototype.batch);
+}
 
 describe("removeIf", () => {
   it("removes only when the predicate holds on the current state", async () => {
@@ -341,6 +385,191 @@ describe("persistence and format", () => {
 
   it("rejects a bad maxBatchSize", async () => {
     await expect(Storage.open(tempDirs.create(), { maxBatchSize: 0 })).rejects.toThrow(StorageInputError);
+  });
+});
+
+describe("created", () => {
+  it("is true when open() created the store, false when it opened existing data, true again once the directory was wiped", async () => {
+    const dir = tempDirs.create();
+    const first = await Storage.open(dir);
+    expect(first.created).toBe(true);
+    await first.update("k", write("n1", "v"));
+    await first.close();
+    const second = await Storage.open(dir);
+    expect(second.created).toBe(false);
+    await second.close();
+    // An empty store (no data, only the marker) is still an existing store.
+    const emptyDir = tempDirs.create();
+    await (await Storage.open(emptyDir)).close();
+    const empty = await openStore(emptyDir);
+    expect(empty.created).toBe(false);
+
+    fs.rmSync(dir, { recursive: true });
+    const wiped = await openStore(dir);
+    expect(wiped.created).toBe(true);
+    expect(await wiped.count()).toBe(0);
+  });
+});
+
+describe("health, probe and reopen", () => {
+  it("a healthy store is writable, probes fine and keeps its data and pending writes across reopen", async () => {
+    const dir = tempDirs.create();
+    const store = await openStore(dir, { sync: true });
+    const listener = vi.fn();
+    store.onWriteFailure(listener);
+    expect(store.health()).toEqual({ writable: true });
+    await store.probe();
+    await store.update("a", write("n1", "1"));
+    const inFlight = store.update("b", write("n1", "2")); // queued when reopen starts: written before the close
+    const reopening = store.reopen();
+    expect(store.reopen()).toBe(reopening);
+    await reopening;
+    await inFlight;
+    expect(store.health()).toEqual({ writable: true });
+    expect(values(await store.get("a"))).toEqual(["1"]);
+    expect(values(await store.get("b"))).toEqual(["2"]);
+    await store.update("c", write("n1", "3"));
+    expect(await store.count()).toBe(3);
+    expect(listener).not.toHaveBeenCalled();
+    // Nothing of the probes is left in the database or the directory.
+    await store.close();
+    const raw = new ClassicLevel<Uint8Array, Uint8Array>(dir, { keyEncoding: "view", valueEncoding: "view" });
+    const keys: string[] = [];
+    for await (const key of raw.keys()) keys.push(Buffer.from(key).toString("latin1"));
+    await raw.close();
+    expect(keys.filter((k) => k.startsWith("m"))).toEqual(["mformat"]);
+    expect(fs.readdirSync(dir).filter((name) => name.includes("probe"))).toEqual([]);
+  });
+
+  it("a failed probe makes the store not writable and tells the listeners once; reopen recovers", async () => {
+    const store = await openStore();
+    await store.update("k", write("n1", "v"));
+    const failures: Error[] = [];
+    const unsubscribe = store.onWriteFailure((error) => failures.push(error));
+    const put = vi.spyOn(ClassicLevel.prototype, "put").mockRejectedValue(new Error("EROFS: read-only file system"));
+
+    const probed = await store.probe().catch((error: unknown) => error as Error);
+    expect(probed).toBeInstanceOf(StorageWriteError);
+    expect((probed as Error).message).toMatch(/probe write .* failed: EROFS/);
+    const health = store.health();
+    expect(health).toMatchObject({ writable: false, error: (probed as Error).message });
+    expect(health.since).toEqual(expect.any(Number));
+    expect(failures).toEqual([probed]);
+
+    // Not probed again while failing, writes refused, reads served; the listener is not told again.
+    await expect(store.probe()).rejects.toThrow(/not writable since/);
+    expect(put).toHaveBeenCalledTimes(1);
+    await expect(store.update("k2", write("n1", "v"))).rejects.toThrow(StorageWriteError);
+    await expect(store.removeIf("k", () => true)).rejects.toThrow(StorageWriteError);
+    expect(values(await store.get("k"))).toEqual(["v"]);
+    expect(await store.count()).toBe(1);
+    expect(failures).toHaveLength(1);
+
+    // Still failing: reopen rejects with the new reason, since stays.
+    await expect(store.reopen()).rejects.toThrow(StorageWriteError);
+    expect(store.health()).toMatchObject({ writable: false, since: health.since });
+    expect(failures).toHaveLength(1);
+
+    put.mockRestore();
+    await store.reopen();
+    expect(store.health()).toEqual({ writable: true });
+    await store.update("k2", write("n1", "v2"));
+    expect(await store.count()).toBe(2);
+
+    // Unsubscribed listeners are not told; one that throws is reported as a warning and changes nothing.
+    unsubscribe();
+    const warned = new Promise<Error>((resolve) => process.once("warning", resolve));
+    store.onWriteFailure(() => {
+      throw new Error("listener bug");
+    });
+    failNextBatches(1, "second failure");
+    await expect(store.update("k3", write("n1", "v"))).rejects.toThrow(/second failure/);
+    expect((await warned).message).toMatch(/listener threw: listener bug/);
+    expect(failures).toHaveLength(1);
+    expect(store.health().writable).toBe(false);
+  });
+
+  it("calls made during a reopen wait for it, then run against the reopened database", async () => {
+    const store = await openStore();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.update(`k${i}`, write("n1", `v${i}`))));
+    const events: string[] = [];
+    const reopening = store.reopen().then(() => events.push("reopened"));
+    const calls = [
+      store.get("k1").then((set) => events.push(`get ${values(set)}`)),
+      store.update("k2", (current) => (events.push("update fn"), update(current, current?.clock ?? NONE, "n1", text("new"), 2))),
+      store.merge("k3", emptySet()).then((change) => events.push(`merge ${change.changed}`)),
+      store.removeIf("k4", () => (events.push("removeIf predicate"), true)),
+      store.count().then((n) => events.push(`count ${n}`)),
+      collect(store.scan()).then((entries) => events.push(`scan ${entries.length}`)),
+      store.probe().then(() => events.push("probe")),
+    ];
+    await Promise.all([reopening, ...calls]);
+    expect(events[0]).toBe("reopened");
+    expect(events).toEqual(
+      expect.arrayContaining(["get v1", "update fn", "merge false", "removeIf predicate", "probe"]),
+    );
+    // count and scan include acknowledged writes; the removal may still be in flight.
+    expect(events.find((e) => e.startsWith("count"))).toMatch(/^count (19|20)$/);
+    expect(events.find((e) => e.startsWith("scan"))).toMatch(/^scan (19|20)$/);
+    expect(await store.count()).toBe(19);
+    expect(values(await store.get("k2"))).toEqual(["new"]);
+  });
+
+  it("a scan in progress carries on after a reopen from where it was", async () => {
+    const store = await openStore();
+    const keys = Array.from({ length: 300 }, (_, i) => `key-${i}`);
+    await Promise.all(keys.map((k) => store.update(k, write("n1", k))));
+    const expected = (await collect(store.scan())).map((e) => e.key);
+    const iterator = store.scan()[Symbol.asyncIterator]();
+    const seen: string[] = [];
+    for (let i = 0; i < 100; i++) seen.push(((await iterator.next()).value as { key: string }).key);
+    await store.reopen(); // closes the scan's iterator with the database
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) seen.push(next.value.key);
+    expect(seen).toEqual(expected);
+  });
+
+  it("a count in progress is waited for by reopen; close waits for a reopen in progress", async () => {
+    const store = await Storage.open(tempDirs.create());
+    await Promise.all(Array.from({ length: 500 }, (_, i) => store.update(`k${i}`, write("n1", "v"))));
+    const counting = store.count();
+    const reopening = store.reopen();
+    const closing = store.close();
+    expect(await counting).toBe(500);
+    await reopening;
+    await closing;
+    await expect(store.reopen()).rejects.toThrow(StorageClosedError);
+    await expect(store.probe()).rejects.toThrow(StorageClosedError);
+    await expect(store.get("k1")).rejects.toThrow(StorageClosedError);
+  });
+
+  it("never recreates a directory that lost its store: calls fail with StorageUnavailableError until a reopen finds it again", async () => {
+    const dir = tempDirs.create();
+    const store = await openStore(dir);
+    await store.update("k", write("n1", "v"));
+    const failures: Error[] = [];
+    store.onWriteFailure((error) => failures.push(error));
+    fs.renameSync(dir, `${dir}.away`);
+    fs.mkdirSync(dir); // an empty directory where the store was, as after a wipe
+
+    const error = (await store.reopen().catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(error.message).toMatch(/cannot reopen storage at .* holds no LevelDB database any more \(ENOENT/);
+    expect(store.health()).toMatchObject({ writable: false, error: error.message });
+    expect(failures).toEqual([error]);
+    await expect(store.get("k")).rejects.toThrow(StorageUnavailableError);
+    await expect(store.update("k", write("n1", "w"))).rejects.toThrow(StorageUnavailableError);
+    await expect(store.removeIf("k", () => true)).rejects.toThrow(StorageUnavailableError);
+    await expect(store.count()).rejects.toThrow(StorageUnavailableError);
+    await expect(collect(store.scan())).rejects.toThrow(StorageUnavailableError);
+    await expect(store.probe()).rejects.toThrow(StorageUnavailableError);
+    expect(fs.readdirSync(dir)).toEqual([]); // nothing was created
+
+    fs.rmdirSync(dir);
+    fs.renameSync(`${dir}.away`, dir);
+    await store.reopen();
+    expect(store.health()).toEqual({ writable: true });
+    expect(values(await store.get("k"))).toEqual(["v"]);
+    expect(failures).toHaveLength(1);
   });
 });
 
