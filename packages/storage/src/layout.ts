@@ -1,6 +1,6 @@
 import { hashKey } from "@dynamo-ts/ring";
 import type { TokenRange } from "@dynamo-ts/ring";
-import { StorageInputError } from "./errors.js";
+import { StorageCorruptionError, StorageInputError } from "./errors.js";
 
 /*
  * LevelDB key layout. Every key starts with a one-byte namespace so that data and metadata can
@@ -23,7 +23,8 @@ const TOKEN_LIMIT = 0x1_0000_0000;
 const PREFIX_BYTES = 5;
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+/** Fatal: bytes that are not UTF-8 are a damaged key, not a key with U+FFFD in it. */
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The format this version reads and writes; kept under a metadata key and checked at open. */
 export const STORAGE_FORMAT = "dynamo-ts/storage sibling-sets v1";
@@ -60,9 +61,33 @@ function writeTokenPrefix(out: Uint8Array, token: number): void {
   out[4] = token & 0xff;
 }
 
+/**
+ * The key and token of a data key read from LevelDB. Throws StorageCorruptionError unless the bytes
+ * are exactly what dataKey(token, key) writes: the data namespace, a token, a key in well-formed
+ * UTF-8, and a token that is the key's hash (a record under another token is in the wrong range,
+ * where get() would never find it).
+ */
 export function parseDataKey(bytes: Uint8Array): { key: string; token: number } {
-  const token = (((bytes[1] ?? 0) << 24) | ((bytes[2] ?? 0) << 16) | ((bytes[3] ?? 0) << 8) | (bytes[4] ?? 0)) >>> 0;
-  return { key: utf8Decoder.decode(bytes.subarray(PREFIX_BYTES)), token };
+  if (bytes.length < PREFIX_BYTES || bytes[0] !== DATA_NAMESPACE) {
+    throw new StorageCorruptionError(`stored key ${describeBytes(bytes)} is not a data key`);
+  }
+  const token = (((bytes[1] as number) << 24) | ((bytes[2] as number) << 16) | ((bytes[3] as number) << 8) | (bytes[4] as number)) >>> 0;
+  let key: string;
+  try {
+    key = utf8Decoder.decode(bytes.subarray(PREFIX_BYTES));
+  } catch (error) {
+    throw new StorageCorruptionError(`stored key ${describeBytes(bytes)} is not UTF-8`, { cause: error });
+  }
+  if (tokenOf(key) !== token) {
+    throw new StorageCorruptionError(`stored key ${JSON.stringify(key)} is under token ${token}, not its hash ${tokenOf(key)}`);
+  }
+  return { key, token };
+}
+
+/** Hex of (at most the first 64) bytes, for error messages. */
+function describeBytes(bytes: Uint8Array): string {
+  const shown = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 64)).toString("hex");
+  return `0x${shown}${bytes.length > 64 ? `... (${bytes.length} bytes)` : ""}`;
 }
 
 /** LevelDB bounds [gte, lt) covering the data keys whose token t satisfies low <= t <= high. */
