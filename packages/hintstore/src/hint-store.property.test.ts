@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { HintStoreFullError } from "./errors.js";
 import { HintStore, type HintCounters, type HintStoreOptions, type TargetSummary } from "./hint-store.js";
+import { unionOfBytes } from "./test-support/merges.js";
 import { FakeClock, TempDirs } from "./test-support/temp-dirs.js";
 
 const TARGETS = ["a", "b", "a@b", "c"];
@@ -9,11 +10,6 @@ const KEYS = ["k0", "k1", "k2"];
 const TTL_MS = 100;
 // Small caps, so that random sequences run into each of them.
 const CAPS = { maxHints: 7, maxBytes: 36, maxBytesPerTarget: 16, maxRecordBytes: 6 };
-
-/** A commutative, associative, idempotent merge, as a causal merge of full states is: the sorted union of the bytes. */
-function unionOfBytes(older: Uint8Array, newer: Uint8Array): Uint8Array {
-  return Uint8Array.from(new Set([...older, ...newer])).sort();
-}
 
 type Operation =
   | { kind: "enqueue"; target: number; key: number; bytes: number[] }

@@ -164,6 +164,13 @@ export class HintStore {
   private lastCreatedAt: number;
   private readonly stats: HintCounters = { stored: 0, merged: 0, delivered: 0, expired: 0, failed: 0, dropped: 0, refused: 0 };
   private lastError: Error | undefined;
+  /**
+   * Set when a batch failed to write, cleared by a successful reopen(). Until then writes are refused:
+   * LevelDB itself refuses further writes after a failed sync or compaction, but not after a failed
+   * unsynced log append, after which a later record in the same log block may be unreadable at recovery.
+   * Refusing here makes "a failed write needs a reopen" hold whatever failed.
+   */
+  private writeFailure: HintStoreWriteError | null = null;
 
   private writeQueue: WriteRequest[] = [];
   private writing: Promise<void> | null = null;
@@ -232,6 +239,7 @@ export class HintStore {
     if (reopening !== undefined) {
       await reopening;
     }
+    this.assertWritable();
     if (this.nextSeq > MAX_SEQ) {
       throw new HintStoreError(`hint sequence numbers are exhausted (${MAX_SEQ})`);
     }
@@ -331,6 +339,7 @@ export class HintStore {
     if (reopening !== undefined) {
       await reopening;
     }
+    this.assertWritable();
     // Only ids that are stored or being stored can remove anything; skip the write for the rest.
     const candidates = parsed.filter(({ target, seq }) => this.index.queue(target)?.has(seq) || this.pendingEnqueues.get(seq) === target);
     return candidates.length === 0 ? 0 : this.submitRemoval("delivered", { kind: "ack", hints: candidates });
@@ -350,6 +359,7 @@ export class HintStore {
     if (reopening !== undefined) {
       await reopening;
     }
+    this.assertWritable();
     const cutoff = this.readClock() - this.ttlMs;
     const anyOld = [...this.index.entries()].some(([, queue]) => queue.oldestCreatedAt < cutoff);
     return anyOld || this.pendingEnqueues.size > 0 ? this.submitRemoval("expired", { kind: "expire", cutoff }) : 0;
@@ -363,6 +373,7 @@ export class HintStore {
     if (reopening !== undefined) {
       await reopening;
     }
+    this.assertWritable();
     const any = this.index.queue(target) !== undefined || [...this.pendingEnqueues.values()].includes(target);
     return any ? this.submitRemoval("dropped", { kind: "drop", target }) : 0;
   }
@@ -383,20 +394,22 @@ export class HintStore {
   }
 
   /**
-   * The error of the last write that failed, until a write succeeds again. LevelDB refuses every write
-   * after a failed one (disk full, I/O error, read-only file system), so once this is set, the store stays
-   * unwritable until reopen() and a successful write after it: report it as "hint store not writable".
+   * The error of the last write that failed (disk full, I/O error, read-only file system), until a write
+   * succeeds again. After a failed write the store refuses writes (HintStoreWriteError) until reopen(), so
+   * this stays set until a write after a successful reopen() went through: while it is set, report the
+   * store as "hint store not writable: <message>" (and call reopen() from time to time).
    */
   lastWriteError(): Error | undefined {
     return this.lastError;
   }
 
   /**
-   * Closes and reopens the LevelDB (which stays in a failed state after a failed write until then), after
-   * the writes already accepted have finished, and rebuilds the in-memory index from what is on disk.
-   * Operations called meanwhile wait for it. If the database cannot be opened again, this rejects
-   * (HintStoreOpenError or HintStoreFormatError) and every operation rejects with HintStoreOpenError until
-   * a later reopen() succeeds. Counters and hint ids carry on.
+   * Closes and reopens the LevelDB, after the writes already accepted have finished (or failed), and
+   * rebuilds the in-memory index from what is on disk, so it matches what is durable. This is how the store
+   * becomes writable again after a failed write. Operations called meanwhile wait for it. If the database
+   * cannot be opened again, this rejects (HintStoreOpenError or HintStoreFormatError) and every operation
+   * except the in-memory readers rejects with HintStoreOpenError until a later reopen() succeeds. Counters
+   * carry on, and hint ids are never reused across it.
    */
   reopen(): Promise<void> {
     if (this.closing !== null) {
@@ -440,6 +453,7 @@ export class HintStore {
       this.nextSeq = recovered.nextSeq;
       this.lastCreatedAt = recovered.lastCreatedAt;
       this.unavailable = null;
+      this.writeFailure = null;
     } catch (error) {
       const reason = error instanceof HintStoreError ? error : new HintStoreOpenError(messageOf(error), { cause: error });
       this.unavailable = reason;
@@ -460,6 +474,17 @@ export class HintStore {
         throw new HintStoreOpenError(`hint store is not open (${this.unavailable.message}); call reopen()`, { cause: this.unavailable });
       }
     })();
+  }
+
+  private assertWritable(): void {
+    if (this.writeFailure !== null) {
+      throw this.notWritable();
+    }
+  }
+
+  private notWritable(): HintStoreWriteError {
+    const reason = this.writeFailure?.message ?? "unknown";
+    return new HintStoreWriteError(`hint store is not writable after a failed write (${reason}); reopen() it`, { cause: this.writeFailure });
   }
 
   private assertOpen(operation: string): void {
@@ -533,6 +558,15 @@ export class HintStore {
    * planned (a cap, a throwing merge) is rejected on its own and leaves no trace in the batch.
    */
   private async writeBatch(batch: readonly WriteRequest[]): Promise<void> {
+    if (this.writeFailure !== null) {
+      // Queued behind the batch that failed: nothing more is written until reopen().
+      const failure = this.notWritable();
+      for (const request of batch) {
+        this.finish(request);
+        request.reject(failure);
+      }
+      return;
+    }
     const plan = new BatchPlan(this.index);
     const storedRecords = this.readRecordsToMerge(batch);
     const planned: { request: WriteRequest; settle: () => void }[] = [];
@@ -552,6 +586,7 @@ export class HintStore {
       } catch (error) {
         const failure = new HintStoreWriteError(`hint store write failed: ${messageOf(error)}`, { cause: error });
         this.lastError = failure;
+        this.writeFailure = failure;
         for (const { request } of planned) {
           this.finish(request);
           request.reject(failure);

@@ -169,6 +169,12 @@ async function mergeDuplicates(db: Db, index: HintIndex, options: RecoveryOption
   index.add(target, seq, createdAt, key, Buffer.byteLength(key, "utf8"), record.length);
 }
 
+/** The message with its causes ("Database failed to open: IO error: ... Read-only file system"). */
 export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const parts: string[] = [];
+  for (let current = error, depth = 0; current !== undefined && depth < 4; depth++) {
+    parts.push(current instanceof Error ? current.message : String(current));
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(": ");
 }
