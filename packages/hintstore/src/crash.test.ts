@@ -2,17 +2,22 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { HintStore } from "./hint-store.js";
+import { tokensOf, unionOfTokens } from "./test-support/merges.js";
 import { recordFor, TempDirs } from "./test-support/temp-dirs.js";
 
 const tempDirs = new TempDirs();
 afterEach(() => tempDirs.cleanup());
 
+/** The targets the child enqueues for, round-robin: enqueue n goes to CHILD_TARGETS[n % 3]. */
+const CHILD_TARGETS = ["node-a", "node-b", "node-c"];
 const childScript = fileURLToPath(new URL("./test-support/enqueue-until-killed.ts", import.meta.url));
 
 interface AcknowledgedHint {
   id: string;
   target: string;
   key: string;
+  /** The enqueue's number; in merge mode its record is token(n). */
+  n: number;
   createdAt: number;
 }
 
@@ -20,9 +25,10 @@ interface AcknowledgedHint {
  * Runs the child until it has printed `wanted` acknowledged enqueues, then SIGKILLs it mid-stream
  * (more enqueues are in flight at that moment) and returns every line it managed to print.
  */
-function runChildAndKill(dir: string, wanted: number): Promise<AcknowledgedHint[]> {
+function runChildAndKill(dir: string, wanted: number, keys?: number): Promise<AcknowledgedHint[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [childScript, dir, "8"], { stdio: ["ignore", "pipe", "pipe"] });
+    const args = [childScript, dir, "8", ...(keys === undefined ? [] : [String(keys)])];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     const acknowledged: AcknowledgedHint[] = [];
     let buffered = "";
     let stderr = "";
@@ -98,6 +104,49 @@ describe("kill -9 while enqueueing", () => {
       expect(acknowledged.every((hint) => hint.id.slice(0, 16) < fresh.id.slice(0, 16))).toBe(true);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe("kill -9 while enqueueing into a few keys (every enqueue after the first of a key merges)", () => {
+  it("keeps one hint per (target, key) holding every acknowledged record", { timeout: 20_000 }, async () => {
+    const dir = tempDirs.create();
+    const keys = 5;
+    const acknowledged = await runChildAndKill(dir, 500, keys);
+    expect(acknowledged.length).toBeGreaterThanOrEqual(500);
+
+    const store = await HintStore.open(dir, { merge: unionOfTokens });
+    const listedIds = new Set<string>();
+    try {
+      const byTarget = Map.groupBy(acknowledged, (hint) => hint.target);
+      for (const [target, hints] of byTarget) {
+        const listed = await store.list(target, 1_000_000);
+        listed.forEach((hint) => listedIds.add(hint.id));
+        expect(new Set(listed.map((hint) => hint.key)).size, `one hint per key of ${target}`).toBe(listed.length);
+        for (const [key, acknowledgedForKey] of Map.groupBy(hints, (hint) => hint.key)) {
+          const stored = listed.find((hint) => hint.key === key);
+          expect(stored, `the hint of ${target}/${key} was lost`).toBeDefined();
+          const tokens = new Set(tokensOf(stored!.record));
+          for (const hint of acknowledgedForKey) {
+            expect(tokens.has(hint.n), `acknowledged enqueue ${hint.n} is missing from ${target}/${key}`).toBe(true);
+          }
+          // Only this key's own enqueues (acknowledged or still in flight at the kill) were merged into it.
+          for (const n of tokens) {
+            expect([CHILD_TARGETS[n % CHILD_TARGETS.length], `key-${n % keys}`]).toEqual([target, key]);
+          }
+          // The stored hint is the newest version of the key: no older id the child saw is still there.
+          expect(stored!.id >= acknowledgedForKey.at(-1)!.id).toBe(true);
+        }
+      }
+      expect(store.targets().reduce((sum, summary) => sum + summary.count, 0)).toBe(store.size());
+      expect(store.size()).toBeLessThanOrEqual(3 * keys);
+      // Every id the child saw that is not listed was merged away: acknowledging it removes nothing.
+      const stale = acknowledged.map((hint) => hint.id).filter((id) => !listedIds.has(id));
+      expect(stale.length).toBeGreaterThan(0);
+      expect(await store.ack(stale)).toBe(0);
+      expect(await store.ack([...listedIds])).toBe(listedIds.size);
+    } finally {
+      await store.close();
     }
   });
 });

@@ -18,3 +18,23 @@ export function concatenate(older: Uint8Array, newer: Uint8Array): Uint8Array {
 
 export const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 export const text = (record: Uint8Array): string => new TextDecoder().decode(record);
+
+/** A 4-byte big-endian token: one enqueue's contribution to a record merged with unionOfTokens. */
+export function token(n: number): Uint8Array {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, n);
+  return bytes;
+}
+
+export function tokensOf(record: Uint8Array): number[] {
+  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+  return Array.from({ length: Math.floor(record.length / 4) }, (_, i) => view.getUint32(i * 4));
+}
+
+/** unionOfBytes for 4-byte tokens: the sorted set of the tokens of both records. */
+export function unionOfTokens(older: Uint8Array, newer: Uint8Array): Uint8Array {
+  const tokens = [...new Set([...tokensOf(older), ...tokensOf(newer)])].sort((a, b) => a - b);
+  const merged = new Uint8Array(tokens.length * 4);
+  tokens.forEach((n, i) => merged.set(token(n), i * 4));
+  return merged;
+}
