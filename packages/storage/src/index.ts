@@ -1,5 +1,5 @@
 export { DEFAULT_MAX_BATCH_SIZE, Storage } from "./storage.js";
-export type { StorageOptions, StorageStats, StoredChange, StoredEntry } from "./storage.js";
+export type { StorageHealth, StorageOptions, StorageStats, StoredChange, StoredEntry, WriteFailureListener } from "./storage.js";
 export { STORAGE_FORMAT } from "./layout.js";
 export {
   StorageClosedError,
@@ -8,5 +8,6 @@ export {
   StorageFormatError,
   StorageInputError,
   StorageOpenError,
+  StorageUnavailableError,
   StorageWriteError,
 } from "./errors.js";
