@@ -309,14 +309,16 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         const rows = h.targets.map((t) => [
           t.nodeId,
           String(t.count),
+          formatBytes(Number(t.bytes)),
           formatAge(Number(t.oldestAgeMs)),
           formatAge(Number(t.newestAgeMs)),
           String(t.consecutiveFailures),
           t.nextAttemptInMs > 0n ? `in ${formatAge(Number(t.nextAttemptInMs))}` : "due",
         ]);
         io.out(
-          (rows.length ? table([["TARGET", "HINTS", "OLDEST", "NEWEST", "FAILURES", "NEXT TRY"], ...rows]) : "no pending hints\n") +
-            `stored ${h.stored}, delivered ${h.delivered}, expired ${h.expired}, failed deliveries ${h.failed} (since start)\n`,
+          (rows.length ? table([["TARGET", "HINTS", "BYTES", "OLDEST", "NEWEST", "FAILURES", "NEXT TRY"], ...rows]) : "no pending hints\n") +
+            `stored ${h.stored} (${h.merged} merged into a pending hint of the same key), delivered ${h.delivered}, expired ${h.expired}, ` +
+            `refused at a cap ${h.refused}, rejected by the target ${h.rejected}, failed deliveries ${h.failed} (since start)\n`,
         );
         return EXIT.ok;
       }

@@ -54,6 +54,11 @@ export interface NodeConfig {
   readonly hintedHandoff: boolean;
   readonly hintIntervalMs: number;
   readonly hintTtlMs: number;
+  /** Bytes of hints this node keeps, for all targets together and for one target. */
+  readonly maxHintBytes: number;
+  readonly maxHintBytesPerTarget: number;
+  /** How often the stores are probed for writability (a read-only disk shows before a write fails). */
+  readonly diskProbeIntervalMs: number;
   /** Probability (0..1) that a Get repairs stale replicas. */
   readonly readRepair: number;
   readonly tombstoneGraceMs: number;
@@ -110,6 +115,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
   { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },
   { flag: "hint-ttl-ms", help: "Hints older than this are dropped (anti-entropy repairs their keys)", default: String(3 * 3600_000) },
+  { flag: "max-hint-bytes", help: "Most bytes of hints kept for all targets together; further hints are refused (anti-entropy repairs their keys)", default: String(1024 ** 3) },
+  { flag: "max-hint-bytes-per-target", help: "Most bytes of hints kept for one target", default: String(256 * 1024 ** 2) },
+  { flag: "disk-probe-interval-ms", help: "How often the node checks that its data directory takes writes (0: only when a write fails)", default: "10000" },
   { flag: "read-repair", help: "Repair stale replicas after a Get: on, off, or a probability 0..1", default: "on" },
   { flag: "tombstone-grace-ms", help: "Age before a delete's tombstone may be purged; must exceed --hint-ttl-ms", default: String(6 * 3600_000) },
   { flag: "tombstone-sweep-interval-ms", help: "How often tombstones are looked at for purging", default: "600000" },
@@ -298,6 +306,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     hintedHandoff: parseBoolean(raw, "hinted-handoff"),
     hintIntervalMs: parseInteger(raw, "hint-interval-ms", 10, 3600_000),
     hintTtlMs,
+    maxHintBytes: parseInteger(raw, "max-hint-bytes", 1024 * 1024, 2 ** 50),
+    maxHintBytesPerTarget: parseInteger(raw, "max-hint-bytes-per-target", 1024 * 1024, 2 ** 50),
+    diskProbeIntervalMs: parseInteger(raw, "disk-probe-interval-ms", 0, 3600_000),
     readRepair,
     tombstoneGraceMs,
     tombstoneSweepIntervalMs: parseInteger(raw, "tombstone-sweep-interval-ms", 100, 24 * 3600_000),

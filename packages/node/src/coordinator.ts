@@ -75,6 +75,8 @@ export interface CoordinatorDeps {
   isAvailable(node: string): boolean;
   /** Atomic read-modify-write on the local store (the coordinator issues new versions here). */
   updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet>;
+  /** Whether the local data store takes writes; a node whose disk fails hands writes to another replica. */
+  localWritable(): boolean;
   /** Hands a write to a node of the key's preference list when this node is not in it. */
   forwardWrite(node: string, args: PutArgs): Promise<Uint8Array>;
   now(): number;
@@ -219,7 +221,16 @@ export class Coordinator {
     const ring = this.deps.ring();
     const replicas = ring.preferenceList(key, this.options.n);
     const self = this.options.nodeId;
-    if (!replicas.includes(self) && !forwarded) return this.forward(replicas, args);
+    if (!forwarded) {
+      // Only a node that holds the key and can write it issues its versions (see below).
+      if (!replicas.includes(self)) return this.forward(replicas, args);
+      if (!this.deps.localWritable()) {
+        this.deps.metrics.count("writes_forwarded_disk_failing");
+        return this.forward(replicas.filter((node) => node !== self), args);
+      }
+    } else if (!this.deps.localWritable()) {
+      throw new ConnectError(`${self} cannot write to its data store now; another replica must coordinate`, Code.Unavailable);
+    }
     if (value === null && args.context.byteLength === 0) {
       // A delete without a context means "delete what is there": read it at the default
       // quorum and delete exactly that. Writes the read did not see survive, as they must.

@@ -2,9 +2,11 @@
 // targets. A hint is deleted only after its target acknowledged it; a target that fails is
 // backed off (exponentially, per target) so a dead node costs little; a node reported up
 // gets its hints at once. The worker runs beside client traffic and never blocks it.
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Hint, HintStore } from "@dynamo-ts/hintstore";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import { isHintStoreFailure } from "./store-health.js";
 
 export interface BackoffOptions {
   readonly baseMs: number;
@@ -49,11 +51,22 @@ export class BackoffSchedule {
   }
 }
 
+/** The target answered, and said no for good: the record is invalid or too large for it. */
+function isRejection(result: PromiseSettledResult<void>): boolean {
+  if (result.status !== "rejected") return false;
+  const code = ConnectError.from(result.reason).code;
+  return code === Code.InvalidArgument || code === Code.ResourceExhausted;
+}
+
 export interface HandoffOptions {
   /** How often pending hints are looked at. */
   readonly intervalMs: number;
   /** Hints sent to one target at a time. */
   readonly batchSize: number;
+  /** Record bytes listed for one batch: delivery holds about this much in memory per target. */
+  readonly batchBytes: number;
+  /** Told when a round fails because the hint store can't write (acks, expiry). */
+  readonly onHintStoreFailure?: (err: unknown) => void;
   readonly backoff: BackoffOptions;
 }
 
@@ -109,6 +122,7 @@ export class HintDelivery {
           await this.round();
         } while (this.again && !this.stopped);
       } catch (err) {
+        if (isHintStoreFailure(err)) this.options.onHintStoreFailure?.(err);
         this.log.error("hint delivery round failed", { error: String(err) });
       } finally {
         this.running = undefined;
@@ -130,15 +144,23 @@ export class HintDelivery {
 
   private async deliverTo(target: string): Promise<void> {
     while (!this.stopped) {
-      const batch = await this.hints.list(target, this.options.batchSize);
+      const batch = await this.hints.list(target, this.options.batchSize, this.options.batchBytes);
       if (batch.length === 0) return;
       const results = await Promise.allSettled(batch.map((hint) => this.deliver(hint)));
       const delivered = batch.filter((_, i) => results[i]!.status === "fulfilled");
+      // A hint the target refuses as invalid would be refused forever: dropped, counted, logged.
+      const rejected = batch.filter((_, i) => isRejection(results[i]!));
       if (delivered.length > 0) {
         await this.hints.ack(delivered);
         this.metrics.count("hints_delivered", delivered.length);
       }
-      if (delivered.length < batch.length) {
+      if (rejected.length > 0) {
+        await this.hints.ack(rejected);
+        this.metrics.count("hints_rejected", rejected.length);
+        const reason = (results[batch.indexOf(rejected[0]!)] as PromiseRejectedResult).reason;
+        this.log.warn("hints refused by their target as invalid were dropped (anti-entropy repairs their keys)", { target, hints: rejected.length, reason: String(reason) });
+      }
+      if (delivered.length + rejected.length < batch.length) {
         this.hints.recordFailure(target);
         this.metrics.count("hint_delivery_failures");
         const delay = this.schedule.failure(target, this.now());

@@ -6,7 +6,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
-import { decodeSiblingSet } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, encodeSiblingSet, sync } from "@dynamo-ts/vclock";
 import { AntiEntropy } from "./anti-entropy.js";
 import { type NodeConfig, swimSettings } from "./config.js";
 import { ContextSealer } from "./context-seal.js";
@@ -25,6 +25,7 @@ import { ReplicaRebuild } from "./rebuild.js";
 import { LocalReplica } from "./replica.js";
 import { createRpcHandler } from "./rpc-handler.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./services.js";
+import { StoreHealth } from "./store-health.js";
 import { TombstoneCollector } from "./tombstones.js";
 import { VERSION } from "./version.js";
 
@@ -55,6 +56,7 @@ export class DynamoNode {
   private readonly limits: MessageLimits;
 
   private readonly rebuild: ReplicaRebuild;
+  readonly storeHealth: StoreHealth;
 
   private constructor(
     readonly config: NodeConfig,
@@ -82,11 +84,23 @@ export class DynamoNode {
       this.metrics,
       log,
     );
-    this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics, this.rebuild);
+    this.storeHealth = new StoreHealth(
+      [
+        { name: "data", reopen: () => storage.reopen(), probe: () => storage.probe() },
+        { name: "hints", reopen: () => hints.reopen() },
+      ],
+      { retryBaseMs: 1_000, retryMaxMs: 30_000, probeIntervalMs: config.diskProbeIntervalMs },
+      log,
+      this.metrics,
+      () => this.notifyServing(),
+    );
+    storage.onWriteFailure((err) => this.storeHealth.failed("data", err));
+    const hintStoreFailed = (err: unknown) => this.storeHealth.failed("hints", err);
+    this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics, this.rebuild, hintStoreFailed);
     this.handoff = new HintDelivery(
       hints,
       (hint) => this.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
-      { intervalMs: config.hintIntervalMs, batchSize: 64, backoff: { baseMs: 500, maxMs: 30_000 } },
+      { intervalMs: config.hintIntervalMs, batchSize: 64, batchBytes: 4 * 1024 * 1024, backoff: { baseMs: 500, maxMs: 30_000 }, onHintStoreFailure: hintStoreFailed },
       this.metrics,
       log,
     );
@@ -200,7 +214,19 @@ export class DynamoNode {
     const storage = await openOrExplain("data", () => Storage.open(dataDir, { sync: config.sync }));
     let hints: HintStore;
     try {
-      hints = await openOrExplain("hints", () => HintStore.open(join(config.dataDir, "hints"), { sync: config.sync, ttlMs: config.hintTtlMs }));
+      const limits = messageLimits(config);
+      hints = await openOrExplain("hints", () =>
+        HintStore.open(join(config.dataDir, "hints"), {
+          sync: config.sync,
+          ttlMs: config.hintTtlMs,
+          maxBytes: config.maxHintBytes,
+          maxBytesPerTarget: config.maxHintBytesPerTarget,
+          maxRecordBytes: limits.maxShippedRecordBytes,
+          // One hint per key and target: a newer hint is merged into the older one causally,
+          // exactly as the target will merge it (sync is commutative and idempotent).
+          merge: (older, newer) => encodeSiblingSet(sync(decodeSiblingSet(older), decodeSiblingSet(newer))),
+        }),
+      );
     } catch (err) {
       await storage.close();
       throw err;
@@ -236,6 +262,7 @@ export class DynamoNode {
       isAvailable: (node) => this.isAvailable(node),
       random: Math.random,
       updateLocal: (key, fn) => this.replica.update(key, fn),
+      localWritable: () => this.storeHealth.dataWritable,
       forwardWrite: (node, args) => this.peers.forwardWrite(node, args),
       now: Date.now,
       metrics: this.metrics,
@@ -251,7 +278,7 @@ export class DynamoNode {
           coordinator,
           replica: this.replica,
           antiEntropy: this.antiEntropy,
-          serving: () => this.servingNow,
+          serving: () => this.serving,
           draining: this.draining.signal,
           onServingChange: (listener) => {
             this.servingListeners.add(listener);
@@ -269,8 +296,8 @@ export class DynamoNode {
       log: this.log,
       fallback: (req, res) => {
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
-          res.writeHead(this.servingNow ? 200 : 503, { "content-type": "text/plain" });
-          res.end(this.servingNow ? "ok\n" : "shutting down\n");
+          res.writeHead(this.serving ? 200 : 503, { "content-type": "text/plain" });
+          res.end(this.serving ? "ok\n" : `${this.notReadyReason()}\n`);
           return;
         }
         res.writeHead(404, { "content-type": "text/plain" });
@@ -299,6 +326,7 @@ export class DynamoNode {
     }, 500);
     this.probeTimer.unref();
     this.tombstones.start();
+    this.storeHealth.start();
     this.antiEntropy.start();
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
@@ -327,6 +355,20 @@ export class DynamoNode {
 
   private setServing(serving: boolean): void {
     this.servingNow = serving;
+    this.notifyServing();
+  }
+
+  /** Serving: started, not stopping, and both stores take writes. */
+  get serving(): boolean {
+    return this.servingNow && this.storeHealth.ready;
+  }
+
+  private notReadyReason(): string {
+    if (!this.servingNow) return this.stopping ? "shutting down" : "starting";
+    return this.storeHealth.reason ?? "";
+  }
+
+  private notifyServing(): void {
     for (const listener of [...this.servingListeners]) listener();
   }
 
@@ -345,6 +387,7 @@ export class DynamoNode {
       members: this.statusMembers(now, ownership),
       rebuilding: this.rebuild.active,
       rangesToRebuild: this.antiEntropy.rangesToRebuild(),
+      notReadyReason: this.serving ? "" : this.notReadyReason(),
     };
   }
 
@@ -411,11 +454,17 @@ export class DynamoNode {
         newestAgeMs: BigInt(Math.max(0, now - t.newestCreatedAt)),
         consecutiveFailures: this.handoff.schedule.failures(t.target),
         nextAttemptInMs: BigInt(this.handoff.schedule.nextAttemptIn(t.target, now)),
+        bytes: BigInt(t.bytes),
       })),
       stored: BigInt(counters.stored),
-      delivered: BigInt(counters.delivered),
+      // Hints dropped because their target refused them are acknowledged too: not deliveries.
+      delivered: BigInt(Math.max(0, counters.delivered - this.metrics.get("hints_rejected"))),
       expired: BigInt(counters.expired),
       failed: BigInt(counters.failed),
+      merged: BigInt(counters.merged),
+      refused: BigInt(counters.refused),
+      rejected: BigInt(this.metrics.get("hints_rejected")),
+      bytes: BigInt(this.hints.bytes()),
     };
   }
 
@@ -426,6 +475,7 @@ export class DynamoNode {
       this.setServing(false);
       this.log.info("stopping", { graceMs: this.config.shutdownGraceMs });
       clearInterval(this.probeTimer);
+      this.storeHealth.stop();
       this.draining.abort();
       const closed = await this.listener?.close(this.config.shutdownGraceMs);
       if (closed && closed.cutOff > 0) {

@@ -9,6 +9,7 @@ import type { ConflictResolution } from "./config.js";
 import type { ReplicaEndpoint } from "./coordinator.js";
 import type { Metrics } from "./metrics.js";
 import type { ReplicaRebuild } from "./rebuild.js";
+import { isHintStoreFailure, storeErrorToConnect } from "./store-health.js";
 
 /** A change to the local store: the key's new state, or undefined once it was removed. */
 export interface ReplicaChange {
@@ -28,7 +29,18 @@ export class LocalReplica implements ReplicaEndpoint {
     private readonly metrics: Metrics,
     /** Set while this node rebuilds its data: reads of ranges not rebuilt yet are refused. */
     private readonly rebuild?: ReplicaRebuild,
+    /** Told when the hint store fails to write (the data store reports its own failures). */
+    private readonly onHintStoreFailure: (err: unknown) => void = () => {},
   ) {}
+
+  /** Store failures become the Connect errors callers act on (Unavailable: try another node). */
+  private async guarded<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (err) {
+      throw storeErrorToConnect(err, this.nodeId);
+    }
+  }
 
   /** Calls `listener` after every change to the local store is durable (anti-entropy's trees). */
   onChange(listener: (change: ReplicaChange) => void): void {
@@ -43,15 +55,21 @@ export class LocalReplica implements ReplicaEndpoint {
   /** Merges remote state into the local store through the causal merge (or LWW). */
   async apply(key: string, set: SiblingSet): Promise<StoredChange> {
     if (this.resolution === "lww") {
-      return this.notify(await this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set))));
+      return this.notify(await this.guarded(() => this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set)))));
     }
-    return this.notify(await this.storage.merge(key, set));
+    return this.notify(await this.guarded(() => this.storage.merge(key, set)));
   }
 
   async write(key: string, set: SiblingSet, encoded: Uint8Array, hintFor: string | undefined): Promise<void> {
     if (hintFor !== undefined && hintFor !== this.nodeId) {
       // A fallback keeps the write only as a hint: it never serves the data as its own.
-      await this.hints.enqueue(hintFor, key, encoded);
+      try {
+        await this.hints.enqueue(hintFor, key, encoded);
+      } catch (err) {
+        if (isHintStoreFailure(err)) this.onHintStoreFailure(err);
+        else this.metrics.count("hints_refused");
+        throw storeErrorToConnect(err, this.nodeId);
+      }
       this.metrics.count("hints_stored");
       return;
     }
@@ -71,7 +89,7 @@ export class LocalReplica implements ReplicaEndpoint {
   /** Removes a tombstone-only key if it still holds exactly `record` (see tombstones.ts). */
   async purge(key: string, record: Uint8Array): Promise<boolean> {
     const expected = Buffer.from(record);
-    const removed = await this.storage.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current)));
+    const removed = await this.guarded(() => this.storage.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current))));
     if (removed) {
       this.metrics.count("tombstones_removed");
       for (const listener of this.changeListeners) listener({ key, token: hashKey(key), after: undefined });
@@ -98,6 +116,6 @@ export class LocalReplica implements ReplicaEndpoint {
 
   /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */
   async update(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet> {
-    return this.notify(await this.storage.update(key, fn)).after;
+    return this.notify(await this.guarded(() => this.storage.update(key, fn))).after;
   }
 }
