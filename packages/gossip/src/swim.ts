@@ -506,7 +506,9 @@ export class Swim {
         : claim.incarnation >= self.incarnation;
     if (!outdated) return;
     if (!this.hasLeft) this.counters.refutations++;
-    self.incarnation = claim.incarnation + 1;
+    // Saturates: a claim at 2^53 - 1 (only a forged one: incarnations grow by one per restart)
+    // must not push ours past what a message can carry, or nothing this member sends would encode.
+    self.incarnation = Math.min(claim.incarnation + 1, Number.MAX_SAFE_INTEGER);
     this.recordChange(self, self.state);
     this.broadcasts.enqueue(toUpdate(self));
   }
