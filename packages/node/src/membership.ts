@@ -122,8 +122,17 @@ export class Membership {
 
   private dispatch(out: Outgoing[]): void {
     for (const { to, message } of out) {
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeMessage(message);
+      } catch (err) {
+        // One message that can't be encoded must not stop gossip (this runs on a timer).
+        this.metrics.count("gossip_encode_failures");
+        this.log.error("a gossip message could not be encoded; not sent", { to, error: String(err) });
+        continue;
+      }
       this.metrics.count("gossip_messages_sent");
-      this.send(to, encodeMessage(message)).catch(() => this.metrics.count("gossip_send_failures"));
+      this.send(to, bytes).catch(() => this.metrics.count("gossip_send_failures"));
     }
     this.applyChanges();
   }

@@ -293,6 +293,7 @@ export class DynamoNode {
         }),
       interceptors: [logUnexpectedErrors(this.log)],
       maxTimeoutMs: MAX_TIMEOUT_MS,
+      maxCheckedJsonBytes: this.limits.publicReadMaxBytes,
       log: this.log,
       fallback: (req, res) => {
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {

@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Metrics } from "./metrics.js";
 import { SECRET_HEADER } from "./peers.js";
 import { LocalReplica } from "./replica.js";
-import { applyReplicaWrite, MAX_STREAMED_RECORD_BYTES, ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
+import { applyReplicaWrite, MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
 import { requireInternal } from "./services.js";
 
 const SECRET = "replica-stream-test-secret";
@@ -198,10 +198,11 @@ describe("the replica stream between two nodes (real HTTP/2 on 127.0.0.1)", () =
 describe("replica ops that outlive their deadline or their stream", () => {
   let server: StreamServer;
   let channel: ReplicaChannel;
-  let release: () => void = () => {};
-  // A replica whose reads wait until the test releases them: an op in flight on demand.
+  // A replica whose reads wait until the test releases them: ops in flight on demand.
+  const waiting: Array<() => void> = [];
+  const release = () => waiting.splice(0).forEach((resolve) => resolve());
   const stalled: ReplicaStore = {
-    read: () => new Promise<SiblingSet | undefined>((resolve) => (release = () => resolve(version("late")))),
+    read: () => new Promise<SiblingSet | undefined>((resolve) => waiting.push(() => resolve(version("late")))),
     write: () => Promise.resolve(),
   };
 
@@ -226,11 +227,20 @@ describe("replica ops that outlive their deadline or their stream", () => {
 
   it("abandons a stream on which nothing came back for an op's whole deadline: its other ops fail, the next op gets a fresh stream", async () => {
     const patient = channel.read("slow", later()).then(() => undefined, (e: unknown) => e);
-    const timedOut = channel.read("slow", AbortSignal.timeout(50)).then(() => undefined, (e: unknown) => e);
+    const timedOut = channel.read("slow", AbortSignal.timeout(MIN_WEDGED_WAIT_MS + 50)).then(() => undefined, (e: unknown) => e);
     expect(await timedOut).toMatchObject({ code: Code.DeadlineExceeded });
     expect(await patient).toMatchObject({ code: Code.Unavailable, rawMessage: expect.stringContaining("no answer on the replica stream to peer1") });
     await channel.write("fresh", encodeSiblingSet(version("x")), undefined, later());
     expect(server.streamsOpened).toBe(2);
+  });
+
+  it("does not let one caller's tiny deadline retire the stream other callers' ops are on", async () => {
+    const patient = channel.read("slow", later());
+    await expect(channel.read("slow", AbortSignal.timeout(1))).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    while (waiting.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    release();
+    expect(liveValues(decodeSiblingSet(await patient)).map(text)).toEqual(["late"]);
+    expect(server.streamsOpened).toBe(1);
   });
 
   it("rejects at once when the signal has already fired", async () => {

@@ -137,6 +137,9 @@ export async function* serveReplicaStream(
  */
 const MAX_BATCH_BYTES = 256 * 1024;
 
+/** How long an op must have waited, with nothing at all coming back, before its stream counts as wedged. */
+export const MIN_WEDGED_WAIT_MS = 1_000;
+
 /** Records larger than this are written with a unary call rather than on the stream. */
 export const MAX_STREAMED_RECORD_BYTES = 1024 * 1024;
 
@@ -281,8 +284,11 @@ export class ReplicaChannel {
         // was frozen, a connection that died without an error reaching the stream). Its other
         // ops fail now, and the next op opens a fresh stream, rather than every later op
         // timing out on this one.
-        const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend;
-        if (wedged) this.retire(stream, new ConnectError(`no answer on the replica stream to ${this.peer} for ${Date.now() - sentAt} ms; reopening it`, Code.Unavailable));
+        // Only an op that waited a while says so: a client's own 1 ms deadline must not retire
+        // the stream every other client's ops are on.
+        const waited = Date.now() - sentAt;
+        const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend && waited >= MIN_WEDGED_WAIT_MS;
+        if (wedged) this.retire(stream, new ConnectError(`no answer on the replica stream to ${this.peer} for ${waited} ms; reopening it`, Code.Unavailable));
       };
       signal.addEventListener("abort", onAbort, { once: true });
       stream.pending.set(id, {

@@ -11,13 +11,18 @@
 //   clamped: Node's timers overflow past 2^31 - 1 ms, and connect would fire such a deadline
 //   at once. Every request is bounded by `maxTimeoutMs` anyway (deadlineFor).
 // - A Connect GET whose query holds percent-escapes that are not UTF-8 is refused: the URL
-//   parser would silently turn them into U+FFFD, and two different keys into one.
+//   parser would silently turn them into U+FFFD, and two different keys into one. So is one
+//   whose base64 message is not base64 (connect answers it with `internal`).
+// - In Connect JSON requests, a bytes field (a value, a context) must be valid base64: the
+//   protobuf JSON parser reads garbage such as "====" as empty bytes, which would turn a write
+//   with a mangled context into a blind one.
 // JSON bodies are decoded as strict UTF-8 (invalid bytes in a key would otherwise be replaced
 // the same way).
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { Code, ConnectError, type ConnectRouter, type ConnectRouterOptions, createConnectRouter } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { ScalarType } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "./log.js";
 
@@ -32,6 +37,8 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   fallback(req: NodeRequest, res: FallbackResponse): void;
   /** The longest deadline a request may carry; longer timeout headers are clamped to it. */
   readonly maxTimeoutMs: number;
+  /** JSON bodies up to this size have their bytes fields checked; larger ones are refused by the read limits anyway. */
+  readonly maxCheckedJsonBytes: number;
   readonly log: Logger;
 }
 
@@ -40,7 +47,7 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
   const router = createConnectRouter({ ...options, jsonOptions: strictJson });
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
-  for (const handler of router.handlers) paths.set(handler.requestPath, withInputCorrections(handler, options.maxTimeoutMs));
+  for (const handler of router.handlers) paths.set(handler.requestPath, withInputCorrections(handler, options));
   return (req, res) => {
     const handler = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!handler) {
@@ -58,11 +65,17 @@ export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest,
   };
 }
 
-function withInputCorrections(handler: UniversalHandler, maxTimeoutMs: number): UniversalHandler {
+function withInputCorrections(handler: UniversalHandler, options: RpcHandlerOptions): UniversalHandler {
+  const bytesFields = handler.method.input.fields.filter((f) => f.fieldKind === "scalar" && f.scalar === ScalarType.BYTES).flatMap((f) => [f.name, f.jsonName]);
   const corrected = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
-    clampTimeoutHeaders(req.header, maxTimeoutMs);
-    if (req.method === "GET" && !queryIsUtf8(req.url)) {
-      return connectUnaryError(new ConnectError("the query string holds percent-escapes that are not UTF-8", Code.InvalidArgument));
+    clampTimeoutHeaders(req.header, options.maxTimeoutMs);
+    if (req.method === "GET") {
+      const problem = queryProblem(req.url);
+      if (problem) return connectUnaryError(new ConnectError(problem, Code.InvalidArgument));
+    } else if (bytesFields.length > 0 && isPlainJson(req)) {
+      const checked = await checkBytesFields(req, bytesFields, options.maxCheckedJsonBytes);
+      if ("status" in checked) return checked;
+      req = checked;
     }
     return correctInputErrors(await handler(req));
   };
@@ -92,15 +105,67 @@ export function clampTimeoutHeaders(header: Headers, maxMs: number): void {
   if (match && Number(match[1]) * GRPC_UNIT_MS[match[2]!]! > maxMs) header.set("grpc-timeout", `${maxMs}m`);
 }
 
-function queryIsUtf8(url: string): boolean {
+/** Why a Connect GET query can't be taken as it is, if it can't. */
+function queryProblem(url: string): string | undefined {
   const query = url.indexOf("?");
-  if (query === -1) return true;
+  if (query === -1) return undefined;
+  let params: URLSearchParams;
   try {
     decodeURIComponent(url.slice(query + 1).replaceAll("+", " "));
-    return true;
+    params = new URLSearchParams(url.slice(query + 1));
   } catch {
-    return false;
+    return "the query string holds percent-escapes that are not UTF-8";
   }
+  if (params.get("base64") === "1" && !isBase64(params.get("message") ?? "")) return "the message parameter is not base64";
+  return undefined;
+}
+
+/** Standard or URL-safe base64, padded or not (as proto3 JSON accepts), and nothing else. */
+export function isBase64(text: string): boolean {
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return false;
+  const unpadded = text.replace(/=+$/, "");
+  if (unpadded.length % 4 === 1) return false;
+  return unpadded.length === text.length || text.length % 4 === 0;
+}
+
+function isPlainJson(req: UniversalServerRequest): boolean {
+  const type = req.header.get("content-type") ?? "";
+  const encoding = req.header.get("content-encoding");
+  return /^application\/json(;|$)/i.test(type) && (encoding === null || encoding === "identity");
+}
+
+/** Reads a JSON body (up to `maxBytes`) and refuses it when a bytes field is not base64. */
+async function checkBytesFields(req: UniversalServerRequest, fields: readonly string[], maxBytes: number): Promise<UniversalServerRequest | UniversalServerResponse> {
+  if (req.body === undefined || typeof (req.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] !== "function") return req;
+  const it = (req.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const next = await it.next();
+    if (next.done) break;
+    chunks.push(next.value);
+    size += next.value.byteLength;
+    // Too large to be valid anyway: hand it on as it is, connect refuses it by its read limit.
+    if (size > maxBytes) return { ...req, body: concatWithRest(chunks, it) };
+  }
+  const body = Buffer.concat(chunks);
+  const message = parseJson(body);
+  if (message !== null && typeof message === "object") {
+    for (const field of fields) {
+      const value = (message as Record<string, unknown>)[field];
+      if (typeof value === "string" && !isBase64(value)) {
+        return connectUnaryError(new ConnectError(`field ${field} is not valid base64`, Code.InvalidArgument));
+      }
+    }
+  }
+  return { ...req, body: single(body) };
+}
+
+function concatWithRest(chunks: Uint8Array[], rest: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
+  return (async function* () {
+    yield* chunks;
+    for (let next = await rest.next(); !next.done; next = await rest.next()) yield next.value;
+  })();
 }
 
 // --- answers to malformed input ----------------------------------------------------------------
