@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { clampTimeoutHeaders, isMisreportedInputError } from "./rpc-handler.js";
+import { clampTimeoutHeaders, isBase64, isMisreportedInputError } from "./rpc-handler.js";
 
 describe("rpc handler corrections", () => {
   it("clamps timeout headers past the longest deadline and leaves others alone", () => {
@@ -21,5 +21,10 @@ describe("rpc handler corrections", () => {
     expect(isMisreportedInputError("13", "invalid envelope, already compressed")).toBe(true);
     expect(isMisreportedInputError(Code.Internal, "internal error")).toBe(false);
     expect(isMisreportedInputError(Code.Unknown, "parse binary: x")).toBe(false);
+  });
+
+  it("accepts base64 as proto3 JSON does (standard or URL-safe, padded or not) and nothing else", () => {
+    for (const ok of ["", "aGk=", "aGk", "aGVsbG8gd29ybGQ=", "-_8=", "AAAA"]) expect(isBase64(ok), ok).toBe(true);
+    for (const bad of ["====", "a", "aGk==x", "a===", "!!!!", "aG k=", "aGk=="]) expect(isBase64(bad), bad).toBe(false);
   });
 });
