@@ -25,6 +25,7 @@ import type { ConflictResolution } from "./config.js";
 import type { ContextSealer } from "./context-seal.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import type { Deadline } from "./deadline.js";
 import { QuorumTracker } from "./quorum.js";
 import { checkRecordLimits, recordSizeBound } from "./record-limits.js";
 
@@ -85,32 +86,6 @@ export interface CoordinatorDeps {
   /** Seals the contexts handed to clients and checks the ones they send back. */
   readonly sealer: ContextSealer;
   readonly log: Logger;
-}
-
-/**
- * A request's deadline. `signal` fires when it passes or the client goes away: it ends the
- * wait for a quorum. `replicaSignal` fires only when it passes: replica calls still running
- * after the client got its answer (the write to the third replica, the reads read repair
- * waits for) carry on until then, rather than dying with the request.
- */
-export class Deadline {
-  readonly signal: AbortSignal;
-  readonly replicaSignal: AbortSignal;
-  readonly at: number;
-
-  constructor(timeoutMs: number, clientSignal?: AbortSignal) {
-    this.at = Date.now() + timeoutMs;
-    this.replicaSignal = AbortSignal.timeout(timeoutMs);
-    this.signal = clientSignal ? AbortSignal.any([this.replicaSignal, clientSignal]) : this.replicaSignal;
-  }
-
-  remainingMs(): number {
-    return Math.max(0, this.at - Date.now());
-  }
-
-  get expired(): boolean {
-    return this.signal.aborted;
-  }
 }
 
 export class Coordinator {

@@ -19,7 +19,7 @@ import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "./anti-entropy.js";
 import type { Coordinator } from "./coordinator.js";
-import { Deadline } from "./coordinator.js";
+import { Deadline } from "./deadline.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "./replica.js";
