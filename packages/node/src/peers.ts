@@ -1,41 +1,82 @@
-// Clients for talking to other nodes. One HTTP/2 session per peer, reused by every call (the
-// replica stream, forwarded writes, hints, probes), with the cluster secret on every request.
-import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+// Clients for talking to other nodes, with the cluster secret on every request. Per peer, one
+// bulk HTTP/2 session reused by the data calls (the replica stream, forwarded writes, hints,
+// anti-entropy); per address, one control session for gossip and health probes, so that bulk
+// traffic (a full flow-control window, a session in trouble) never delays the calls that decide
+// whether a peer is up.
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
+import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream.js";
 
 export const SECRET_HEADER = "x-dynamo-cluster-secret";
 /** Set on a write one node hands to another that is in the key's preference list. */
 export const FORWARDED_HEADER = "x-dynamo-forwarded";
 
+/**
+ * A check of the cluster secret header in constant time, for the listener's `isTrusted`: the
+ * requests of other nodes (their long-lived streams may be silent for minutes).
+ */
+export function hasClusterSecret(secret: string): (headers: RequestHeaders) => boolean {
+  const expected = createHash("sha256").update(secret).digest();
+  return (headers) => {
+    const given = headers[SECRET_HEADER];
+    return typeof given === "string" && timingSafeEqual(createHash("sha256").update(given).digest(), expected);
+  };
+}
+
+export interface PeerPoolOptions {
+  /**
+   * A session with no call in progress for this long is closed. Keep it below the peers'
+   * listener idle timeout (60 s by default) so that this side closes first: a GOAWAY from the
+   * peer crossing a new call would fail that call. Default 45 000.
+   */
+  readonly idleConnectionTimeoutMs?: number;
+}
+
 interface Peer {
   readonly address: string;
-  readonly sessions: Http2SessionManager;
+  readonly link: BulkLink;
   readonly channel: ReplicaChannel;
   readonly replica: Client<typeof ReplicaService>;
   readonly kv: Client<typeof KVService>;
-  readonly health: Client<typeof Health>;
   readonly antiEntropy: Client<typeof AntiEntropyService>;
   readonly endpoint: ReplicaEndpoint;
+}
+
+interface ControlLink {
+  readonly sessions: Http2SessionManager;
+  readonly gossip: Client<typeof GossipService>;
+  readonly health: Client<typeof Health>;
 }
 
 export class PeerPool {
   private readonly peers = new Map<string, Peer>();
   private readonly secretInterceptor: Interceptor;
-  private readonly gossipClients = new Map<string, { sessions: Http2SessionManager; client: Client<typeof GossipService> }>();
+  private readonly controls = new Map<string, ControlLink>();
+  private readonly idleConnectionTimeoutMs: number;
+  /** Bulk sessions replaced because they refused responses (see BulkLink). */
+  private recycled = 0;
 
   constructor(
     secret: string,
     /** Resolves a node id to its current host:port (membership may move it). */
     private readonly addressOf: (node: string) => string | undefined,
+    options: PeerPoolOptions = {},
   ) {
+    this.idleConnectionTimeoutMs = options.idleConnectionTimeoutMs ?? 45_000;
     this.secretInterceptor = (next) => (req) => {
       req.header.set(SECRET_HEADER, secret);
       return next(req);
     };
+  }
+
+  /** Counters for metrics. */
+  stats(): { readonly bulkSessionsRecycled: number } {
+    return { bulkSessionsRecycled: this.recycled };
   }
 
   private peer(node: string): Peer {
@@ -47,7 +88,8 @@ export class PeerPool {
 
     // Pings keep an idle session verified so a peer that vanished is noticed before a
     // request waits on a dead socket.
-    const { sessions, transport } = this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
+    const link = new BulkLink(() => this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: this.idleConnectionTimeoutMs }), () => this.recycled++);
+    const transport = link.transport;
     const replica = createClient(ReplicaService, transport);
     // Coordinators' replica reads and writes share one long-lived stream to the peer.
     const channel = new ReplicaChannel(replica, node);
@@ -60,11 +102,10 @@ export class PeerPool {
     };
     const peer: Peer = {
       address,
-      sessions,
+      link,
       channel,
       replica,
       kv: createClient(KVService, transport),
-      health: createClient(Health, transport),
       antiEntropy: createClient(AntiEntropyService, transport),
       endpoint,
     };
@@ -89,6 +130,17 @@ export class PeerPool {
     return { sessions, transport };
   }
 
+  /** The control session to `address`: gossip and health probes only. */
+  private control(address: string): ControlLink {
+    let control = this.controls.get(address);
+    if (!control) {
+      const { sessions, transport } = this.connect(address, { idleConnectionTimeoutMs: this.idleConnectionTimeoutMs });
+      control = { sessions, gossip: createClient(GossipService, transport), health: createClient(Health, transport) };
+      this.controls.set(address, control);
+    }
+    return control;
+  }
+
   endpoint(node: string): ReplicaEndpoint {
     return this.peer(node).endpoint;
   }
@@ -103,22 +155,21 @@ export class PeerPool {
   }
 
   /**
-   * Gossip goes by address (a seed's id is not known before it answers), over a session per
-   * address of its own.
+   * Gossip goes by address (a seed's id is not known before it answers), over the address's
+   * control session.
    */
   async sendGossip(address: string, message: Uint8Array, timeoutMs: number): Promise<void> {
-    let gossip = this.gossipClients.get(address);
-    if (!gossip) {
-      const { sessions, transport } = this.connect(address, { idleConnectionTimeoutMs: 60_000 });
-      gossip = { sessions, client: createClient(GossipService, transport) };
-      this.gossipClients.set(address, gossip);
-    }
-    await gossip.client.send({ message }, { timeoutMs });
+    await this.control(address).gossip.send({ message }, { timeoutMs });
   }
 
-  /** Resolves when the peer answers its health check as serving; rejects otherwise. */
+  /**
+   * Resolves when the peer answers its health check as serving; rejects otherwise. Over the
+   * peer's control session, not its bulk session.
+   */
   async probe(node: string, timeoutMs: number): Promise<void> {
-    const res = await this.peer(node).health.check({}, { timeoutMs });
+    const address = this.addressOf(node);
+    if (!address) throw new PeerUnknownError(node);
+    const res = await this.control(address).health.check({}, { timeoutMs });
     if (res.status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error(`${node} is not serving`);
   }
 
@@ -151,14 +202,97 @@ export class PeerPool {
   close(): void {
     for (const peer of this.peers.values()) closePeer(peer);
     this.peers.clear();
-    for (const { sessions } of this.gossipClients.values()) sessions.abort();
-    this.gossipClients.clear();
+    for (const { sessions } of this.controls.values()) sessions.abort();
+    this.controls.clear();
   }
 }
 
 function closePeer(peer: Peer): void {
   peer.channel.close();
-  peer.sessions.abort();
+  peer.link.close();
+}
+
+/** How often a poisoned session may be replaced, at most. */
+const RECYCLE_MIN_INTERVAL_MS = 5_000;
+/** A replaced session is closed once its calls are done, or after this long whatever it carries. */
+const RETIRE_AFTER_MS = 60_000;
+const RETIRE_POLL_MS = 1_000;
+
+/**
+ * The bulk session to one peer, replaced by a new one when it starts refusing responses.
+ *
+ * A Node HTTP/2 client (Node 24) counts request data it has queued but not yet sent against the
+ * session's memory budget (maxSessionMemory, 10 MB), and when a stream is reset while data is
+ * still queued on it (a call given up on its deadline while a large record waited for flow
+ * control to a slow peer), that amount stays counted for the life of the session. Once the
+ * budget is used up, the session rejects the response HEADERS of every new stream with
+ * ENHANCE_YOUR_CALM (the caller sees "Stream closed with error code NGHTTP2_ENHANCE_YOUR_CALM"),
+ * while PINGs are still answered, so the session is never replaced on its own. Such a failure is
+ * taken as the sign: later calls go over a new session, and the old one is closed once the calls
+ * still running on it (the replica stream keeps working) are done, or after a minute.
+ */
+class BulkLink {
+  private current: { sessions: Http2SessionManager; transport: Transport };
+  private readonly retiring = new Set<Http2SessionManager>();
+  private lastRecycle = 0;
+  private closed = false;
+  readonly transport: Transport;
+
+  constructor(
+    private readonly open: () => { sessions: Http2SessionManager; transport: Transport },
+    private readonly onRecycle: () => void,
+  ) {
+    this.current = open();
+    // Calls go over whichever session is current when they start.
+    this.transport = {
+      unary: async (method, signal, timeoutMs, header, input, contextValues) => {
+        const { sessions, transport } = this.current;
+        try {
+          return await transport.unary(method, signal, timeoutMs, header, input, contextValues);
+        } catch (err) {
+          if (isRefusedByOwnSession(err)) this.recycle(sessions);
+          throw err;
+        }
+      },
+      stream: async (method, signal, timeoutMs, header, input, contextValues) => {
+        const { sessions, transport } = this.current;
+        try {
+          return await transport.stream(method, signal, timeoutMs, header, input, contextValues);
+        } catch (err) {
+          if (isRefusedByOwnSession(err)) this.recycle(sessions);
+          throw err;
+        }
+      },
+    };
+  }
+
+  private recycle(poisoned: Http2SessionManager): void {
+    const now = Date.now();
+    if (this.closed || poisoned !== this.current.sessions || now - this.lastRecycle < RECYCLE_MIN_INTERVAL_MS) return;
+    this.lastRecycle = now;
+    this.current = this.open();
+    this.onRecycle();
+    this.retiring.add(poisoned);
+    const startedAt = now;
+    const poll = setInterval(() => {
+      if (poisoned.state() === "open" && Date.now() - startedAt < RETIRE_AFTER_MS) return;
+      clearInterval(poll);
+      this.retiring.delete(poisoned);
+      poisoned.abort();
+    }, RETIRE_POLL_MS);
+    poll.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.current.sessions.abort();
+    for (const sessions of this.retiring) sessions.abort();
+    this.retiring.clear();
+  }
+}
+
+function isRefusedByOwnSession(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.Internal && err.rawMessage.includes("NGHTTP2_ENHANCE_YOUR_CALM");
 }
 
 export class PeerUnknownError extends Error {

@@ -1,0 +1,94 @@
+// PeerPool's sessions against a real DualProtocolListener on 127.0.0.1: which calls share a
+// session, and that control traffic and later bulk calls survive a bulk session in trouble.
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { GossipService, Health, HealthCheckResponse_ServingStatus, ReplicaService } from "@dynamo-ts/proto";
+import { afterEach, expect, test } from "vitest";
+import { DualProtocolListener } from "./listener.js";
+import { hasClusterSecret, PeerPool, SECRET_HEADER } from "./peers.js";
+
+const SECRET = "peer-link-test-secret";
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/**
+ * A peer serving Health, Gossip and ReplicaService.Write. It records which HTTP/2 session each
+ * call came over; while `frozen`, it neither reads nor answers replica writes (an overloaded
+ * peer whose sockets and PINGs still work).
+ */
+async function startPeer() {
+  const sessionIds = new Map<http2.Http2Session, number>();
+  const calls: { path: string; session: number }[] = [];
+  const state = { frozen: false };
+  const connect = connectNodeAdapter({
+    routes(router) {
+      router.service(Health, {
+        check: () => ({ status: HealthCheckResponse_ServingStatus.SERVING }),
+        async *watch() {},
+      });
+      router.service(GossipService, { send: () => ({}) });
+      router.service(ReplicaService, { write: () => ({}) });
+    },
+  });
+  const listener = new DualProtocolListener((req, res) => {
+    const session = (req as http2.Http2ServerRequest).stream?.session;
+    if (session && !sessionIds.has(session)) sessionIds.set(session, sessionIds.size + 1);
+    calls.push({ path: req.url ?? "", session: session ? sessionIds.get(session)! : 0 });
+    if (state.frozen && req.url === "/dynamo.v1.ReplicaService/Write") return;
+    connect(req as http.IncomingMessage, res as http.ServerResponse);
+  });
+  const { port } = await listener.listen(0, "127.0.0.1");
+  cleanups.push(() => listener.close(0));
+  const pool = new PeerPool(SECRET, () => `127.0.0.1:${port}`);
+  cleanups.push(() => pool.close());
+  const sessionOf = (path: string) => calls.filter((c) => c.path === path).map((c) => c.session);
+  return { listener, pool, state, address: `127.0.0.1:${port}`, sessionOf };
+}
+
+test("probes and gossip go over one control session, bulk calls over another", async () => {
+  const { listener, pool, address, sessionOf } = await startPeer();
+  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+  await pool.probe("n2", 5_000);
+  await pool.sendGossip(address, new Uint8Array([1]), 5_000);
+  await pool.probe("n2", 5_000);
+  const [bulk] = sessionOf("/dynamo.v1.ReplicaService/Write");
+  const probes = sessionOf("/grpc.health.v1.Health/Check");
+  const gossip = sessionOf("/dynamo.v1.GossipService/Send");
+  expect(new Set([...probes, ...gossip]).size).toBe(1);
+  expect(probes[0]).not.toBe(bulk);
+  expect(listener.stats().acceptedConnections).toBe(2);
+});
+
+test("a bulk session poisoned by abandoned large uploads: probes and gossip still pass, and bulk calls move to a new session", async () => {
+  const { pool, state, address, sessionOf } = await startPeer();
+  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+  // Eight 2 MiB hints given up on their deadline while the peer reads nothing: about 16 MB of
+  // request data stays counted against the bulk session's 10 MB budget.
+  state.frozen = true;
+  for (let i = 0; i < 8; i++) {
+    await expect(pool.deliverHint("n2", "k", new Uint8Array(2 * 1024 * 1024), 150)).rejects.toThrow(/deadline/i);
+  }
+  state.frozen = false;
+  await pool.probe("n2", 5_000);
+  await pool.sendGossip(address, new Uint8Array([1]), 5_000);
+  // The first bulk call after that finds the session refusing every response...
+  await expect(pool.deliverHint("n2", "k", new Uint8Array(10), 5_000)).rejects.toThrow(/NGHTTP2_ENHANCE_YOUR_CALM/);
+  // ...and the next ones go over a new session.
+  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+  expect(pool.stats().bulkSessionsRecycled).toBe(1);
+  const writes = sessionOf("/dynamo.v1.ReplicaService/Write");
+  expect(new Set(writes).size).toBe(2);
+});
+
+test("hasClusterSecret accepts the secret header and nothing else", () => {
+  const trusted = hasClusterSecret(SECRET);
+  expect(trusted({ [SECRET_HEADER]: SECRET })).toBe(true);
+  expect(trusted({ [SECRET_HEADER]: `${SECRET}x` })).toBe(false);
+  expect(trusted({ [SECRET_HEADER]: "" })).toBe(false);
+  expect(trusted({ [SECRET_HEADER]: [SECRET, SECRET] })).toBe(false);
+  expect(trusted({})).toBe(false);
+});
