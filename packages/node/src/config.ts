@@ -50,6 +50,14 @@ export interface NodeConfig {
   readonly resolution: ConflictResolution;
   /** How long SIGTERM waits for in-flight requests before closing. */
   readonly shutdownGraceMs: number;
+  /** A connection must complete a request's headers this soon after it opens (0: no limit). */
+  readonly firstRequestTimeoutMs: number;
+  /** A connection with no request in progress is closed after this long (0: never). */
+  readonly idleConnectionTimeoutMs: number;
+  /** A request body nothing arrived on for this long is reset, unless it carries the cluster secret (0: never). */
+  readonly streamIdleTimeoutMs: number;
+  /** Connections open at once; more are refused (HTTP/1.1 503, HTTP/2 GOAWAY). */
+  readonly maxConnections: number;
   /** Replay hints to their targets (hinted handoff). Off only for repair experiments. */
   readonly hintedHandoff: boolean;
   readonly hintIntervalMs: number;
@@ -112,6 +120,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { flag: "resolution", help: "Concurrent writes: 'siblings' (clients resolve) or 'lww' (last write wins)", default: "siblings" },
   { flag: "shutdown-grace-ms", help: "How long SIGTERM waits for in-flight requests", default: "10000" },
+  { flag: "first-request-timeout-ms", help: "A new connection must send a request's headers within this time or is closed (0: no limit)", default: "30000" },
+  { flag: "idle-connection-timeout-ms", help: "A connection with no request in progress is closed after this long (0: never)", default: "60000" },
+  {
+    flag: "stream-idle-timeout-ms",
+    help: "A request whose body stalls this long is reset; node-to-node streams (with the cluster secret) are exempt (0: never)",
+    default: "30000",
+  },
+  { flag: "max-connections", help: "Most connections open at once; more are refused with a reason (HTTP/1.1 503, HTTP/2 GOAWAY)", default: "4096" },
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
   { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },
   { flag: "hint-ttl-ms", help: "Hints older than this are dropped (anti-entropy repairs their keys)", default: String(3 * 3600_000) },
@@ -303,6 +319,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     maxRecordBytes,
     resolution,
     shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
+    firstRequestTimeoutMs: parseInteger(raw, "first-request-timeout-ms", 0, 3600_000),
+    idleConnectionTimeoutMs: parseInteger(raw, "idle-connection-timeout-ms", 0, 24 * 3600_000),
+    streamIdleTimeoutMs: parseInteger(raw, "stream-idle-timeout-ms", 0, 3600_000),
+    maxConnections: parseInteger(raw, "max-connections", 16, 1_000_000),
     hintedHandoff: parseBoolean(raw, "hinted-handoff"),
     hintIntervalMs: parseInteger(raw, "hint-interval-ms", 10, 3600_000),
     hintTtlMs,

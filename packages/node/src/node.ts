@@ -21,7 +21,7 @@ import { Metrics } from "./metrics.js";
 import { repairKey } from "./key-repair.js";
 import { Membership } from "./membership.js";
 import { type MessageLimits, messageLimits } from "./message-limits.js";
-import { PeerPool } from "./peers.js";
+import { hasClusterSecret, PeerPool } from "./peers.js";
 import { ReplicaRebuild } from "./rebuild.js";
 import { LocalReplica } from "./replica.js";
 import { createRpcHandler } from "./rpc-handler.js";
@@ -70,7 +70,10 @@ export class DynamoNode {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     this.limits = messageLimits(config);
     this.detector = new RpcFailureDetector({ retryAfterMs: 1000 }, Date.now);
-    this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node));
+    // Outgoing sessions close before the peers' listeners would close them idle (a GOAWAY
+    // crossing a new call fails that call); peers are assumed to run this node's settings.
+    const peerIdleMs = config.idleConnectionTimeoutMs > 0 ? Math.max(1_000, Math.floor((config.idleConnectionTimeoutMs * 3) / 4)) : 45_000;
+    this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node), { idleConnectionTimeoutMs: peerIdleMs });
     this.membership = new Membership(
       {
         nodeId: config.nodeId,
@@ -306,7 +309,14 @@ export class DynamoNode {
         res.end("not found: this port serves dynamo.v1.KVService over Connect, gRPC and gRPC-Web\n");
       },
     });
-    this.listener = new DualProtocolListener(handler);
+    this.listener = new DualProtocolListener(handler, {
+      firstRequestTimeoutMs: config.firstRequestTimeoutMs,
+      idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,
+      streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+      maxConnections: config.maxConnections,
+      // Other nodes' replica streams and anti-entropy may be silent for long stretches.
+      isTrusted: hasClusterSecret(config.clusterSecret),
+    });
     const [host, portText] = splitHostPort(config.listen);
     let address;
     try {
@@ -374,6 +384,16 @@ export class DynamoNode {
     for (const listener of [...this.servingListeners]) listener();
   }
 
+  /** The listener's and the peer links' counters, named as the node's own counters are. */
+  private connectionCounters(): Record<string, number> {
+    const counters: Record<string, number> = { peer_bulk_sessions_recycled: this.peers.stats().bulkSessionsRecycled };
+    const stats = this.listener?.stats();
+    if (stats) {
+      for (const [name, value] of Object.entries(stats)) counters[`listener_${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = value;
+    }
+    return counters;
+  }
+
   status() {
     const ownership = this.ring.ownership();
     const now = Date.now();
@@ -385,7 +405,7 @@ export class DynamoNode {
       vnodes: this.config.vnodes,
       version: VERSION,
       uptimeMs: BigInt(now - this.startedAt),
-      counters: Object.fromEntries(Object.entries(this.metrics.snapshot()).map(([k, v]) => [k, BigInt(v)])),
+      counters: Object.fromEntries(Object.entries({ ...this.metrics.snapshot(), ...this.connectionCounters() }).map(([k, v]) => [k, BigInt(v)])),
       members: this.statusMembers(now, ownership),
       rebuilding: this.rebuild.active,
       rangesToRebuild: this.antiEntropy.rangesToRebuild(),

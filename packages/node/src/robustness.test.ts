@@ -1,6 +1,7 @@
 // What a hostile or careless client can do to a key, with real processes: forged contexts,
 // clocks damaged by the code before contexts were sealed, sibling and record limits, values at
 // the documented limit in every protocol.
+import * as net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DynamoClient } from "@dynamo-ts/client";
 import { type SiblingSet } from "@dynamo-ts/vclock";
@@ -159,5 +160,66 @@ describe("3 nodes with small record limits", () => {
     const read = (await client.get("heavy"))!;
     await client.put("heavy", "small", { context: read.context });
     expect(text((await client.get("heavy"))!.values)).toEqual(["small"]);
+  });
+});
+
+describe("3 nodes with tight connection limits", () => {
+  let cluster: TestCluster;
+  const counters = async (id: string) => Object.fromEntries(Object.entries((await cluster.status(id)).counters).map(([k, v]) => [k, Number(v)]));
+  beforeAll(async () => {
+    cluster = await TestCluster.start({
+      nodes: 3,
+      args: ["--first-request-timeout-ms", "1000", "--stream-idle-timeout-ms", "300", "--max-connections", "16"],
+    });
+  }, 30_000);
+  afterAll(async () => cluster?.stop());
+
+  const connect = () =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const [h, p] = cluster.node("n1").address.split(":");
+      const socket = net.connect(Number(p), h!, () => resolve(socket));
+      socket.on("error", reject);
+    });
+
+  it("closes a socket that sends nothing, and answers HTTP/1.1 over --max-connections with 503 and the reason", async () => {
+    const silent = await connect();
+    const closed = new Promise<void>((resolve) => silent.once("close", () => resolve()));
+    await closed; // by the first-request timeout; the test's own timeout catches a socket never closed
+    expect((await counters("n1")).listener_first_request_timeouts).toBeGreaterThanOrEqual(1);
+
+    // Fill the node up with keep-alive connections (its peers' sessions count too) until one is refused.
+    const held: net.Socket[] = [];
+    try {
+      let refusal = "";
+      for (let i = 0; i < 40 && !refusal; i++) {
+        const socket = await connect();
+        held.push(socket);
+        const answer = await new Promise<string>((resolve) => {
+          let text = "";
+          socket.on("data", (chunk: Buffer) => {
+            text += chunk.toString();
+            if (/\r\n\r\n[\s\S]*\n/.test(text)) resolve(text);
+          });
+          socket.write("GET /healthz HTTP/1.1\r\nhost: n1\r\n\r\n");
+        });
+        if (!answer.startsWith("HTTP/1.1 200")) refusal = answer;
+      }
+      expect(refusal).toMatch(/^HTTP\/1.1 503/);
+      expect(refusal).toMatch(/too many connections: this node has 16 open connections/);
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+    expect((await counters("n1")).listener_refused_connections).toBeGreaterThanOrEqual(1);
+    // Room again once they are gone.
+    await expect.poll(() => fetch(`http://${cluster.node("n1").address}/healthz`).then((r) => r.status), { timeout: 5_000 }).toBe(200);
+  });
+
+  it("keeps the nodes' own streams open past --stream-idle-timeout-ms (they carry the cluster secret)", async () => {
+    const client = cluster.client("n1", { httpVersion: "2" });
+    await client.put("idle-link", "1");
+    await new Promise((r) => setTimeout(r, 1_500)); // five stream-idle periods with no traffic
+    await client.put("idle-link", "2", { context: (await client.get("idle-link"))!.context });
+    for (const id of ["n1", "n2", "n3"]) expect((await counters(id)).listener_stream_idle_resets ?? 0).toBe(0);
+    expect(text((await cluster.client("n3").get("idle-link"))!.values)).toEqual(["2"]);
   });
 });

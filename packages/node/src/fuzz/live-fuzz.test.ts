@@ -297,6 +297,12 @@ function rawStringField(raw: Uint8Array, rest: Uint8Array = new Uint8Array()): U
 
 const INVALID_UTF8 = [Uint8Array.from([0x66, 0x75, 0xff, 0x7a]), Uint8Array.from([0xc3, 0x28]), Uint8Array.from([0xed, 0xa0, 0x80]), Uint8Array.from([0xf8, 0x88, 0x80, 0x80, 0x80]), Uint8Array.from([0xe2, 0x82])];
 
+/** A request that asks for a deadline of a few ms may legitimately miss its quorum. */
+function tinyDeadline(message: object): { justification?: string } {
+  const timeoutMs = (message as { timeoutMs?: number }).timeoutMs;
+  return timeoutMs !== undefined && timeoutMs > 0 && timeoutMs < 100 ? { justification: `timeout_ms ${timeoutMs}` } : {};
+}
+
 type Builder = (rng: Rng, protocol: Protocol, method: Method, material: Material) => Omit<Case, "index" | "protocol" | "method" | "mutation"> | undefined;
 
 /** Mutation families; each returns undefined when it does not apply to the protocol or method. */
@@ -309,10 +315,7 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     weight: 6,
     build: (rng, protocol, method) => {
       const message = hostileFields(rng, method);
-      const timeoutMs = (message as { timeoutMs?: number }).timeoutMs;
-      // A request that asks for a deadline of a few ms may legitimately miss its quorum.
-      const tiny = timeoutMs !== undefined && timeoutMs > 0 && timeoutMs < 100;
-      return { request: post(protocol, method, bodyOf(protocol, method, message)), ...(tiny ? { justification: `timeout_ms ${timeoutMs}` } : {}) };
+      return { request: post(protocol, method, bodyOf(protocol, method, message)), ...tinyDeadline(message) };
     },
   },
   "proto-mutation": {
@@ -323,7 +326,14 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
       const other = toBinary(method.schema, hostileFields(rng, method));
       let bytes: Uint8Array = valid;
       for (let k = 0; k <= rng.int(3); k++) bytes = mutateBytes(rng, bytes, other);
-      return { request: post(protocol, method, frame(protocol, bytes)) };
+      // A mutation may well produce a valid message asking for a deadline of a few ms.
+      let decoded: object | undefined;
+      try {
+        decoded = fromBinary(method.schema, bytes);
+      } catch {
+        decoded = undefined;
+      }
+      return { request: post(protocol, method, frame(protocol, bytes)), ...(decoded ? tinyDeadline(decoded) : {}) };
     },
   },
   "invalid-utf8-key": {
