@@ -1,10 +1,14 @@
 import { defineConfig } from "vitest/config";
 
-// Integration tests start, kill and restart real node processes and wait for the cluster to
-// converge: give them room (these are upper bounds, not timing assertions).
+// Two projects: `unit` runs in-process tests beside their sources (no node processes, no
+// dist/); `integration` (src/integration) starts, kills and restarts real node processes from
+// dist/ (so it needs `npm run build` first; nx's test targets depend on it) and waits for the
+// cluster to converge: its timeouts are upper bounds, not timing assertions.
 export default defineConfig({
   test: {
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: "unit", include: ["src/**/*.test.ts"], exclude: ["src/integration/**"] } },
+      { extends: true, test: { name: "integration", include: ["src/integration/**/*.test.ts"], testTimeout: 60_000, hookTimeout: 60_000 } },
+    ],
   },
 });

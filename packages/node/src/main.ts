@@ -2,7 +2,7 @@
 // Entry point: `dynamo-node --node-id n1 ...` (see --help). Exit codes: 0 after a clean
 // shutdown, 2 for invalid configuration, 1 when start-up fails.
 import { ConfigError, helpText, parseConfig } from "./config.js";
-import { jsonLogger, rateLimited, survivePipeErrors } from "./log.js";
+import { jsonLogger, rateLimited, survivePipeErrors } from "./observability/log.js";
 import { DynamoNode, StartupError } from "./node.js";
 
 async function main(): Promise<void> {

@@ -5,11 +5,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Ring } from "@dynamo-ts/ring";
 import { liveValues, type SiblingSet, sync } from "@dynamo-ts/vclock";
-import { ContextSealer } from "../context-seal.js";
-import { Coordinator, type CoordinatorOptions, type PutArgs, type ReplicaEndpoint } from "../coordinator.js";
-import { type Clock, Deadline } from "../deadline.js";
-import type { Logger } from "../log.js";
-import { Metrics } from "../metrics.js";
+import { ContextSealer } from "../requests/context-seal.js";
+import { Coordinator, type CoordinatorOptions, type PutArgs, type ReplicaEndpoint } from "../requests/coordinator.js";
+import { type Clock, Deadline } from "../requests/deadline.js";
+import type { Logger } from "../observability/log.js";
+import { Metrics } from "../observability/metrics.js";
 
 /** A clock that moves only when the test says so. */
 export class FakeClock implements Clock {

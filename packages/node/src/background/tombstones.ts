@@ -13,9 +13,9 @@
 import type { Ring } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
 import { encodeSiblingSet, equalSets, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
-import type { ReplicaEndpoint } from "./coordinator.js";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { ReplicaEndpoint } from "../requests/coordinator.js";
+import type { Logger } from "../observability/log.js";
+import type { Metrics } from "../observability/metrics.js";
 
 /** Pure form of the rule above, over what each replica returned (undefined: not answered). */
 export function isPurgeable(replies: ReadonlyArray<SiblingSet | undefined>, replicas: number, now: number, graceMs: number): boolean {

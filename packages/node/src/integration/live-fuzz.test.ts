@@ -43,10 +43,10 @@ import {
 } from "@dynamo-ts/proto";
 import { encodeSiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { messageLimits } from "../message-limits.js";
+import { messageLimits } from "../rpc/message-limits.js";
 import { TestCluster, type TestNode } from "../test-support/cluster.js";
-import * as gen from "./messages.js";
-import { envelope, mutateBytes, Rng } from "./wire.js";
+import * as gen from "../fuzz/messages.js";
+import { envelope, mutateBytes, Rng } from "../fuzz/wire.js";
 
 const SEED = Number(process.env["LIVE_FUZZ_SEED"] ?? 0x5eed2024);
 const DURATION_MS = Number(process.env["LIVE_FUZZ_MS"] ?? 20_000);

@@ -6,8 +6,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeMessage, encodeMessage, type Member, type Outgoing, Swim, type SwimConfig } from "@dynamo-ts/gossip";
 import { Ring } from "@dynamo-ts/ring";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Logger } from "../observability/log.js";
+import type { Metrics } from "../observability/metrics.js";
 
 export interface MembershipOptions {
   readonly nodeId: string;

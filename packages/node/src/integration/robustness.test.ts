@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { DynamoClient } from "@dynamo-ts/client";
 import { type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dynamo, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+import { dynamo, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 const text = (values: Uint8Array[]) => values.map((v) => new TextDecoder().decode(v)).sort();
 

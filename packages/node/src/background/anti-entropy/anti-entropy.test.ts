@@ -24,11 +24,11 @@ import {
   treeDepthFor,
   versionDigest,
 } from "./anti-entropy.js";
-import { jsonLogger } from "./log.js";
-import { Metrics } from "./metrics.js";
-import { SECRET_HEADER } from "./peers.js";
-import { LocalReplica } from "./replica.js";
-import { requireInternal } from "./services.js";
+import { jsonLogger } from "../../observability/log.js";
+import { Metrics } from "../../observability/metrics.js";
+import { SECRET_HEADER } from "../../rpc/peers.js";
+import { LocalReplica } from "../../local/replica.js";
+import { requireInternal } from "../../rpc/services.js";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 

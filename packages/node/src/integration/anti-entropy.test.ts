@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { DynamoClient } from "@dynamo-ts/client";
 import { isDeleted, liveValues, type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { dynamo, eventually, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+import { dynamo, eventually, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 const text = (set: SiblingSet | undefined) => (set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : undefined);
 

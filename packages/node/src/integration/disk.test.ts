@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TestCluster } from "./test-support/cluster.js";
+import { eventually, TestCluster } from "../test-support/cluster.js";
 
 function mountAllowed(): string | undefined {
   if (process.getuid?.() !== 0) return "not root";

@@ -4,9 +4,9 @@
 // gets its hints at once. The worker runs beside client traffic and never blocks it.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Hint, HintStore } from "@dynamo-ts/hintstore";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
-import { isHintStoreFailure } from "./store-health.js";
+import type { Logger } from "../observability/log.js";
+import type { Metrics } from "../observability/metrics.js";
+import { isHintStoreFailure } from "../local/store-health.js";
 
 export interface BackoffOptions {
   readonly baseMs: number;

@@ -24,7 +24,7 @@ import { Code, ConnectError, type ConnectRouter, type ConnectRouterOptions, crea
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { ScalarType } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import type { Logger } from "./log.js";
+import type { Logger } from "../observability/log.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;

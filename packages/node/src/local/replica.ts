@@ -5,9 +5,9 @@ import type { HintStore } from "@dynamo-ts/hintstore";
 import { hashKey } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
-import type { ConflictResolution } from "./config.js";
-import type { ReplicaEndpoint } from "./coordinator.js";
-import type { Metrics } from "./metrics.js";
+import type { ConflictResolution } from "../config.js";
+import type { ReplicaEndpoint } from "../requests/coordinator.js";
+import type { Metrics } from "../observability/metrics.js";
 import type { ReplicaRebuild } from "./rebuild.js";
 import { isHintStoreFailure, storeErrorToConnect } from "./store-health.js";
 

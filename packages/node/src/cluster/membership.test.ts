@@ -4,7 +4,7 @@ import { DynamoClient } from "@dynamo-ts/client";
 import { Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+import { eventually, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 const INTERVAL_MS = 200;
 const SUSPICION_MS = 1000;

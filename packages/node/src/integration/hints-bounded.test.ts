@@ -3,7 +3,7 @@
 // the caps refused still reaches the replica through anti-entropy.
 import { DynamoClient } from "@dynamo-ts/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TestCluster } from "./test-support/cluster.js";
+import { eventually, TestCluster } from "../test-support/cluster.js";
 
 async function hintsOf(cluster: TestCluster, id: string) {
   const client = new DynamoClient({ node: cluster.node(id).address, httpVersion: "1.1" });

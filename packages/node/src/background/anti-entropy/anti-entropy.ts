@@ -49,12 +49,12 @@ import type {
 import { hashKey, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
-import type { ReplicaEndpoint } from "./coordinator.js";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
-import { AsyncQueue } from "./async-queue.js";
-import type { ReplicaRebuild } from "./rebuild.js";
-import type { LocalReplica, ReplicaChange } from "./replica.js";
+import type { ReplicaEndpoint } from "../../requests/coordinator.js";
+import type { Logger } from "../../observability/log.js";
+import type { Metrics } from "../../observability/metrics.js";
+import { AsyncQueue } from "../../util/async-queue.js";
+import type { ReplicaRebuild } from "../../local/rebuild.js";
+import type { LocalReplica, ReplicaChange } from "../../local/replica.js";
 
 // ---------------------------------------------------------------------------------------------
 // Pure parts

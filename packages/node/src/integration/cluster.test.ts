@@ -6,7 +6,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus, ReplicaServ
 import { hashKey, Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dynamo, TEST_SECRET, TestCluster } from "./test-support/cluster.js";
+import { dynamo, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 const text = (values: Uint8Array[]) => values.map((v) => new TextDecoder().decode(v)).sort();
 

@@ -9,8 +9,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { HintStoreFullError, HintStoreInputError, HintStoreOpenError, HintStoreWriteError } from "@dynamo-ts/hintstore";
 import { StorageClosedError, StorageUnavailableError, StorageWriteError } from "@dynamo-ts/storage";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Logger } from "../observability/log.js";
+import type { Metrics } from "../observability/metrics.js";
 
 export interface RecoverableStore {
   readonly name: "data" | "hints";

@@ -19,8 +19,8 @@ import type {
   WriteRequest,
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
-import { AsyncQueue } from "./async-queue.js";
-import type { LocalReplica } from "./replica.js";
+import { AsyncQueue } from "../util/async-queue.js";
+import type { LocalReplica } from "../local/replica.js";
 
 type OpInit = MessageInitShape<typeof ReplicaOpSchema>;
 type OpBody = OpInit["op"];

@@ -5,7 +5,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, freePort, TestCluster } from "./test-support/cluster.js";
+import { eventually, freePort, TestCluster } from "../test-support/cluster.js";
 
 describe("3 nodes, N=3: a node restarted without its data", () => {
   let cluster: TestCluster;
@@ -52,7 +52,7 @@ describe("a data directory that belongs to someone else", () => {
   }, 30_000);
   afterAll(async () => cluster?.stop());
 
-  const main = join(import.meta.dirname, "../dist/main.js");
+  const main = join(import.meta.dirname, "../../dist/main.js");
   const run = async (...args: string[]) => {
     try {
       await promisify(execFile)(process.execPath, [main, ...args], { timeout: 10_000 });

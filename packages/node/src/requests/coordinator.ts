@@ -21,10 +21,10 @@ import {
   writeWithContext,
 } from "@dynamo-ts/vclock";
 
-import type { ConflictResolution } from "./config.js";
+import type { ConflictResolution } from "../config.js";
 import type { ContextSealer } from "./context-seal.js";
-import type { Logger } from "./log.js";
-import type { Metrics } from "./metrics.js";
+import type { Logger } from "../observability/log.js";
+import type { Metrics } from "../observability/metrics.js";
 import type { Deadline } from "./deadline.js";
 import { QuorumTracker } from "./quorum.js";
 import { checkRecordLimits, recordSizeBound } from "./record-limits.js";

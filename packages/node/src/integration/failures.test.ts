@@ -3,7 +3,7 @@
 import { Ring } from "@dynamo-ts/ring";
 import { isDeleted, liveValues, type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TestCluster } from "./test-support/cluster.js";
+import { eventually, TestCluster } from "../test-support/cluster.js";
 
 const text = (set: SiblingSet | undefined) => (set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : undefined);
 

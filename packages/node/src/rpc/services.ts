@@ -17,12 +17,12 @@ import {
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "./anti-entropy.js";
-import type { Coordinator } from "./coordinator.js";
-import { Deadline } from "./deadline.js";
+import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "../background/anti-entropy/anti-entropy.js";
+import type { Coordinator } from "../requests/coordinator.js";
+import { Deadline } from "../requests/deadline.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
 import type { MessageLimits } from "./message-limits.js";
-import type { LocalReplica } from "./replica.js";
+import type { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream.js";
 
 export interface ServiceState {

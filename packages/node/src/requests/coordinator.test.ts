@@ -2,7 +2,7 @@
 // decided by the test's script, so these cases are exact and deterministic.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { CoordinatorBench, settle } from "./test-support/coordinator-bench.js";
+import { CoordinatorBench, settle } from "../test-support/coordinator-bench.js";
 
 const NODES = ["n1", "n2", "n3", "n4", "n5"];
 

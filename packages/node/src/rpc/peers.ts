@@ -8,7 +8,7 @@ import { Code, type Client, ConnectError, createClient, type Interceptor, type T
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
-import type { PutArgs, ReplicaEndpoint } from "./coordinator.js";
+import type { PutArgs, ReplicaEndpoint } from "../requests/coordinator.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream.js";
 
