@@ -2,7 +2,7 @@
 // hints, peers, the listener). It owns every socket, file and timer of a node.
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
@@ -10,7 +10,8 @@ import { decodeSiblingSet, encodeSiblingSet, sync } from "@dynamo-ts/vclock";
 import { AntiEntropy } from "./background/anti-entropy/anti-entropy.js";
 import { type NodeConfig, swimSettings } from "./config.js";
 import { ContextSealer } from "./requests/context-seal.js";
-import { Coordinator, type ReplicaEndpoint } from "./requests/coordinator.js";
+import { Coordinator } from "./requests/coordinator.js";
+import { ReplicaDirectory } from "./cluster/replica-directory.js";
 import type { Deadline } from "./requests/deadline.js";
 import { RpcFailureDetector } from "./cluster/failure-detector.js";
 import { HintDelivery } from "./background/handoff.js";
@@ -44,6 +45,8 @@ export class DynamoNode {
   private resolveStopped!: () => void;
   private readonly peers: PeerPool;
   private readonly replica: LocalReplica;
+  /** Replica endpoints by node (local store or peer) and their availability. */
+  readonly replicas: ReplicaDirectory;
   readonly handoff: HintDelivery;
   readonly tombstones: TombstoneCollector;
   readonly antiEntropy: AntiEntropy;
@@ -101,9 +104,10 @@ export class DynamoNode {
     storage.onWriteFailure((err) => this.storeHealth.failed("data", err));
     const hintStoreFailed = (err: unknown) => this.storeHealth.failed("hints", err);
     this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics, this.rebuild, hintStoreFailed);
+    this.replicas = new ReplicaDirectory(config.nodeId, this.replica, (node) => this.peers.endpoint(node), this.detector, this.membership);
     this.handoff = new HintDelivery(
       hints,
-      (hint) => this.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
+      (hint) => this.replicas.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
       { intervalMs: config.hintIntervalMs, batchSize: 64, batchBytes: 4 * 1024 * 1024, backoff: { baseMs: 500, maxMs: 30_000 }, onHintStoreFailure: hintStoreFailed },
       this.metrics,
       log,
@@ -119,8 +123,8 @@ export class DynamoNode {
       { nodeId: config.nodeId, n: config.n, graceMs: config.tombstoneGraceMs, intervalMs: config.tombstoneSweepIntervalMs, maxPerSweep: 10_000 },
       storage,
       () => this.ring,
-      (node) => this.endpoint(node),
-      (node, key, record) => (node === config.nodeId ? this.replica.purge(key, record) : this.observe(node, this.peers.purge(node, key, record, 5_000))),
+      this.replicas,
+      (node, key, record) => (node === config.nodeId ? this.replica.purge(key, record) : this.replicas.observe(node, this.peers.purge(node, key, record, 5_000))),
       this.metrics,
       log,
     );
@@ -139,8 +143,7 @@ export class DynamoNode {
         storage,
         replica: this.replica,
         client: (node) => this.peers.antiEntropyClient(node),
-        endpoint: (node) => this.endpoint(node),
-        isAvailable: (node) => this.isAvailable(node),
+        replicas: this.replicas,
         metrics: this.metrics,
         log,
         now: Date.now,
@@ -153,36 +156,8 @@ export class DynamoNode {
     this.membership.onRingChange(() => this.antiEntropy.ringChanged());
   }
 
-  /**
-   * Worth sending to: gossip does not hold it dead or gone, and either this node's own RPCs
-   * to it work or gossip heard from it after they last failed.
-   */
-  isAvailable(node: string): boolean {
-    if (node === this.config.nodeId) return true;
-    if (!this.membership.isReachable(node)) return false;
-    if (this.detector.isAvailable(node)) return true;
-    const heard = this.membership.lastHeardAt(node);
-    const down = this.detector.downSince(node);
-    return heard !== undefined && down !== undefined && heard > down;
-  }
-
   private get ring(): Ring {
     return this.membership.ring;
-  }
-
-  /** Feeds a peer call's outcome to the failure detector. */
-  private observe<T>(node: string, call: Promise<T>): Promise<T> {
-    return call.then(
-      (value) => {
-        this.detector.recordSuccess(node);
-        return value;
-      },
-      (err: unknown) => {
-        if (isUnreachable(err)) this.detector.recordFailure(node);
-        else this.detector.recordSuccess(node);
-        throw err;
-      },
-    );
   }
 
   static async open(config: NodeConfig, log: Logger = jsonLogger(config.nodeId)): Promise<DynamoNode> {
@@ -247,23 +222,12 @@ export class DynamoNode {
     }
   }
 
-  /** The local store for self, a peer over RPC otherwise; peer outcomes feed the failure detector. */
-  endpoint(node: string): ReplicaEndpoint {
-    if (node === this.config.nodeId) return this.replica;
-    const remote = this.peers.endpoint(node);
-    return {
-      write: (key, set, encoded, hintFor, signal) => this.observe(node, remote.write(key, set, encoded, hintFor, signal)),
-      read: (key, signal) => this.observe(node, remote.read(key, signal)),
-    };
-  }
-
   async start(): Promise<{ port: number; host: string }> {
     const { config } = this;
     const coordinator = new Coordinator({
       options: { ...config, maxShippedRecordBytes: this.limits.maxShippedRecordBytes },
       ring: () => this.ring,
-      endpoint: (node) => this.endpoint(node),
-      isAvailable: (node) => this.isAvailable(node),
+      replicas: this.replicas,
       random: Math.random,
       updateLocal: (key, fn) => this.replica.update(key, fn),
       localWritable: () => this.storeHealth.dataWritable,
@@ -333,7 +297,7 @@ export class DynamoNode {
     this.probeTimer = setInterval(() => {
       for (const node of this.ring.nodes) {
         if (node === config.nodeId || this.detector.health(node) === "up") continue;
-        this.observe(node, this.peers.probe(node, 1_000)).catch(() => {});
+        this.replicas.observe(node, this.peers.probe(node, 1_000)).catch(() => {});
       }
     }, 500);
     this.probeTimer.unref();
@@ -439,10 +403,10 @@ export class DynamoNode {
       {
         nodeId: self,
         preferenceList: (k) => this.ring.preferenceList(k, this.config.n),
-        read: (node, k, signal) => this.endpoint(node).read(k, signal),
+        read: (node, k, signal) => this.replicas.endpoint(node).read(k, signal),
         reset: async (node, k, expected, record, signal) => {
           if (node === self) return this.replica.reset(k, expected, decodeSiblingSet(record));
-          const res = await this.observe(node, this.peers.replicaClient(node).reset({ key: k, expected, record }, { signal }));
+          const res = await this.replicas.observe(node, this.peers.replicaClient(node).reset({ key: k, expected, record }, { signal }));
           return res.replaced;
         },
       },
@@ -532,12 +496,6 @@ function logUnexpectedErrors(log: Logger): Interceptor {
       throw err;
     }
   };
-}
-
-/** A peer that could not be reached or did not answer in time, as opposed to one that answered with an error. */
-export function isUnreachable(err: unknown): boolean {
-  const ce = ConnectError.from(err);
-  return ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Canceled;
 }
 
 function splitHostPort(hostPort: string): [string, string] {

@@ -13,7 +13,7 @@
 import type { Ring } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
 import { encodeSiblingSet, equalSets, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
-import type { ReplicaEndpoint } from "../requests/coordinator.js";
+import type { Replicas } from "../requests/replicas.js";
 import type { Logger } from "../observability/log.js";
 import type { Metrics } from "../observability/metrics.js";
 
@@ -44,7 +44,7 @@ export class TombstoneCollector {
     private readonly options: TombstoneCollectorOptions,
     private readonly storage: Storage,
     private readonly ring: () => Ring,
-    private readonly endpoint: (node: string) => ReplicaEndpoint,
+    private readonly replicas: Replicas,
     private readonly purge: (node: string, key: string, record: Uint8Array) => Promise<boolean>,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -88,7 +88,7 @@ export class TombstoneCollector {
   private async collect(key: string): Promise<boolean> {
     const replicas = this.ring().preferenceList(key, this.options.n);
     const signal = AbortSignal.timeout(5_000);
-    const replies = await Promise.all(replicas.map((node) => this.endpoint(node).read(key, signal).catch(() => undefined)));
+    const replies = await Promise.all(replicas.map((node) => this.replicas.endpoint(node).read(key, signal).catch(() => undefined)));
     if (!isPurgeable(replies, replicas.length, this.now(), this.options.graceMs)) return false;
     const record = encodeSiblingSet(replies[0]!);
     const results = await Promise.all(replicas.map((node) => this.purge(node, key, record).catch(() => false)));

@@ -55,6 +55,7 @@ import { messageLimits } from "../rpc/message-limits.js";
 import { registerServices, requireInternal, type ServiceState } from "../rpc/services.js";
 import * as gen from "./messages.js";
 import { mutateBytes, Rng } from "./wire.js";
+import type { VersionedRecord } from "../requests/replicas.js";
 
 /** Every property runs from a fixed seed; the per-run Rng seeds come from fast-check's, so a failure replays exactly. */
 const SEED = 0xf022ed;
@@ -187,7 +188,7 @@ class FakeReplica implements ReplicaStore {
   readonly sets = new Map<string, SiblingSet>();
   readonly hints: Array<{ target: string; key: string }> = [];
 
-  async write(key: string, set: SiblingSet, _encoded: Uint8Array, hintFor: string | undefined): Promise<void> {
+  async write(key: string, { set }: VersionedRecord, hintFor: string | undefined): Promise<void> {
     if (hintFor !== undefined && hintFor !== "self") {
       this.hints.push({ target: hintFor, key });
       return;
@@ -436,8 +437,7 @@ describe("anti-entropy responder on hostile exchange streams", () => {
         client: () => {
           throw new Error("the responder under test initiates nothing");
         },
-        endpoint: () => replica,
-        isAvailable: () => false,
+        replicas: { endpoint: () => replica, isAvailable: () => false },
         metrics,
         log: jsonLogger("a", () => {}),
         now: () => Date.now(),

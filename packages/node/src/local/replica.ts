@@ -6,7 +6,7 @@ import { hashKey } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "../config.js";
-import type { ReplicaEndpoint } from "../requests/coordinator.js";
+import type { ReplicaEndpoint, VersionedRecord } from "../requests/replicas.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { ReplicaRebuild } from "./rebuild.js";
 import { isHintStoreFailure, storeErrorToConnect } from "./store-health.js";
@@ -60,7 +60,8 @@ export class LocalReplica implements ReplicaEndpoint {
     return this.notify(await this.guarded(() => this.storage.merge(key, set)));
   }
 
-  async write(key: string, set: SiblingSet, encoded: Uint8Array, hintFor: string | undefined): Promise<void> {
+  async write(key: string, record: VersionedRecord, hintFor: string | undefined): Promise<void> {
+    const { set, encoded } = record;
     if (hintFor !== undefined && hintFor !== this.nodeId) {
       // A fallback keeps the write only as a hint: it never serves the data as its own.
       try {

@@ -1,6 +1,6 @@
 // The coordinator: turns one client Get / Put / Delete into replica calls on the key's
 // preference list and answers once the quorum is reached. Replica I/O is behind
-// `ReplicaEndpoint` and availability behind `isAvailable`, so this file holds the request
+// `Replicas` (replicas.ts), so this file holds the request
 // logic (sloppy quorum, fallbacks, read repair) and nothing about sockets.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Ring } from "@dynamo-ts/ring";
@@ -10,7 +10,6 @@ import {
   decodeClientContext,
   emptySet,
   encodeClientContext,
-  encodeSiblingSet,
   equalSets,
   InvalidVersionError,
   isDeleted,
@@ -27,14 +26,8 @@ import type { Logger } from "../observability/log.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Deadline } from "./deadline.js";
 import { QuorumTracker } from "./quorum.js";
+import { type Replicas, versionedRecord } from "./replicas.js";
 import { checkRecordLimits, recordSizeBound } from "./record-limits.js";
-
-/** One replica of a key as the coordinator sees it: the local store or a peer over RPC. */
-export interface ReplicaEndpoint {
-  /** Merge `set` into the replica (or, with hintFor, keep it as a hint for that node). */
-  write(key: string, set: SiblingSet, encoded: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void>;
-  read(key: string, signal: AbortSignal): Promise<SiblingSet | undefined>;
-}
 
 export interface PutArgs {
   readonly key: string;
@@ -71,9 +64,8 @@ export interface CoordinatorDeps {
   readonly options: CoordinatorOptions;
   /** The current ring (membership may change between requests). */
   ring(): Ring;
-  endpoint(node: string): ReplicaEndpoint;
-  /** Whether a node is worth sending to (the failure detector's view). */
-  isAvailable(node: string): boolean;
+  /** The replicas' endpoints and whether each is worth sending to. */
+  readonly replicas: Replicas;
   /** Atomic read-modify-write on the local store (the coordinator issues new versions here). */
   updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet>;
   /** Whether the local data store takes writes; a node whose disk fails hands writes to another replica. */
@@ -129,7 +121,7 @@ export class Coordinator {
     const replicas = this.deps.ring().preferenceList(key, this.options.n);
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
-    const calls = replicas.map((node) => [node, this.deps.endpoint(node).read(key, deadline.replicaSignal)] as const);
+    const calls = replicas.map((node) => [node, this.deps.replicas.endpoint(node).read(key, deadline.replicaSignal)] as const);
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError("answered", tracker, deadline);
 
@@ -152,8 +144,8 @@ export class Coordinator {
     for (const result of results) if (result.status === "fulfilled" && result.value) merged = sync(merged, result.value);
     if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
     if (merged.siblings.length === 0) return;
-    const encoded = encodeSiblingSet(merged);
-    if (encoded.byteLength > this.options.maxShippedRecordBytes) {
+    const record = versionedRecord(merged);
+    if (record.encoded.byteLength > this.options.maxShippedRecordBytes) {
       // A merge of more than two states over the record limit: no replica would accept it.
       this.deps.metrics.count("read_repairs_too_large");
       return;
@@ -164,7 +156,7 @@ export class Coordinator {
         if (result.status !== "fulfilled") return; // unreachable: hints and anti-entropy cover it
         if (result.value && equalSets(result.value, merged)) return;
         try {
-          await this.deps.endpoint(node).write(key, merged, encoded, undefined, deadline.replicaSignal);
+          await this.deps.replicas.endpoint(node).write(key, record, undefined, deadline.replicaSignal);
           this.deps.metrics.count("read_repairs");
         } catch {
           this.deps.metrics.count("read_repairs_failed");
@@ -215,7 +207,7 @@ export class Coordinator {
     // New versions are issued only where the key's state is stored: a dot must never be
     // issued twice, and only the stored state knows which dots this node already used.
     const stored = await this.issueVersion(key, context, value);
-    const encoded = encodeSiblingSet(stored);
+    const record = versionedRecord(stored);
 
     // One slot per preference-list replica. Sloppy quorum: a replica that is down, or fails
     // now, is stood in for by the next healthy node clockwise, which keeps the write as a
@@ -231,10 +223,10 @@ export class Coordinator {
       let primaryTried = false;
       for (;;) {
         const hintFor = target === primary ? undefined : primary;
-        if (target !== primary || primaryTried || this.deps.isAvailable(primary)) {
+        if (target !== primary || primaryTried || this.deps.replicas.isAvailable(primary)) {
           if (target === primary) primaryTried = true;
           try {
-            await this.deps.endpoint(target).write(key, stored, encoded, hintFor, args.deadline.replicaSignal);
+            await this.deps.replicas.endpoint(target).write(key, record, hintFor, args.deadline.replicaSignal);
             if (hintFor) this.deps.metrics.count("hinted_writes");
             return target;
           } catch (err) {
@@ -247,7 +239,7 @@ export class Coordinator {
         // believes down (it may be back already) rather than give up on the slot.
         const standIn = (usable: (node: string) => boolean) =>
           ring.sloppyPreferenceList(key, this.options.n, (node) => !failed.has(node) && (node === self || usable(node))).find((p) => p.standsInFor === primary && !used.has(p.node));
-        const fallback = standIn((node) => this.deps.isAvailable(node)) ?? standIn(() => true);
+        const fallback = standIn((node) => this.deps.replicas.isAvailable(node)) ?? standIn(() => true);
         if (!fallback) {
           // Last resort: the primary the detector believed down may be back already.
           if (!primaryTried) {
@@ -269,7 +261,7 @@ export class Coordinator {
         [
           node,
           writeSlot(node).catch(async (err: unknown) => {
-            await this.deps.endpoint(self).write(key, stored, encoded, node, args.deadline.replicaSignal).then(
+            await this.deps.replicas.endpoint(self).write(key, record, node, args.deadline.replicaSignal).then(
               () => this.deps.metrics.count("coordinator_hints"),
               () => this.deps.metrics.count("coordinator_hints_failed"),
             );

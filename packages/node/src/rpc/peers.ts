@@ -4,13 +4,15 @@
 // traffic (a full flow-control window, a session in trouble) never delays the calls that decide
 // whether a peer is up.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
-import type { PutArgs, ReplicaEndpoint } from "../requests/coordinator.js";
+import type { PutArgs } from "../requests/coordinator.js";
+import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream.js";
+import { isRefusedByOwnSession } from "./unreachable.js";
 
 export const SECRET_HEADER = "x-dynamo-cluster-secret";
 /** Set on a write one node hands to another that is in the key's preference list. */
@@ -94,7 +96,7 @@ export class PeerPool {
     // Coordinators' replica reads and writes share one long-lived stream to the peer.
     const channel = new ReplicaChannel(replica, node);
     const endpoint: ReplicaEndpoint = {
-      write: (key, _set, encoded, hintFor, signal) => channel.write(key, encoded, hintFor, signal),
+      write: (key, record, hintFor, signal) => channel.write(key, record.encoded, hintFor, signal),
       async read(key, signal) {
         const record = await channel.read(key, signal);
         return record.byteLength === 0 ? undefined : decodeSiblingSet(record);
@@ -291,9 +293,6 @@ class BulkLink {
   }
 }
 
-function isRefusedByOwnSession(err: unknown): boolean {
-  return err instanceof ConnectError && err.code === Code.Internal && err.rawMessage.includes("NGHTTP2_ENHANCE_YOUR_CALM");
-}
 
 export class PeerUnknownError extends Error {
   constructor(node: string) {

@@ -21,6 +21,7 @@ import type {
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { LocalReplica } from "../local/replica.js";
+import { streamFailure } from "./unreachable.js";
 
 type OpInit = MessageInitShape<typeof ReplicaOpSchema>;
 type OpBody = OpInit["op"];
@@ -43,7 +44,7 @@ export async function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest
     if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
     throw err;
   }
-  await replica.write(req.key, set, req.record, req.hintFor || undefined);
+  await replica.write(req.key, { set, encoded: req.record }, req.hintFor || undefined);
 }
 
 /** This replica's encoded sibling set for a key, empty when it has none; shared by Read and Stream. */
@@ -331,7 +332,7 @@ export class ReplicaChannel {
         }
         failure = new ConnectError(`replica stream to ${this.peer} ended`, Code.Unavailable);
       } catch (err) {
-        failure = streamFailure(err, this.peer);
+        failure = streamFailure(err, this.peer, "replica stream");
       }
       this.retire(stream, failure);
     })();
@@ -344,12 +345,6 @@ export class ReplicaChannel {
  * transport reported (reset, refused, GOAWAY); a refusal by the peer keeps its own code so a
  * wrong cluster secret or an old peer stays visible as such.
  */
-function streamFailure(err: unknown, peer: string): ConnectError {
-  const ce = ConnectError.from(err);
-  if (ce.code === Code.PermissionDenied || ce.code === Code.Unimplemented || ce.code === Code.Unavailable) return ce;
-  return new ConnectError(`replica stream to ${peer} failed: ${ce.rawMessage}`, Code.Unavailable);
-}
-
 function abortError(signal: AbortSignal, peer: string): ConnectError {
   const reason: unknown = signal.reason;
   if (reason instanceof Error && reason.name === "TimeoutError") {

@@ -6,7 +6,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Ring } from "@dynamo-ts/ring";
 import { liveValues, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import { ContextSealer } from "../requests/context-seal.js";
-import { Coordinator, type CoordinatorOptions, type PutArgs, type ReplicaEndpoint } from "../requests/coordinator.js";
+import { Coordinator, type CoordinatorOptions, type PutArgs } from "../requests/coordinator.js";
+import type { ReplicaEndpoint, VersionedRecord } from "../requests/replicas.js";
 import { type Clock, Deadline } from "../requests/deadline.js";
 import type { Logger } from "../observability/log.js";
 import { Metrics } from "../observability/metrics.js";
@@ -62,7 +63,7 @@ export class FakeReplica implements ReplicaEndpoint {
     private readonly log: WriteSeen[],
   ) {}
 
-  async write(key: string, set: SiblingSet, _encoded: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
+  async write(key: string, { set }: VersionedRecord, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
     await this.answer(signal);
     this.log.push({ node: this.node, key, hintFor });
     if (hintFor !== undefined && hintFor !== this.node) {
@@ -155,8 +156,7 @@ export class CoordinatorBench {
     coordinator = new Coordinator({
       options: { ...this.options, nodeId: self },
       ring: () => this.ring,
-      endpoint: (node) => this.replica(node),
-      isAvailable: (node) => node === self || !this.believedDown.has(node),
+      replicas: { endpoint: (node) => this.replica(node), isAvailable: (node) => node === self || !this.believedDown.has(node) },
       updateLocal: async (key, fn) => {
         if (local.behaviour === "down") throw new ConnectError(`${self} cannot write to its data store`, Code.Unavailable);
         const next = fn(local.store.get(key));

@@ -49,7 +49,7 @@ import type {
 import { hashKey, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
-import type { ReplicaEndpoint } from "../../requests/coordinator.js";
+import type { Replicas } from "../../requests/replicas.js";
 import type { Logger } from "../../observability/log.js";
 import type { Metrics } from "../../observability/metrics.js";
 import { AsyncQueue } from "../../util/async-queue.js";
@@ -216,10 +216,11 @@ export interface AntiEntropyDeps {
   readonly replica: LocalReplica;
   /** The anti-entropy client of a peer (its pooled HTTP/2 session, cluster secret included). */
   client(node: string): Client<typeof AntiEntropyService>;
-  /** A peer's replica endpoint: reads that confirm an old key before it is copied. */
-  endpoint(node: string): ReplicaEndpoint;
-  /** Whether a peer is believed up; periodic rounds skip the others. */
-  isAvailable(node: string): boolean;
+  /**
+   * Peers' replica endpoints (reads that confirm an old key before it is copied) and whether
+   * each is believed up (periodic rounds skip the others).
+   */
+  readonly replicas: Replicas;
   readonly metrics: Metrics;
   readonly log: Logger;
   now(): number;
@@ -535,7 +536,7 @@ export class AntiEntropy {
       if (only !== undefined && !rangesOverlap(entry.range, only)) continue;
       for (const peer of entry.replicas) {
         if (peer === this.options.nodeId) continue;
-        if (periodic && (!this.deps.isAvailable(peer) || (!this.rebuilding && this.peerExchangedRecently(peer, entry.range)))) continue;
+        if (periodic && (!this.deps.replicas.isAvailable(peer) || (!this.rebuilding && this.peerExchangedRecently(peer, entry.range)))) continue;
         const shared = byPeer.get(peer);
         if (shared === undefined) byPeer.set(peer, [entry]);
         else shared.push(entry);
@@ -807,7 +808,7 @@ export class AntiEntropy {
       if (node === this.options.nodeId || node === peer) continue;
       try {
         const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(5_000)]);
-        if ((await this.deps.endpoint(node).read(key, signal)) !== undefined) return true;
+        if ((await this.deps.replicas.endpoint(node).read(key, signal)) !== undefined) return true;
       } catch {
         // Unreachable or failing: it cannot confirm the key now; ask again next time.
         everyoneAnswered = false;

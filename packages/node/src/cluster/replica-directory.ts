@@ -1,0 +1,62 @@
+// Which replica endpoint serves a node, and whether that node is worth sending to: the local
+// store for this node, a peer over RPC otherwise. Every peer call's outcome feeds the failure
+// detector, so the request logic never sees sockets or detectors (see requests/replicas.ts).
+import type { ReplicaEndpoint, Replicas } from "../requests/replicas.js";
+import { isUnreachable } from "../rpc/unreachable.js";
+import type { RpcFailureDetector } from "./failure-detector.js";
+
+/** What the directory needs to know of gossip's view of a node. */
+export interface GossipView {
+  /** Not held dead or gone by gossip. */
+  isReachable(node: string): boolean;
+  /** When gossip last heard from the node (ms), if ever. */
+  lastHeardAt(node: string): number | undefined;
+}
+
+export class ReplicaDirectory implements Replicas {
+  constructor(
+    private readonly self: string,
+    private readonly local: ReplicaEndpoint,
+    private readonly remote: (node: string) => ReplicaEndpoint,
+    private readonly detector: RpcFailureDetector,
+    private readonly gossip: GossipView,
+  ) {}
+
+  /** The local store for self, a peer over RPC otherwise; peer outcomes feed the failure detector. */
+  endpoint(node: string): ReplicaEndpoint {
+    if (node === this.self) return this.local;
+    const remote = this.remote(node);
+    return {
+      write: (key, record, hintFor, signal) => this.observe(node, remote.write(key, record, hintFor, signal)),
+      read: (key, signal) => this.observe(node, remote.read(key, signal)),
+    };
+  }
+
+  /**
+   * Worth sending to: gossip does not hold it dead or gone, and either this node's own RPCs
+   * to it work or gossip heard from it after they last failed.
+   */
+  isAvailable(node: string): boolean {
+    if (node === this.self) return true;
+    if (!this.gossip.isReachable(node)) return false;
+    if (this.detector.isAvailable(node)) return true;
+    const heard = this.gossip.lastHeardAt(node);
+    const down = this.detector.downSince(node);
+    return heard !== undefined && down !== undefined && heard > down;
+  }
+
+  /** Feeds the outcome of any call to `node` to the failure detector. */
+  observe<T>(node: string, call: Promise<T>): Promise<T> {
+    return call.then(
+      (value) => {
+        this.detector.recordSuccess(node);
+        return value;
+      },
+      (err: unknown) => {
+        if (isUnreachable(err)) this.detector.recordFailure(node);
+        else this.detector.recordSuccess(node);
+        throw err;
+      },
+    );
+  }
+}
