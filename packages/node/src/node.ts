@@ -7,7 +7,7 @@ import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, sync } from "@dynamo-ts/vclock";
-import { AntiEntropy } from "./background/anti-entropy/anti-entropy.js";
+import { AntiEntropy } from "./background/anti-entropy/index.js";
 import { type NodeConfig, swimSettings } from "./config.js";
 import { ContextSealer } from "./requests/context-seal.js";
 import { Coordinator } from "./requests/coordinator.js";

@@ -44,7 +44,7 @@ import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, emptySet, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AntiEntropy, antiEntropyService, replicaRanges, treeDepthFor } from "../background/anti-entropy/anti-entropy.js";
+import { AntiEntropy, antiEntropyService, replicaRanges, treeDepthFor } from "../background/anti-entropy/index.js";
 import { jsonLogger } from "../observability/log.js";
 import { Membership } from "../cluster/membership.js";
 import { Metrics } from "../observability/metrics.js";

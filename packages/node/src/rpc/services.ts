@@ -17,7 +17,7 @@ import {
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "../background/anti-entropy/anti-entropy.js";
+import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "../background/anti-entropy/index.js";
 import type { Coordinator } from "../requests/coordinator.js";
 import { Deadline } from "../requests/deadline.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
