@@ -50,7 +50,7 @@ import { Membership } from "../cluster/membership.js";
 import { Metrics } from "../observability/metrics.js";
 import { SECRET_HEADER } from "../rpc/peers.js";
 import { LocalReplica } from "../local/replica.js";
-import { applyReplicaWrite, readReplicaRecord, type ReplicaStore, serveReplicaStream } from "../rpc/replica-stream.js";
+import { applyReplicaWrite, readReplicaRecord, type ReplicaStore, serveReplicaStream } from "../rpc/replica-stream/server.js";
 import { messageLimits } from "../rpc/message-limits.js";
 import { registerServices, requireInternal, type ServiceState } from "../rpc/services.js";
 import * as gen from "./messages.js";

@@ -11,7 +11,7 @@ import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import type { PutArgs } from "../requests/coordinator.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
-import { ReplicaChannel } from "./replica-stream.js";
+import { ReplicaChannel } from "./replica-stream/client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
 
 export const SECRET_HEADER = "x-dynamo-cluster-secret";

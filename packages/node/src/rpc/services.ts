@@ -23,7 +23,7 @@ import { Deadline } from "../requests/deadline.js";
 import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
-import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream.js";
+import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
 
 export interface ServiceState {
   readonly nodeId: string;

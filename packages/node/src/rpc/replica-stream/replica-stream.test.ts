@@ -10,11 +10,12 @@ import { type StreamRequest, ReplicaService } from "@dynamo-ts/proto";
 import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Metrics } from "../observability/metrics.js";
-import { SECRET_HEADER } from "./peers.js";
-import { LocalReplica } from "../local/replica.js";
-import { applyReplicaWrite, MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel, type ReplicaStore, serveReplicaStream } from "./replica-stream.js";
-import { requireInternal } from "./services.js";
+import { Metrics } from "../../observability/metrics.js";
+import { SECRET_HEADER } from "../peers.js";
+import { LocalReplica } from "../../local/replica.js";
+import { MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel } from "./client.js";
+import { applyReplicaWrite, type ReplicaStore, serveReplicaStream } from "./server.js";
+import { requireInternal } from "../services.js";
 
 const SECRET = "replica-stream-test-secret";
 const bytes = (text: string) => new TextEncoder().encode(text);

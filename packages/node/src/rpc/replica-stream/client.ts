@@ -1,0 +1,163 @@
+// Replica traffic over one long-lived `ReplicaService.Stream` per peer. A unary Connect call
+// costs far more CPU than the work a replica read or write does (stream setup, header blocks,
+// per-call signals, a URL per call; see docs/performance.md), and a quorum operation makes two
+// of them per request. Here a replica op is one message on a stream that stays open: ops are
+// tagged with ids, answered in any order, and batched in both directions when they are issued
+// or completed in the same turn of the event loop.
+//
+// This file is the calling side: one ReplicaChannel per peer (see server.ts for the other).
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import type { ReplicaResult, ReplicaService, StreamRequestSchema } from "@dynamo-ts/proto";
+import { AsyncQueue } from "../../util/async-queue.js";
+import { streamFailure } from "../unreachable.js";
+import { Batcher, type OpInit, opSize } from "./batching.js";
+
+type OpBody = OpInit["op"];
+type OpBatchInit = MessageInitShape<typeof StreamRequestSchema>;
+
+/** How long an op must have waited, with nothing at all coming back, before its stream counts as wedged. */
+export const MIN_WEDGED_WAIT_MS = 1_000;
+
+/** Records larger than this are written with a unary call rather than on the stream. */
+export const MAX_STREAMED_RECORD_BYTES = 1024 * 1024;
+
+interface PendingOp {
+  resolve(result: ReplicaResult): void;
+  reject(err: ConnectError): void;
+}
+
+/** One open Stream call and the ops waiting for their results on it. */
+class OpenStream {
+  readonly pending = new Map<number, PendingOp>();
+  /** Answer messages received so far: an op that timed out compares it with its value at send. */
+  answersReceived = 0;
+  readonly requests = new AsyncQueue<OpBatchInit>();
+  readonly abort = new AbortController();
+  readonly outgoing = new Batcher<OpInit>((ops) => {
+    if (!this.requests.ended) this.requests.push({ ops });
+  }, opSize);
+
+  /** Fails every op still waiting and ends the request side. */
+  fail(err: ConnectError): void {
+    this.requests.end();
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const op of waiting) op.reject(err);
+  }
+}
+
+/**
+ * The caller's side of the replica stream to one peer. Opens the stream on first use and again
+ * after it broke; a broken stream fails its ops in flight with Unavailable, which the
+ * coordinator treats like any failed replica call (fallbacks, hints).
+ */
+export class ReplicaChannel {
+  private stream: OpenStream | undefined;
+  private nextId = 0;
+
+  constructor(
+    private readonly client: Client<typeof ReplicaService>,
+    private readonly peer: string,
+  ) {}
+
+  async write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
+    if (record.byteLength > MAX_STREAMED_RECORD_BYTES) {
+      // A record over the receiver's message limit (several large siblings) must not fail the
+      // stream and every op on it: it goes in a call of its own, which fails alone if it must.
+      await this.client.write({ key, record, hintFor: hintFor ?? "" }, { signal });
+      return;
+    }
+    await this.call({ case: "write", value: { key, record, hintFor: hintFor ?? "" } }, signal);
+  }
+
+  /** The peer's encoded sibling set for `key`, empty when it has none. */
+  async read(key: string, signal: AbortSignal): Promise<Uint8Array> {
+    const result = await this.call({ case: "read", value: { key } }, signal);
+    return result.result.case === "read" ? result.result.value.record : new Uint8Array();
+  }
+
+  /** Cancels the stream; ops in flight fail with Unavailable. */
+  close(): void {
+    if (this.stream) this.retire(this.stream, new ConnectError(`replica stream to ${this.peer} closed`, Code.Unavailable));
+  }
+
+  private call(op: OpBody, signal: AbortSignal): Promise<ReplicaResult> {
+    if (signal.aborted) return Promise.reject(abortError(signal, this.peer));
+    const stream = this.stream ?? this.open();
+    // Ids only need to be unique among the ops in flight; wrapping at 2^32 is harmless.
+    const id = (this.nextId = (this.nextId + 1) >>> 0);
+    const answersAtSend = stream.answersReceived;
+    const sentAt = Date.now();
+    return new Promise<ReplicaResult>((resolve, reject) => {
+      const onAbort = () => {
+        stream.pending.delete(id);
+        const err = abortError(signal, this.peer);
+        reject(err);
+        // Nothing at all came back while this op waited: the stream may be wedged (a peer that
+        // was frozen, a connection that died without an error reaching the stream). Its other
+        // ops fail now, and the next op opens a fresh stream, rather than every later op
+        // timing out on this one.
+        // Only an op that waited a while says so: a client's own 1 ms deadline must not retire
+        // the stream every other client's ops are on.
+        const waited = Date.now() - sentAt;
+        const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend && waited >= MIN_WEDGED_WAIT_MS;
+        if (wedged) this.retire(stream, new ConnectError(`no answer on the replica stream to ${this.peer} for ${waited} ms; reopening it`, Code.Unavailable));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      stream.pending.set(id, {
+        resolve(result) {
+          signal.removeEventListener("abort", onAbort);
+          resolve(result);
+        },
+        reject(err) {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      });
+      stream.outgoing.add({ id, op });
+    });
+  }
+
+  /** Fails the stream's ops with `err` and cancels it; the next op opens a new stream. */
+  private retire(stream: OpenStream, err: ConnectError): void {
+    if (this.stream === stream) this.stream = undefined;
+    stream.fail(err);
+    stream.abort.abort();
+  }
+
+  private open(): OpenStream {
+    const stream = new OpenStream();
+    this.stream = stream;
+    const responses = this.client.stream(stream.requests, { signal: stream.abort.signal });
+    void (async () => {
+      let failure: ConnectError;
+      try {
+        for await (const batch of responses) {
+          stream.answersReceived++;
+          for (const result of batch.results) {
+            const op = stream.pending.get(result.id);
+            if (!op) continue; // its caller stopped waiting (deadline)
+            stream.pending.delete(result.id);
+            if (result.result.case === "error") op.reject(new ConnectError(result.result.value.message, result.result.value.code as Code));
+            else op.resolve(result);
+          }
+        }
+        failure = new ConnectError(`replica stream to ${this.peer} ended`, Code.Unavailable);
+      } catch (err) {
+        failure = streamFailure(err, this.peer, "replica stream");
+      }
+      this.retire(stream, failure);
+    })();
+    return stream;
+  }
+}
+
+/** An op given up by its caller: its deadline passed, or it was cancelled. */
+function abortError(signal: AbortSignal, peer: string): ConnectError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === "TimeoutError") {
+    return new ConnectError(`${peer} did not answer before the deadline`, Code.DeadlineExceeded);
+  }
+  return new ConnectError(`replica op to ${peer} cancelled`, Code.Canceled);
+}
