@@ -19,12 +19,13 @@ import { checkIdentity, clusterFingerprint, IdentityError, loadIdentity, type No
 import { DualProtocolListener } from "./rpc/listener.js";
 import { type Logger, jsonLogger } from "./observability/log.js";
 import { Metrics } from "./observability/metrics.js";
-import { repairKey } from "./requests/key-repair.js";
+import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
 import { Membership } from "./cluster/membership.js";
 import { type MessageLimits, messageLimits } from "./rpc/message-limits.js";
 import { hasClusterSecret, PeerPool } from "./rpc/peers.js";
 import { ReplicaRebuild } from "./local/rebuild.js";
 import { LocalReplica } from "./local/replica.js";
+import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { StoreHealth } from "./local/store-health.js";
@@ -252,11 +253,8 @@ export class DynamoNode {
             this.servingListeners.add(listener);
             return () => this.servingListeners.delete(listener);
           },
-          status: () => this.status(),
-          hints: () => this.hintsStatus(),
           gossip: (bytes) => this.membership.receive(bytes),
-          leave: () => this.leave(),
-          repairKey: (key, deadline) => this.repairKey(key, deadline),
+          admin: this.adminSources(coordinator),
           limits: this.limits,
         }),
       interceptors: [logUnexpectedErrors(this.log)],
@@ -358,46 +356,32 @@ export class DynamoNode {
     return counters;
   }
 
-  status() {
-    const ownership = this.ring.ownership();
-    const now = Date.now();
+  /** What AdminService reports, and its actions. */
+  private adminSources(coordinator: Coordinator): AdminSources {
+    const { config } = this;
     return {
-      nodeId: this.config.nodeId,
-      n: this.config.n,
-      r: this.config.r,
-      w: this.config.w,
-      vnodes: this.config.vnodes,
+      ...config,
       version: VERSION,
-      uptimeMs: BigInt(now - this.startedAt),
-      counters: Object.fromEntries(Object.entries({ ...this.metrics.snapshot(), ...this.connectionCounters() }).map(([k, v]) => [k, BigInt(v)])),
-      members: this.statusMembers(now, ownership),
-      rebuilding: this.rebuild.active,
-      rangesToRebuild: this.antiEntropy.rangesToRebuild(),
-      notReadyReason: this.serving ? "" : this.notReadyReason(),
+      startedAt: this.startedAt,
+      defaultTimeoutMs: config.requestTimeoutMs,
+      now: Date.now,
+      ring: () => this.ring,
+      membership: this.membership,
+      counters: () => ({ ...this.metrics.snapshot(), ...this.connectionCounters() }),
+      rebuilding: () => this.rebuild.active,
+      antiEntropy: this.antiEntropy,
+      hints: this.hints,
+      hintSchedule: this.handoff.schedule,
+      hintsRejected: () => this.metrics.get("hints_rejected"),
+      notReadyReason: () => (this.serving ? "" : this.notReadyReason()),
+      validateKey: (key) => coordinator.validateKey(key),
+      repairKey: (key, deadline) => this.repairKey(key, deadline),
+      leave: () => this.leave(),
     };
   }
 
-  private statusMembers(now: number, ownership: Map<string, number>) {
-    const gossiped = new Map(this.membership.members().map((m) => [m.id, m]));
-    const ids = new Set([...this.ring.nodes, ...gossiped.keys()]);
-    return [...ids].sort().map((id) => {
-      const m = gossiped.get(id);
-      const self = id === this.config.nodeId;
-      const heard = m?.lastHeardAt;
-      return {
-        nodeId: id,
-        address: this.membership.addressOf(id) ?? "",
-        // A configured peer gossip has not heard of yet is reported as such.
-        state: m?.state ?? "unknown",
-        incarnation: BigInt(m?.incarnation ?? 0),
-        lastHeardMs: BigInt(self || heard === undefined ? 0 : Math.max(0, now - heard)),
-        ownership: ownership.get(id) ?? 0,
-      };
-    });
-  }
-
   /** AdminService.RepairKey: rebuilds a key whose clock was damaged, on every replica (key-repair.ts). */
-  async repairKey(key: string, deadline: Deadline) {
+  async repairKey(key: string, deadline: Deadline): Promise<KeyRepairResult> {
     const self = this.config.nodeId;
     const result = await repairKey(
       {
@@ -414,12 +398,7 @@ export class DynamoNode {
       deadline.signal,
     );
     this.log.info("repaired a key's version clock", { key, replicas: result.replicas, siblings: result.siblings, clockEntriesBefore: result.clockEntriesBefore, attempts: result.attempts });
-    return {
-      replicas: [...result.replicas],
-      siblings: result.siblings,
-      clockEntriesBefore: result.clockEntriesBefore,
-      highestCounterBefore: BigInt(result.highestCounterBefore),
-    };
+    return result;
   }
 
   /** Announces a final departure (the node leaves every ring), then stops. */
@@ -427,31 +406,6 @@ export class DynamoNode {
     this.log.info("leaving the cluster");
     await this.membership.leave();
     void this.stop();
-  }
-
-  hintsStatus() {
-    const now = Date.now();
-    const counters = this.hints.counters();
-    return {
-      targets: this.hints.targets().map((t) => ({
-        nodeId: t.target,
-        count: BigInt(t.count),
-        oldestAgeMs: BigInt(Math.max(0, now - t.oldestCreatedAt)),
-        newestAgeMs: BigInt(Math.max(0, now - t.newestCreatedAt)),
-        consecutiveFailures: this.handoff.schedule.failures(t.target),
-        nextAttemptInMs: BigInt(this.handoff.schedule.nextAttemptIn(t.target, now)),
-        bytes: BigInt(t.bytes),
-      })),
-      stored: BigInt(counters.stored),
-      // Hints dropped because their target refused them are acknowledged too: not deliveries.
-      delivered: BigInt(Math.max(0, counters.delivered - this.metrics.get("hints_rejected"))),
-      expired: BigInt(counters.expired),
-      failed: BigInt(counters.failed),
-      merged: BigInt(counters.merged),
-      refused: BigInt(counters.refused),
-      rejected: BigInt(this.metrics.get("hints_rejected")),
-      bytes: BigInt(this.hints.bytes()),
-    };
   }
 
   /** Graceful stop: refuse new work, finish in-flight requests (bounded), close stores. */

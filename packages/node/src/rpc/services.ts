@@ -1,8 +1,7 @@
 // Connect-RPC service implementations: thin adapters from protobuf messages to the
 // coordinator, the local replica and node state. Validation errors map to InvalidArgument,
 // quorum failures to Unavailable / DeadlineExceeded (see coordinator.ts).
-import { timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import {
   AdminService,
   AntiEntropyService,
@@ -11,19 +10,18 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   KVService,
   ReplicaService,
-  type ListHintsResponseSchema,
-  type RepairKeyResponseSchema,
-  type StatusResponseSchema,
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type AntiEntropy, antiEntropyService, repairResponse, statusResponse } from "../background/anti-entropy/index.js";
+import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy/index.js";
 import type { Coordinator } from "../requests/coordinator.js";
-import { Deadline } from "../requests/deadline.js";
-import { FORWARDED_HEADER, SECRET_HEADER } from "./peers.js";
+import { type AdminSources, adminService } from "./admin-service.js";
+import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
+import { FORWARDED_HEADER } from "./peers.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
+
+export { deadlineFor, MAX_TIMEOUT_MS, requireInternal } from "./call-context.js";
 
 export interface ServiceState {
   readonly nodeId: string;
@@ -36,40 +34,11 @@ export interface ServiceState {
   /** Fires when the node begins to stop; streams that would otherwise stay open end then. */
   readonly draining: AbortSignal;
   onServingChange(listener: () => void): () => void;
-  status(): MessageInitShape<typeof StatusResponseSchema>;
-  hints(): MessageInitShape<typeof ListHintsResponseSchema>;
   gossip(message: Uint8Array): void;
-  leave(): Promise<void>;
-  repairKey(key: string, deadline: Deadline): Promise<MessageInitShape<typeof RepairKeyResponseSchema>>;
+  /** What AdminService reports and the actions it takes. */
+  readonly admin: AdminSources;
   /** Request size limits per kind of service. */
   readonly limits: MessageLimits;
-}
-
-/** The longest deadline any request may have (timeout_ms, or a transport timeout header). */
-export const MAX_TIMEOUT_MS = 600_000;
-
-function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
-  const given = ctx.requestHeader.get(SECRET_HEADER);
-  if (given === null) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(secret);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-export function requireInternal(ctx: HandlerContext, secret: string): void {
-  if (!isInternalCaller(ctx, secret)) {
-    throw new ConnectError("internal API: the cluster secret is missing or wrong", Code.PermissionDenied);
-  }
-}
-
-export function deadlineFor(requestedMs: number | undefined, defaultMs: number, ctx: HandlerContext): Deadline {
-  if (requestedMs !== undefined && (requestedMs < 1 || requestedMs > MAX_TIMEOUT_MS)) {
-    throw new ConnectError(`timeout_ms must be between 1 and ${MAX_TIMEOUT_MS}, got ${requestedMs}`, Code.InvalidArgument);
-  }
-  let ms = requestedMs ?? defaultMs;
-  const transportTimeout = ctx.timeoutMs();
-  if (transportTimeout !== undefined) ms = Math.min(ms, Math.max(1, transportTimeout));
-  return new Deadline(ms, ctx.signal);
 }
 
 /** A record sent by another node; InvalidArgument when it does not decode. */
@@ -147,31 +116,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
 
   router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)), internalLimits);
 
-  router.service(AdminService, {
-    status() {
-      return state.status();
-    },
-    async repair(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      return repairResponse(state.antiEntropy, req.range);
-    },
-    antiEntropyStatus() {
-      return statusResponse(state.antiEntropy);
-    },
-    listHints() {
-      return state.hints();
-    },
-    async leave(_req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      await state.leave();
-      return {};
-    },
-    async repairKey(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      coordinator.validateKey(req.key);
-      return state.repairKey(req.key, deadlineFor(undefined, defaultTimeoutMs, ctx));
-    },
-  }, controlLimits);
+  router.service(AdminService, adminService(state.admin), controlLimits);
 
   const healthOf = (service: string): ServingStatus => {
     if (service !== "" && !KNOWN_SERVICES.has(service)) {

@@ -1,0 +1,141 @@
+// AdminService: the node's state shaped as protobuf for `dynamo status`, `dynamo hints`,
+// `dynamo repair`, `dynamo repair-key` and `dynamo leave`. Reads only; the actions are the
+// node's (repairKey, leave), passed in.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { HintStore } from "@dynamo-ts/hintstore";
+import type { AdminService, ListHintsResponseSchema, RepairKeyResponseSchema, StatusResponseSchema } from "@dynamo-ts/proto";
+import type { Ring } from "@dynamo-ts/ring";
+import { type AntiEntropy, repairResponse, statusResponse as antiEntropyStatusResponse } from "../background/anti-entropy/index.js";
+import type { BackoffSchedule } from "../background/handoff.js";
+import type { Membership } from "../cluster/membership.js";
+import type { Deadline } from "../requests/deadline.js";
+import type { KeyRepairResult } from "../requests/key-repair.js";
+import { deadlineFor, requireInternal } from "./call-context.js";
+
+export interface AdminSources {
+  readonly nodeId: string;
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+  readonly vnodes: number;
+  readonly version: string;
+  readonly startedAt: number;
+  readonly clusterSecret: string;
+  readonly defaultTimeoutMs: number;
+  now(): number;
+  ring(): Ring;
+  readonly membership: Pick<Membership, "members" | "addressOf">;
+  /** Every counter of the node, by name. */
+  counters(): Record<string, number>;
+  /** Whether the node is still rebuilding a lost data directory. */
+  rebuilding(): boolean;
+  readonly antiEntropy: AntiEntropy;
+  readonly hints: Pick<HintStore, "counters" | "targets" | "bytes">;
+  readonly hintSchedule: Pick<BackoffSchedule, "failures" | "nextAttemptIn">;
+  /** Hints dropped because their target refused them. */
+  hintsRejected(): number;
+  /** Why the node is not serving; empty when it is. */
+  notReadyReason(): string;
+  validateKey(key: string): void;
+  repairKey(key: string, deadline: Deadline): Promise<KeyRepairResult>;
+  leave(): Promise<void>;
+}
+
+export function statusResponse(src: AdminSources): MessageInitShape<typeof StatusResponseSchema> {
+  const ring = src.ring();
+  const ownership = ring.ownership();
+  const now = src.now();
+  const gossiped = new Map(src.membership.members().map((m) => [m.id, m]));
+  const ids = new Set([...ring.nodes, ...gossiped.keys()]);
+  const members = [...ids].sort().map((id) => {
+    const m = gossiped.get(id);
+    const heard = m?.lastHeardAt;
+    return {
+      nodeId: id,
+      address: src.membership.addressOf(id) ?? "",
+      // A configured peer gossip has not heard of yet is reported as such.
+      state: m?.state ?? "unknown",
+      incarnation: BigInt(m?.incarnation ?? 0),
+      lastHeardMs: BigInt(id === src.nodeId || heard === undefined ? 0 : Math.max(0, now - heard)),
+      ownership: ownership.get(id) ?? 0,
+    };
+  });
+  return {
+    nodeId: src.nodeId,
+    n: src.n,
+    r: src.r,
+    w: src.w,
+    vnodes: src.vnodes,
+    version: src.version,
+    uptimeMs: BigInt(now - src.startedAt),
+    counters: Object.fromEntries(Object.entries(src.counters()).map(([k, v]) => [k, BigInt(v)])),
+    members,
+    rebuilding: src.rebuilding(),
+    rangesToRebuild: src.antiEntropy.rangesToRebuild(),
+    notReadyReason: src.notReadyReason(),
+  };
+}
+
+export function hintsResponse(src: AdminSources): MessageInitShape<typeof ListHintsResponseSchema> {
+  const now = src.now();
+  const counters = src.hints.counters();
+  const rejected = src.hintsRejected();
+  return {
+    targets: src.hints.targets().map((t) => ({
+      nodeId: t.target,
+      count: BigInt(t.count),
+      oldestAgeMs: BigInt(Math.max(0, now - t.oldestCreatedAt)),
+      newestAgeMs: BigInt(Math.max(0, now - t.newestCreatedAt)),
+      consecutiveFailures: src.hintSchedule.failures(t.target),
+      nextAttemptInMs: BigInt(src.hintSchedule.nextAttemptIn(t.target, now)),
+      bytes: BigInt(t.bytes),
+    })),
+    stored: BigInt(counters.stored),
+    // Hints dropped because their target refused them are acknowledged too: not deliveries.
+    delivered: BigInt(Math.max(0, counters.delivered - rejected)),
+    expired: BigInt(counters.expired),
+    failed: BigInt(counters.failed),
+    merged: BigInt(counters.merged),
+    refused: BigInt(counters.refused),
+    rejected: BigInt(rejected),
+    bytes: BigInt(src.hints.bytes()),
+  };
+}
+
+export function repairKeyResponse(result: KeyRepairResult): MessageInitShape<typeof RepairKeyResponseSchema> {
+  return {
+    replicas: [...result.replicas],
+    siblings: result.siblings,
+    clockEntriesBefore: result.clockEntriesBefore,
+    highestCounterBefore: BigInt(result.highestCounterBefore),
+  };
+}
+
+export function adminService(src: AdminSources): ServiceImpl<typeof AdminService> {
+  return {
+    status() {
+      return statusResponse(src);
+    },
+    async repair(req, ctx) {
+      requireInternal(ctx, src.clusterSecret);
+      return repairResponse(src.antiEntropy, req.range);
+    },
+    antiEntropyStatus() {
+      return antiEntropyStatusResponse(src.antiEntropy);
+    },
+    listHints() {
+      return hintsResponse(src);
+    },
+    async leave(_req, ctx) {
+      requireInternal(ctx, src.clusterSecret);
+      await src.leave();
+      return {};
+    },
+    async repairKey(req, ctx) {
+      requireInternal(ctx, src.clusterSecret);
+      src.validateKey(req.key);
+      return repairKeyResponse(await src.repairKey(req.key, deadlineFor(undefined, src.defaultTimeoutMs, ctx)));
+    },
+  };
+}

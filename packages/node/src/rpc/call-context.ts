@@ -1,0 +1,33 @@
+// What every handler reads off its call: whether the caller is another node (the cluster
+// secret), and the request's deadline (its timeout_ms, the transport's timeout header).
+import { timingSafeEqual } from "node:crypto";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { Deadline } from "../requests/deadline.js";
+import { SECRET_HEADER } from "./peers.js";
+
+/** The longest deadline any request may have (timeout_ms, or a transport timeout header). */
+export const MAX_TIMEOUT_MS = 600_000;
+
+export function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
+  const given = ctx.requestHeader.get(SECRET_HEADER);
+  if (given === null) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(secret);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function requireInternal(ctx: HandlerContext, secret: string): void {
+  if (!isInternalCaller(ctx, secret)) {
+    throw new ConnectError("internal API: the cluster secret is missing or wrong", Code.PermissionDenied);
+  }
+}
+
+export function deadlineFor(requestedMs: number | undefined, defaultMs: number, ctx: HandlerContext): Deadline {
+  if (requestedMs !== undefined && (requestedMs < 1 || requestedMs > MAX_TIMEOUT_MS)) {
+    throw new ConnectError(`timeout_ms must be between 1 and ${MAX_TIMEOUT_MS}, got ${requestedMs}`, Code.InvalidArgument);
+  }
+  let ms = requestedMs ?? defaultMs;
+  const transportTimeout = ctx.timeoutMs();
+  if (transportTimeout !== undefined) ms = Math.min(ms, Math.max(1, transportTimeout));
+  return new Deadline(ms, ctx.signal);
+}
