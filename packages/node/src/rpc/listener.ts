@@ -24,79 +24,12 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+import { detectProtocol, h2Refusal } from "./connection-sniffing.js";
+import { type ListenerOptions, type ListenerStats, type RequestHeaders, resolveOptions } from "./listener-options.js";
 
-/** Request headers as both HTTP versions deliver them (names in lower case). */
-export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+export { LISTENER_DEFAULTS, type ListenerOptions, type ListenerStats, type RequestHeaders } from "./listener-options.js";
 
-export interface ListenerOptions {
-  /**
-   * A connection that has not completed the headers of a request this long after it was
-   * accepted is closed. Default 30 000; 0 turns it off. Also the HTTP/1.1 server's
-   * `headersTimeout` for later requests on a keep-alive connection.
-   */
-  readonly firstRequestTimeoutMs?: number;
-  /**
-   * A connection with no request in progress for this long is closed: an HTTP/1.1 keep-alive
-   * connection, an HTTP/2 session with no open stream (PINGs do not count). Default 60 000;
-   * 0 turns it off.
-   */
-  readonly idleConnectionTimeoutMs?: number;
-  /**
-   * A request whose body has not ended and on which nothing arrived for this long is reset
-   * (HTTP/2: RST_STREAM CANCEL; HTTP/1.1: the connection is closed). Requests whose headers
-   * satisfy `isTrusted` are exempt. Default 30 000; 0 turns it off.
-   */
-  readonly streamIdleTimeoutMs?: number;
-  /** Connections open at once; beyond it new ones are refused with a message. Default 4096. */
-  readonly maxConnections?: number;
-  /** Requests exempt from `streamIdleTimeoutMs` (e.g. those carrying the cluster secret). */
-  readonly isTrusted?: (headers: RequestHeaders) => boolean;
-  /**
-   * How long a connection over `maxConnections` may take to show its protocol before it is
-   * closed without an answer. Default 2 000 (at most `firstRequestTimeoutMs`).
-   */
-  readonly refusalTimeoutMs?: number;
-  /**
-   * How much of the body of a request that was answered before its body was read is read and
-   * discarded before the request is cut off instead (HTTP/2: RST_STREAM CANCEL; HTTP/1.1: the
-   * connection is closed). Default 64 MiB.
-   */
-  readonly maxDiscardBytes?: number;
-}
 
-/** Counters for metrics: `open*` are current values, the rest count since the listener started. */
-export interface ListenerStats {
-  /** Open connections, both protocols and those whose protocol is not known yet; refused ones excluded. */
-  readonly openConnections: number;
-  readonly openHttp1Connections: number;
-  readonly openHttp2Connections: number;
-  readonly acceptedConnections: number;
-  /** Connections over `maxConnections` that were answered 503 / GOAWAY and closed. */
-  readonly refusedConnections: number;
-  /** Connections closed at once without an answer: over the cap with no room left to answer them. */
-  readonly droppedConnections: number;
-  /** Connections closed by `firstRequestTimeoutMs`. */
-  readonly firstRequestTimeouts: number;
-  /** Connections closed by `idleConnectionTimeoutMs`. */
-  readonly idleConnectionTimeouts: number;
-  /** Requests reset by `streamIdleTimeoutMs`. */
-  readonly streamIdleResets: number;
-  /** Requests answered before their body was read whose remaining body was discarded. */
-  readonly unreadBodiesDiscarded: number;
-  /** ... of which the remaining body was over `maxDiscardBytes`, so the request was cut off. */
-  readonly unreadBodiesCut: number;
-}
-
-export const LISTENER_DEFAULTS = {
-  firstRequestTimeoutMs: 30_000,
-  idleConnectionTimeoutMs: 60_000,
-  streamIdleTimeoutMs: 30_000,
-  maxConnections: 4096,
-  refusalTimeoutMs: 2_000,
-  maxDiscardBytes: 64 * 1024 * 1024,
-} as const;
-
-const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** A socket this listener ended is destroyed if the other side has not closed it by then. */
 const LINGER_MS = 1_000;
 /** Connections over the cap that may be waiting for their refusal at once; beyond, they are dropped. */
@@ -523,66 +456,6 @@ export class DualProtocolListener {
     await closed;
     return { cutOff };
   }
-}
-
-function resolveOptions(options: ListenerOptions): Required<Omit<ListenerOptions, "isTrusted">> {
-  const resolved = {
-    firstRequestTimeoutMs: options.firstRequestTimeoutMs ?? LISTENER_DEFAULTS.firstRequestTimeoutMs,
-    idleConnectionTimeoutMs: options.idleConnectionTimeoutMs ?? LISTENER_DEFAULTS.idleConnectionTimeoutMs,
-    streamIdleTimeoutMs: options.streamIdleTimeoutMs ?? LISTENER_DEFAULTS.streamIdleTimeoutMs,
-    maxConnections: options.maxConnections ?? LISTENER_DEFAULTS.maxConnections,
-    refusalTimeoutMs: options.refusalTimeoutMs ?? LISTENER_DEFAULTS.refusalTimeoutMs,
-    maxDiscardBytes: options.maxDiscardBytes ?? LISTENER_DEFAULTS.maxDiscardBytes,
-  };
-  for (const [name, value] of Object.entries(resolved)) {
-    // Node's timers overflow past 2^31 - 1 ms.
-    const max = name.endsWith("Ms") ? 2 ** 31 - 1 : Number.MAX_SAFE_INTEGER;
-    const min = name === "maxConnections" || name === "refusalTimeoutMs" ? 1 : 0;
-    if (!Number.isSafeInteger(value) || value < min || value > max) {
-      throw new RangeError(`listener option ${name} must be an integer from ${min} to ${max}, got ${value}`);
-    }
-  }
-  return resolved;
-}
-
-/**
- * Calls `decide` once the first bytes of `socket` can only be one of the two protocols, with
- * whether it is HTTP/2 and the bytes read so far (no longer flowing to any listener).
- */
-function detectProtocol(socket: net.Socket, decide: (isH2: boolean, head: Buffer) => void): void {
-  let head = Buffer.alloc(0);
-  const onData = (chunk: Buffer) => {
-    head = Buffer.concat([head, chunk]);
-    const n = Math.min(head.length, H2_PREFACE.length);
-    const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-    // Decide once the bytes seen so far can only be one of the two.
-    if (isH2 && head.length < H2_PREFACE.length) return;
-    socket.off("data", onData);
-    decide(isH2, head);
-  };
-  socket.on("data", onData);
-}
-
-/** A server SETTINGS frame (no streams allowed) and a GOAWAY ENHANCE_YOUR_CALM with `message`. */
-function h2Refusal(message: string): Buffer {
-  const settings = Buffer.alloc(6);
-  settings.writeUInt16BE(0x3, 0); // SETTINGS_MAX_CONCURRENT_STREAMS
-  settings.writeUInt32BE(0, 2);
-  const debug = Buffer.from(message);
-  const goaway = Buffer.alloc(8 + debug.length);
-  goaway.writeUInt32BE(0, 0); // last stream id: none was processed, every request may be retried
-  goaway.writeUInt32BE(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 4);
-  debug.copy(goaway, 8);
-  return Buffer.concat([h2Frame(0x4, settings), h2Frame(0x7, goaway)]);
-}
-
-function h2Frame(type: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = 0; // flags
-  header.writeUInt32BE(0, 5); // stream 0: the connection
-  return Buffer.concat([header, payload]);
 }
 
 function hasBody(req: http.IncomingMessage): boolean {
