@@ -48,7 +48,6 @@ import { AntiEntropy, antiEntropyService, replicaRanges, treeDepthFor } from "..
 import { jsonLogger } from "../observability/log.js";
 import { Membership } from "../cluster/membership.js";
 import { Metrics } from "../observability/metrics.js";
-import { SECRET_HEADER } from "../rpc/peers.js";
 import { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, readReplicaRecord, type ReplicaStore, serveReplicaStream } from "../rpc/replica-stream/server.js";
 import { messageLimits } from "../rpc/message-limits.js";
@@ -56,6 +55,7 @@ import { registerServices, requireInternal, type ServiceState } from "../rpc/ser
 import * as gen from "./messages.js";
 import { mutateBytes, Rng } from "./wire.js";
 import type { VersionedRecord } from "../requests/replicas.js";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 /** Every property runs from a fixed seed; the per-run Rng seeds come from fast-check's, so a failure replays exactly. */
 const SEED = 0xf022ed;
@@ -349,7 +349,7 @@ describe("ReplicaService and GossipService handlers (registerServices) through t
       limits,
     } as unknown as ServiceState;
     const addSecret: Interceptor = (next) => (req) => {
-      req.header.set(SECRET_HEADER, SECRET);
+      req.header.set(CLUSTER_SECRET_HEADER, SECRET);
       return next(req);
     };
     const transport = createRouterTransport((router) => registerServices(router, state), { transport: { interceptors: [addSecret] } });
@@ -450,7 +450,7 @@ describe("anti-entropy responder on hostile exchange streams", () => {
     const peer = first!.replicas.find((id) => id !== "a")!;
     open = { start: first!.range.start, end: first!.range.end, depth: treeDepthFor(first!.range), nodeId: peer, hashFormatVersion: HASH_FORMAT_VERSION };
     const addSecret: Interceptor = (next) => (req) => {
-      req.header.set(SECRET_HEADER, SECRET);
+      req.header.set(CLUSTER_SECRET_HEADER, SECRET);
       return next(req);
     };
     const transport = createRouterTransport((router) => router.service(AntiEntropyService, antiEntropyService(antiEntropy, (ctx) => requireInternal(ctx, SECRET))), {

@@ -7,6 +7,7 @@ import { hashKey, Ring } from "@dynamo-ts/ring";
 import { liveValues } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dynamo, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 const text = (values: Uint8Array[]) => values.map((v) => new TextDecoder().decode(v)).sort();
 
@@ -132,8 +133,8 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
     const transport = createConnectTransport({ baseUrl: `http://${cluster.node("n1").address}`, httpVersion: "1.1" });
     const replica = createClient(ReplicaService, transport);
     await expectCode(replica.read({ key: "greeting" }), Code.PermissionDenied);
-    await expectCode(replica.read({ key: "greeting" }, { headers: { "x-dynamo-cluster-secret": "wrong-secret-wrong-secret" } }), Code.PermissionDenied);
-    const ok = await replica.read({ key: "greeting" }, { headers: { "x-dynamo-cluster-secret": TEST_SECRET } });
+    await expectCode(replica.read({ key: "greeting" }, { headers: { [CLUSTER_SECRET_HEADER]: "wrong-secret-wrong-secret" } }), Code.PermissionDenied);
+    const ok = await replica.read({ key: "greeting" }, { headers: { [CLUSTER_SECRET_HEADER]: TEST_SECRET } });
     expect(ok.record.byteLength).toBeGreaterThan(0);
   });
 

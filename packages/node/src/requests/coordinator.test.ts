@@ -98,6 +98,29 @@ describe("coordinator: writes", () => {
     expect(bench.valuesOn("n1", key)).toEqual([]);
   });
 
+  it("forwards to the next replica when the first declines the write (its store can't write)", async () => {
+    const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
+    const key = bench.keyWhere((p) => !p.includes("n1"));
+    const [first, second] = bench.ring.preferenceList(key, 3);
+    bench.diskFailing.add(first!);
+    await bench.put(key, "v");
+    expect(bench.forwarded.map((f) => f.node)).toEqual([first, second]);
+    expect(bench.valuesOn(second!, key)).toEqual(["v"]);
+  });
+
+  it("answers with the outcome of a forwarded write its coordinator reached: a quorum failure is not retried elsewhere", async () => {
+    const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
+    const key = bench.keyWhere((p) => !p.includes("n1"));
+    const [first] = bench.ring.preferenceList(key, 3);
+    for (const node of NODES) if (node !== first) bench.replica(node).behaviour = "down";
+    const err = await failure(bench.put(key, "v", { w: 3 }));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toMatch(/replicas/);
+    // Handing it on would have issued a second version of the same write.
+    expect(bench.forwarded.map((f) => f.node)).toEqual([first]);
+    expect(bench.valuesOn(first!, key)).toEqual(["v"]);
+  });
+
   it("hands a write to another replica when its own store can't write", async () => {
     const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
     const key = bench.keyWhere((p) => p[0] === "n1");

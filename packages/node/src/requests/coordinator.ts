@@ -29,6 +29,25 @@ import { QuorumTracker } from "./quorum.js";
 import { type Replicas, versionedRecord } from "./replicas.js";
 import { checkRecordLimits, recordSizeBound } from "./record-limits.js";
 
+/**
+ * A write that no coordinator took on: the node it was handed to declined it (its store can't
+ * write) or could not be reached. Only such a write is handed to another replica; any other
+ * failure of a forwarded write is its outcome (retrying it elsewhere would issue a second
+ * version of the same write). A ConnectError (Unavailable) marked as such: ConnectError's
+ * instanceof checks do not admit subclasses.
+ */
+const NOT_COORDINATED = new WeakSet<ConnectError>();
+
+export function notCoordinatedError(message: string): ConnectError {
+  const err = new ConnectError(message, Code.Unavailable);
+  NOT_COORDINATED.add(err);
+  return err;
+}
+
+export function isNotCoordinated(err: unknown): boolean {
+  return err instanceof ConnectError && NOT_COORDINATED.has(err);
+}
+
 export interface PutArgs {
   readonly key: string;
   /** null deletes (writes a tombstone). */
@@ -70,7 +89,10 @@ export interface CoordinatorDeps {
   updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet>;
   /** Whether the local data store takes writes; a node whose disk fails hands writes to another replica. */
   localWritable(): boolean;
-  /** Hands a write to a node of the key's preference list when this node is not in it. */
+  /**
+   * Hands a write to a node of the key's preference list when this node is not in it. Rejects
+   * with a notCoordinatedError when that node did not coordinate it (declined, or unreachable).
+   */
   forwardWrite(node: string, args: PutArgs): Promise<Uint8Array>;
   now(): number;
   random(): number;
@@ -196,7 +218,7 @@ export class Coordinator {
         return this.forward(replicas.filter((node) => node !== self), args);
       }
     } else if (!this.deps.localWritable()) {
-      throw new ConnectError(`${self} cannot write to its data store now; another replica must coordinate`, Code.Unavailable);
+      throw notCoordinatedError(`${self} cannot write to its data store now; another replica must coordinate`);
     }
     if (value === null && args.context.byteLength === 0) {
       // A delete without a context means "delete what is there": read it at the default
@@ -327,11 +349,10 @@ export class Coordinator {
         this.deps.metrics.count("forwarded_writes");
         return await this.deps.forwardWrite(node, args);
       } catch (err) {
-        const ce = ConnectError.from(err);
-        // Only a coordinator that could not be reached is worth retrying elsewhere; a
-        // quorum or validation failure reported by a reachable coordinator is the answer.
-        if (ce.code !== Code.Unavailable || ce.rawMessage.includes("replicas")) throw ce;
-        reasons.push(`${node}: ${ce.rawMessage}`);
+        // Only a write no coordinator took on goes to the next replica; a quorum or
+        // validation failure reported by the node that coordinated it is the answer.
+        if (!isNotCoordinated(err)) throw ConnectError.from(err);
+        reasons.push(`${node}: ${(err as ConnectError).rawMessage}`);
       }
     }
     if (args.deadline.expired) throw new ConnectError("deadline passed before a replica coordinated the write", Code.DeadlineExceeded);

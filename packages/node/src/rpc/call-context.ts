@@ -3,13 +3,13 @@
 import { timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { Deadline } from "../requests/deadline.js";
-import { SECRET_HEADER } from "./peers.js";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 /** The longest deadline any request may have (timeout_ms, or a transport timeout header). */
 export const MAX_TIMEOUT_MS = 600_000;
 
 export function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
-  const given = ctx.requestHeader.get(SECRET_HEADER);
+  const given = ctx.requestHeader.get(CLUSTER_SECRET_HEADER);
   if (given === null) return false;
   const a = Buffer.from(given);
   const b = Buffer.from(secret);

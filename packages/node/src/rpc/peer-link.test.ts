@@ -6,7 +6,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { GossipService, Health, HealthCheckResponse_ServingStatus, ReplicaService } from "@dynamo-ts/proto";
 import { afterEach, expect, test } from "vitest";
 import { DualProtocolListener } from "./listener.js";
-import { hasClusterSecret, PeerPool, SECRET_HEADER } from "./peers.js";
+import { hasClusterSecret, PeerPool } from "./peers.js";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 const SECRET = "peer-link-test-secret";
 const cleanups: (() => unknown)[] = [];
@@ -86,9 +87,9 @@ test("a bulk session poisoned by abandoned large uploads: probes and gossip stil
 
 test("hasClusterSecret accepts the secret header and nothing else", () => {
   const trusted = hasClusterSecret(SECRET);
-  expect(trusted({ [SECRET_HEADER]: SECRET })).toBe(true);
-  expect(trusted({ [SECRET_HEADER]: `${SECRET}x` })).toBe(false);
-  expect(trusted({ [SECRET_HEADER]: "" })).toBe(false);
-  expect(trusted({ [SECRET_HEADER]: [SECRET, SECRET] })).toBe(false);
+  expect(trusted({ [CLUSTER_SECRET_HEADER]: SECRET })).toBe(true);
+  expect(trusted({ [CLUSTER_SECRET_HEADER]: `${SECRET}x` })).toBe(false);
+  expect(trusted({ [CLUSTER_SECRET_HEADER]: "" })).toBe(false);
+  expect(trusted({ [CLUSTER_SECRET_HEADER]: [SECRET, SECRET] })).toBe(false);
   expect(trusted({})).toBe(false);
 });

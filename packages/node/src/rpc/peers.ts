@@ -4,19 +4,28 @@
 // traffic (a full flow-control window, a session in trouble) never delays the calls that decide
 // whether a peer is up.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
-import { AntiEntropyService, GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
+import {
+  AntiEntropyService,
+  CLUSTER_SECRET_HEADER,
+  FORWARD_OUTCOME_HEADER,
+  FORWARDED_HEADER,
+  GossipService,
+  Health,
+  HealthCheckResponse_ServingStatus,
+  KVService,
+  ReplicaService,
+} from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
-import type { PutArgs } from "../requests/coordinator.js";
+import { notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
 
-export const SECRET_HEADER = "x-dynamo-cluster-secret";
-/** Set on a write one node hands to another that is in the key's preference list. */
-export const FORWARDED_HEADER = "x-dynamo-forwarded";
+/** @deprecated the cluster secret header is CLUSTER_SECRET_HEADER of @dynamo-ts/proto. */
+export const SECRET_HEADER = CLUSTER_SECRET_HEADER;
 
 /**
  * A check of the cluster secret header in constant time, for the listener's `isTrusted`: the
@@ -25,7 +34,7 @@ export const FORWARDED_HEADER = "x-dynamo-forwarded";
 export function hasClusterSecret(secret: string): (headers: RequestHeaders) => boolean {
   const expected = createHash("sha256").update(secret).digest();
   return (headers) => {
-    const given = headers[SECRET_HEADER];
+    const given = headers[CLUSTER_SECRET_HEADER];
     return typeof given === "string" && timingSafeEqual(createHash("sha256").update(given).digest(), expected);
   };
 }
@@ -71,7 +80,7 @@ export class PeerPool {
   ) {
     this.idleConnectionTimeoutMs = options.idleConnectionTimeoutMs ?? 45_000;
     this.secretInterceptor = (next) => (req) => {
-      req.header.set(SECRET_HEADER, secret);
+      req.header.set(CLUSTER_SECRET_HEADER, secret);
       return next(req);
     };
   }
@@ -185,7 +194,25 @@ export class PeerPool {
   }
 
   /** Asks `node` to coordinate a write this node cannot (it holds no replica of the key). */
+  /**
+   * Hands a client write to `node` to coordinate. A write it did not coordinate (it declined,
+   * or the call never reached it) rejects with a notCoordinatedError; any other error is the
+   * outcome of the write `node` coordinated.
+   */
   async forwardWrite(node: string, args: PutArgs): Promise<Uint8Array> {
+    try {
+      return await this.sendForwardedWrite(node, args);
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      const outcome = ce.metadata.get(FORWARD_OUTCOME_HEADER);
+      if (outcome === "declined" || (outcome === null && ce.code === Code.Unavailable)) {
+        throw notCoordinatedError(`${node} did not coordinate the write: ${ce.rawMessage}`);
+      }
+      throw ce;
+    }
+  }
+
+  private async sendForwardedWrite(node: string, args: PutArgs): Promise<Uint8Array> {
     const { kv } = this.peer(node);
     const options = {
       signal: args.deadline.signal,

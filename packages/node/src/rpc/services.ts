@@ -13,13 +13,13 @@ import {
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy/index.js";
-import type { Coordinator } from "../requests/coordinator.js";
+import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
 import { type AdminSources, adminService } from "./admin-service.js";
 import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
-import { FORWARDED_HEADER } from "./peers.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
+import { FORWARD_OUTCOME_HEADER, FORWARDED_HEADER } from "@dynamo-ts/proto";
 
 export { deadlineFor, MAX_TIMEOUT_MS, requireInternal } from "./call-context.js";
 
@@ -39,6 +39,21 @@ export interface ServiceState {
   readonly admin: AdminSources;
   /** Request size limits per kind of service. */
   readonly limits: MessageLimits;
+}
+
+/**
+ * Runs a write; when it was forwarded by another node, its error says whether this node
+ * coordinated it (the error is the write's outcome) or declined it (try another replica).
+ */
+async function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!forwarded) throw err;
+    const ce = ConnectError.from(err);
+    ce.metadata.set(FORWARD_OUTCOME_HEADER, isNotCoordinated(err) ? "declined" : "answered");
+    throw ce;
+  }
 }
 
 /** A record sent by another node; InvalidArgument when it does not decode. */
@@ -64,17 +79,15 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     },
     async put(req, ctx) {
       const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-      const context = await coordinator.write(
-        { key: req.key, value: req.value, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
-        forwarded,
+      const context = await coordinate(forwarded, () =>
+        coordinator.write({ key: req.key, value: req.value, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) }, forwarded),
       );
       return { context };
     },
     async delete(req, ctx) {
       const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-      await coordinator.write(
-        { key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
-        forwarded,
+      await coordinate(forwarded, () =>
+        coordinator.write({ key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) }, forwarded),
       );
       return {};
     },

@@ -13,6 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { DynamoClient } from "@dynamo-ts/client";
 import { ReplicaService } from "@dynamo-ts/proto";
 import { decodeSiblingSet, encodeSiblingSet, type SiblingSet } from "@dynamo-ts/vclock";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 const MAIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../dist/main.js");
 export const TEST_SECRET = "integration-test-secret-0123456789";
@@ -189,14 +190,14 @@ export class TestCluster {
   async readReplica(id: string, key: string): Promise<SiblingSet | undefined> {
     const transport = createConnectTransport({ baseUrl: `http://${this.node(id).address}`, httpVersion: "1.1" });
     const replica = createClient(ReplicaService, transport);
-    const res = await replica.read({ key }, { headers: { "x-dynamo-cluster-secret": TEST_SECRET } });
+    const res = await replica.read({ key }, { headers: { [CLUSTER_SECRET_HEADER]: TEST_SECRET } });
     return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
   }
 
   /** Merges `set` into one replica directly, as another node would (cluster secret). */
   async writeReplica(id: string, key: string, set: SiblingSet): Promise<void> {
     const transport = createConnectTransport({ baseUrl: `http://${this.node(id).address}`, httpVersion: "1.1" });
-    await createClient(ReplicaService, transport).write({ key, record: encodeSiblingSet(set) }, { headers: { "x-dynamo-cluster-secret": TEST_SECRET } });
+    await createClient(ReplicaService, transport).write({ key, record: encodeSiblingSet(set) }, { headers: { [CLUSTER_SECRET_HEADER]: TEST_SECRET } });
   }
 
   /** Waits until every running node sees every member alive (faults healed, as far as the nodes know). */

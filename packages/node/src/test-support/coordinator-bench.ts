@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Ring } from "@dynamo-ts/ring";
 import { liveValues, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import { ContextSealer } from "../requests/context-seal.js";
-import { Coordinator, type CoordinatorOptions, type PutArgs } from "../requests/coordinator.js";
+import { Coordinator, type CoordinatorOptions, notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
 import type { ReplicaEndpoint, VersionedRecord } from "../requests/replicas.js";
 import { type Clock, Deadline } from "../requests/deadline.js";
 import type { Logger } from "../observability/log.js";
@@ -119,6 +119,8 @@ export class CoordinatorBench {
   readonly metrics = new Metrics();
   /** Nodes the failure detector believes down. */
   readonly believedDown = new Set<string>();
+  /** Nodes that answer calls but whose own store can't write (they decline to coordinate). */
+  readonly diskFailing = new Set<string>();
   readonly forwarded: Array<{ node: string; key: string }> = [];
   readonly coordinator: Coordinator;
   private readonly coordinators = new Map<string, Coordinator>();
@@ -163,10 +165,10 @@ export class CoordinatorBench {
         local.store.set(key, next);
         return next;
       },
-      localWritable: () => local.behaviour !== "down",
+      localWritable: () => local.behaviour !== "down" && !this.diskFailing.has(self),
       forwardWrite: async (node, args) => {
         this.forwarded.push({ node, key: args.key });
-        if (this.replica(node).behaviour === "down") throw new ConnectError(`${node} is unreachable`, Code.Unavailable);
+        if (this.replica(node).behaviour === "down") throw notCoordinatedError(`${node} is unreachable`);
         return this.coordinatorOf(node).write(args, true);
       },
       now: () => this.clock.now(),

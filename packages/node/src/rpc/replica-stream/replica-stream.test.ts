@@ -11,11 +11,11 @@ import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Metrics } from "../../observability/metrics.js";
-import { SECRET_HEADER } from "../peers.js";
 import { LocalReplica } from "../../local/replica.js";
 import { MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel } from "./client.js";
 import { applyReplicaWrite, type ReplicaStore, serveReplicaStream } from "./server.js";
 import { requireInternal } from "../services.js";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 
 const SECRET = "replica-stream-test-secret";
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -91,7 +91,7 @@ class StreamServer {
 
 function channelTo(port: number, secret = SECRET): ReplicaChannel {
   const addSecret: Interceptor = (next) => (req) => {
-    req.header.set(SECRET_HEADER, secret);
+    req.header.set(CLUSTER_SECRET_HEADER, secret);
     return next(req);
   };
   const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2", useBinaryFormat: true, interceptors: [addSecret] });
