@@ -274,25 +274,22 @@ class BulkLink {
     this.current = open();
     // Calls go over whichever session is current when they start.
     this.transport = {
-      unary: async (method, signal, timeoutMs, header, input, contextValues) => {
-        const { sessions, transport } = this.current;
-        try {
-          return await transport.unary(method, signal, timeoutMs, header, input, contextValues);
-        } catch (err) {
-          if (isRefusedByOwnSession(err)) this.recycle(sessions);
-          throw err;
-        }
-      },
-      stream: async (method, signal, timeoutMs, header, input, contextValues) => {
-        const { sessions, transport } = this.current;
-        try {
-          return await transport.stream(method, signal, timeoutMs, header, input, contextValues);
-        } catch (err) {
-          if (isRefusedByOwnSession(err)) this.recycle(sessions);
-          throw err;
-        }
-      },
+      unary: (method, signal, timeoutMs, header, input, contextValues) =>
+        this.onCurrent((transport) => transport.unary(method, signal, timeoutMs, header, input, contextValues)),
+      stream: (method, signal, timeoutMs, header, input, contextValues) =>
+        this.onCurrent((transport) => transport.stream(method, signal, timeoutMs, header, input, contextValues)),
     };
+  }
+
+  /** Runs a call on the current session; a refusal by that session replaces it for later calls. */
+  private async onCurrent<T>(call: (transport: Transport) => Promise<T>): Promise<T> {
+    const { sessions, transport } = this.current;
+    try {
+      return await call(transport);
+    } catch (err) {
+      if (isRefusedByOwnSession(err)) this.recycle(sessions);
+      throw err;
+    }
   }
 
   private recycle(poisoned: Http2SessionManager): void {
