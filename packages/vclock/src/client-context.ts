@@ -87,20 +87,21 @@ export function decodeClientContext(bytes: Uint8Array): CausalContext {
   return normalize({ clock, dots });
 }
 
-/** A new write by `coordinator` that supersedes exactly what `context` saw. */
+/** A new write by `coordinator` that supersedes exactly what `context` saw (`contentType`: see update). */
 export function writeWithContext(
   current: SiblingSet | undefined,
   context: CausalContext,
   coordinator: string,
   value: Uint8Array | null,
   timestamp: number,
+  contentType?: string,
 ): SiblingSet {
   let base = current ?? emptySet();
   if (context.dots.length > 0) {
     const seen = (dot: Dot) => context.dots.some((d) => d.node === dot.node && d.counter === dot.counter);
     base = { clock: base.clock, siblings: base.siblings.filter((s) => !seen(s.dot)) };
   }
-  return update(base, context.clock, coordinator, value, timestamp);
+  return update(base, context.clock, coordinator, value, timestamp, contentType);
 }
 
 /** What the writer has seen after its write: its context plus the dot it just created. */

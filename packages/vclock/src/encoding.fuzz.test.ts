@@ -2,7 +2,8 @@
 // other nodes, read from disk) and decodeContext (contexts sent by clients). Inputs are valid
 // encodings damaged the way a hostile or broken peer would: bit flips, byte changes, truncations,
 // insertions, deletions, duplicated slices, splices of two valid encodings, and every varint field
-// (counts, lengths, indexes, counters, timestamps) replaced by huge, boundary or overlong values.
+// (counts, lengths, indexes, counters, timestamps, content type lengths) replaced by huge, boundary
+// or overlong values. Both set formats are fuzzed: 0x01 (no content types) and 0x02 (with them).
 //
 // The contract, for every input: either the decoder returns a value that re-encodes to exactly the
 // input bytes (both formats are canonical), or it throws this package's typed error
@@ -11,7 +12,17 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
-import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, MAX_NODE_ID_BYTES, SIBLING_SET_FORMAT_V1, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
+import {
+  CONTEXT_FORMAT_V1,
+  MAX_CLOCK_ENTRIES,
+  MAX_NODE_ID_BYTES,
+  SIBLING_SET_FORMAT_V1,
+  SIBLING_SET_FORMAT_V2,
+  decodeContext,
+  decodeSiblingSet,
+  encodeContext,
+  encodeSiblingSet,
+} from "./encoding.js";
 import { InvalidContextError, InvalidEncodingError } from "./errors.js";
 import type { SiblingSet } from "./siblings.js";
 import { anySiblingSet } from "./test-support/arbitraries.js";
@@ -25,11 +36,13 @@ type Outcome = "accepted" | "rejected";
 
 interface Tally {
   accepted: number;
+  /** Accepted inputs of format 0x02 (with content types). */
+  typedAccepted: number;
   rejected: number;
   slowestMs: number;
 }
 
-const newTally = (): Tally => ({ accepted: 0, rejected: 0, slowestMs: 0 });
+const newTally = (): Tally => ({ accepted: 0, typedAccepted: 0, rejected: 0, slowestMs: 0 });
 
 function timed<T>(tally: Tally, run: () => T): T {
   const started = performance.now();
@@ -66,6 +79,7 @@ function setContract(input: Uint8Array, tally: Tally): Outcome {
   }
   sameBytes(encodeSiblingSet(decoded), input);
   tally.accepted++;
+  if (input[0] === SIBLING_SET_FORMAT_V2) tally.typedAccepted++;
   return "accepted";
 }
 
@@ -125,6 +139,7 @@ class FieldScanner {
 
 function siblingSetFields(encoded: Uint8Array): Field[] {
   const scan = new FieldScanner(encoded);
+  const typed = encoded[0] === SIBLING_SET_FORMAT_V2;
   scan.pos = 1;
   scan.clock();
   const count = scan.varint("sibling count");
@@ -134,6 +149,10 @@ function siblingSetFields(encoded: Uint8Array): Field[] {
     scan.varint("sibling timestamp");
     const tag = scan.varint("sibling value length");
     if (tag > 0) scan.pos = scan.pos + tag - 1;
+    if (typed) {
+      const typeTag = scan.varint("sibling content type length");
+      if (typeTag > 0) scan.pos = scan.pos + typeTag - 1;
+    }
   }
   expect(scan.pos).toBe(encoded.length);
   return scan.fields;
@@ -225,7 +244,7 @@ type Mutation =
 const position = fc.nat({ max: 1 << 20 });
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }),
-  fc.record({ kind: fc.constant("set" as const), at: position, byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x7f, 0x80, 0xc1, 0xff), fc.nat({ max: 255 })) }),
+  fc.record({ kind: fc.constant("set" as const), at: position, byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x02, 0x7f, 0x80, 0xc1, 0xff), fc.nat({ max: 255 })) }),
   fc.record({ kind: fc.constant("truncate" as const), at: position }),
   fc.record({ kind: fc.constant("extend" as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
   fc.record({ kind: fc.constant("insert" as const), at: position, bytes: fc.uint8Array({ minLength: 1, maxLength: 9 }) }),
@@ -297,6 +316,7 @@ describe("decodeSiblingSet under mutation", () => {
     );
     // Not vacuous: some mutations leave a valid set (a flipped value byte), most do not.
     expect(tally.accepted).toBeGreaterThan(0);
+    expect(tally.typedAccepted).toBeGreaterThan(0);
     expect(tally.rejected).toBeGreaterThan(tally.accepted);
   });
 
@@ -317,7 +337,17 @@ describe("decodeSiblingSet under mutation", () => {
     );
     // Every kind of field was hit.
     expect([...roles.keys()].sort()).toEqual(
-      ["clock counter", "clock entry count", "node id length", "sibling count", "sibling counter", "sibling node index", "sibling timestamp", "sibling value length"].sort(),
+      [
+        "clock counter",
+        "clock entry count",
+        "node id length",
+        "sibling content type length",
+        "sibling count",
+        "sibling counter",
+        "sibling node index",
+        "sibling timestamp",
+        "sibling value length",
+      ].sort(),
     );
   });
 
@@ -326,12 +356,17 @@ describe("decodeSiblingSet under mutation", () => {
     const clock = new Map(Array.from({ length: 200 }, (_, i) => [`node-${String(i).padStart(3, "0")}`, 1_000 + i] as const));
     const set: SiblingSet = {
       clock,
-      siblings: [...clock.keys()].slice(0, 50).map((node, i) => ({ dot: { node, counter: 1_000 + i }, value: new Uint8Array(i === 0 ? 64 * 1024 : 10).fill(7), timestamp: 1_700_000_000_000 })),
+      siblings: [...clock.keys()].slice(0, 50).map((node, i) => ({
+        dot: { node, counter: 1_000 + i },
+        value: new Uint8Array(i === 0 ? 64 * 1024 : 10).fill(7),
+        timestamp: 1_700_000_000_000,
+        ...(i % 2 === 0 ? { contentType: "t".repeat(1 + (i % 200)) } : {}),
+      })),
     };
     const valid = encodeSiblingSet(set);
     const tally = newTally();
     for (const field of siblingSetFields(valid)) {
-      if (!["clock entry count", "node id length", "sibling count", "sibling value length"].includes(field.role)) continue;
+      if (!["clock entry count", "node id length", "sibling count", "sibling value length", "sibling content type length"].includes(field.role)) continue;
       for (const huge of [2n ** 32n, 2n ** 53n - 1n, 2n ** 64n]) {
         const input = replaceField(valid, field, leb128(huge));
         expect([field.role, field.start, huge, setContract(input, tally)]).toEqual([field.role, field.start, huge, "rejected"]);
@@ -340,13 +375,26 @@ describe("decodeSiblingSet under mutation", () => {
     expect(tally.rejected).toBeGreaterThan(600);
   });
 
+  it("decodes a set given the other format's byte canonically or rejects it (never two encodings of one set)", () => {
+    const tally = newTally();
+    fc.assert(
+      fc.property(encodedSet, encodedSet, mutations, (valid, other, ms) => {
+        const relabelled = Uint8Array.from([valid[0] === SIBLING_SET_FORMAT_V1 ? SIBLING_SET_FORMAT_V2 : SIBLING_SET_FORMAT_V1, ...valid.subarray(1)]);
+        setContract(relabelled, tally);
+        setContract(mutate(relabelled, other, ms, () => []), tally);
+      }),
+      { seed: SEED + 8, numRuns: 2000 },
+    );
+    expect(tally.rejected).toBeGreaterThan(tally.accepted);
+  });
+
   it("rejects random bytes behind the format byte and context bytes given as a record", () => {
     const tally = newTally();
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 256 }), (tail) => {
-        setContract(Uint8Array.from([SIBLING_SET_FORMAT_V1, ...tail]), tally);
+      fc.property(fc.constantFrom(SIBLING_SET_FORMAT_V1, SIBLING_SET_FORMAT_V2), fc.uint8Array({ maxLength: 256 }), (format, tail) => {
+        setContract(Uint8Array.from([format, ...tail]), tally);
       }),
-      { seed: SEED + 2, numRuns: 2000 },
+      { seed: SEED + 2, numRuns: 4000 },
     );
     fc.assert(
       fc.property(encodedContext, encodedSet, mutations, (context, other, ms) => {

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
-import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, SIBLING_SET_FORMAT_V1, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
+import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, SIBLING_SET_FORMAT_V1, SIBLING_SET_FORMAT_V2, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
 import { InvalidContextError, InvalidEncodingError, InvalidVersionError } from "./errors.js";
 import { emptySet, equalSets, sync, update } from "./siblings.js";
 import type { SiblingSet } from "./siblings.js";
@@ -86,6 +86,32 @@ describe("encodeSiblingSet / decodeSiblingSet", () => {
     expect(encodeSiblingSet(set)).toEqual(bytes(1, 2, 1, 0x61, 1, 1, 0x62, 1, 2, 0, 1, 1, 0, 1, 1, 0xac, 0x02, 3, 0x68, 0x69));
   });
 
+  it("stores content types in format 0x02, leaving sets without them byte for byte in format 0x01", () => {
+    const plain = update(undefined, new Map(), "b", text("hi"), 300);
+    expect(encodeSiblingSet(plain)[0]).toBe(SIBLING_SET_FORMAT_V1);
+    let set = update(undefined, new Map(), "b", text("hi"), 300, "text/plain");
+    set = update(set, new Map(), "a", null, 1);
+    // As format 0x01, then per sibling a content type tag: 0 for none, else length + 1 and the bytes.
+    expect(encodeSiblingSet(set)).toEqual(bytes(2, 2, 1, 0x61, 1, 1, 0x62, 1, 2, 0, 1, 1, 0, 0, 1, 1, 0xac, 0x02, 3, 0x68, 0x69, 11, ...text("text/plain")));
+    const decoded = decodeSiblingSet(encodeSiblingSet(set));
+    expect(decoded.siblings.map((s) => s.contentType)).toEqual([undefined, "text/plain"]);
+    expect("contentType" in decoded.siblings[0]!).toBe(false);
+    expect(equalSets(decoded, set)).toBe(true);
+    // A set whose content types all went (the typed value was superseded) is format 0x01 again.
+    expect(encodeSiblingSet(update(set, set.clock, "a", text("x"), 2))[0]).toBe(SIBLING_SET_FORMAT_V1);
+  });
+
+  it("refuses content types a set may not carry", () => {
+    const base = update(undefined, new Map(), "a", text("v"), 1);
+    const withType = (contentType: string, value: Uint8Array | null = text("v")): SiblingSet => ({ clock: base.clock, siblings: [{ ...base.siblings[0]!, value, contentType }] });
+    for (const set of [withType(""), withType("t\u00e9xt"), withType("a\nb"), withType("x".repeat(256)), withType("text/plain", null)]) {
+      expect(() => encodeSiblingSet(set)).toThrow(InvalidVersionError);
+    }
+    expect(() => update(undefined, new Map(), "a", null, 1, "text/plain")).toThrow(InvalidVersionError);
+    expect(() => update(undefined, new Map(), "a", text("v"), 1, "")).toThrow(InvalidVersionError);
+    expect(encodeSiblingSet(withType("x".repeat(255)))[0]).toBe(SIBLING_SET_FORMAT_V2);
+  });
+
   it("is canonical: the same set built in different orders encodes to the same bytes", () => {
     const x = update(undefined, new Map(), "x", text("1"), 1);
     const y = update(undefined, new Map(), "y", text("2"), 2);
@@ -129,7 +155,14 @@ describe("encodeSiblingSet / decodeSiblingSet", () => {
 
   it.each([
     ["no bytes", bytes()],
-    ["unknown format", bytes(2, 0, 0)],
+    ["unknown format", bytes(3, 0, 0)],
+    ["format 0x02 without any content type", bytes(SIBLING_SET_FORMAT_V2, 0, 0)],
+    ["format 0x02 whose one sibling has no content type", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 2, 0x76, 0)],
+    ["an empty content type", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 2, 0x76, 1)],
+    ["a tombstone with a content type", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 0, 2, 0x74)],
+    ["a content type that is not printable ASCII", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 2, 0x76, 2, 0x0a)],
+    ["a content type over 255 bytes", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 2, 0x76, 0x81, 0x02, ...new Array<number>(256).fill(0x74))],
+    ["a truncated content type", bytes(2, 1, 1, 0x61, 1, 1, 0, 1, 0, 2, 0x76, 3, 0x74)],
     ["a context instead of a set", bytes(CONTEXT_FORMAT_V1, 1, 1, 0x61, 1)],
     ["trailing bytes", bytes(1, 0, 0, 0)],
     ["truncated clock entry", bytes(1, 1, 1, 0x61)],

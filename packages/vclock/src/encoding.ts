@@ -1,15 +1,23 @@
 import { compareNodeIds } from "./clock.js";
 import type { NodeId, VersionVector } from "./clock.js";
 import { InvalidContextError, InvalidEncodingError, InvalidVersionError } from "./errors.js";
-import type { Sibling, SiblingSet } from "./siblings.js";
+import { isValidContentType, MAX_CONTENT_TYPE_BYTES, type Sibling, type SiblingSet } from "./siblings.js";
 
 /*
  * Binary format (all integers are unsigned LEB128 varints in their shortest form, at most 2^53 - 1):
  *
- *   sibling set := 0x01 clock siblingCount sibling*
+ *   sibling set := 0x01 clock siblingCount sibling*                      no sibling has a content type
+ *                | 0x02 clock siblingCount siblingWithType*              some sibling has a content type
  *   context     := (nothing, for the empty clock) | 0xC1 clock            (clock has >= 1 entry)
  *   clock       := entryCount (idLength idUtf8 counter)*                  sorted by node id, no duplicates
  *   sibling     := nodeIndex counter timestamp valueTag valueBytes?
+ *   siblingWithType := sibling typeTag typeBytes?
+ *
+ * typeTag is 0 for no content type (always for a tombstone), otherwise the content type's length
+ * + 1; the content type is 1..255 printable ASCII bytes. Format 0x02 was added after 0x01: a set
+ * without content types still encodes as 0x01, byte for byte as before (so records written
+ * before it, and their anti-entropy digests, are unchanged), and a 0x02 set must have at least
+ * one content type (otherwise it would have two encodings).
  *
  * nodeIndex points into the clock's entries (a sibling's dot is always covered by the clock, so its
  * node is always there): node ids are written once per set. valueTag is 0 for a tombstone, otherwise
@@ -18,6 +26,8 @@ import type { Sibling, SiblingSet } from "./siblings.js";
  */
 
 export const SIBLING_SET_FORMAT_V1 = 0x01;
+/** Sibling sets in which some sibling carries a content type. */
+export const SIBLING_SET_FORMAT_V2 = 0x02;
 export const CONTEXT_FORMAT_V1 = 0xc1;
 /** Longest node id accepted, in UTF-8 bytes. */
 export const MAX_NODE_ID_BYTES = 255;
@@ -111,6 +121,7 @@ export function encodeSiblingSet(set: SiblingSet): Uint8Array {
   clock.nodes.forEach((node, index) => nodeIndex.set(node, index));
 
   const indexes: number[] = [];
+  const typed = set.siblings.some((sibling) => sibling.contentType !== undefined);
   let size = 1 + clock.size + varintSize(set.siblings.length);
   let previousIndex = -1;
   let previousCounter = 0;
@@ -129,15 +140,20 @@ export function encodeSiblingSet(set: SiblingSet): Uint8Array {
     if (!Number.isSafeInteger(sibling.timestamp) || sibling.timestamp < 0) {
       throw new InvalidVersionError(`sibling timestamp must be a non-negative integer, got ${sibling.timestamp}`);
     }
+    const { contentType } = sibling;
+    if (contentType !== undefined && (sibling.value === null || !isValidContentType(contentType))) {
+      throw new InvalidVersionError(sibling.value === null ? "a tombstone has no content type" : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`);
+    }
     previousIndex = index;
     previousCounter = counter;
     indexes.push(index);
     const valueTag = sibling.value === null ? 0 : sibling.value.length + 1;
     size += varintSize(index) + varintSize(counter) + varintSize(sibling.timestamp) + varintSize(valueTag) + (valueTag === 0 ? 0 : valueTag - 1);
+    if (typed) size += contentType === undefined ? 1 : varintSize(contentType.length + 1) + contentType.length;
   }
 
   const out = new Uint8Array(size);
-  out[0] = SIBLING_SET_FORMAT_V1;
+  out[0] = typed ? SIBLING_SET_FORMAT_V2 : SIBLING_SET_FORMAT_V1;
   let pos = writeClock(out, 1, clock);
   pos = writeVarint(out, pos, set.siblings.length);
   set.siblings.forEach((sibling, k) => {
@@ -150,6 +166,16 @@ export function encodeSiblingSet(set: SiblingSet): Uint8Array {
       pos = writeVarint(out, pos, sibling.value.length + 1);
       out.set(sibling.value, pos);
       pos += sibling.value.length;
+    }
+    if (typed) {
+      const { contentType } = sibling;
+      if (contentType === undefined) {
+        out[pos++] = 0;
+      } else {
+        pos = writeVarint(out, pos, contentType.length + 1);
+        // Printable ASCII (checked above): one byte per character.
+        for (let k = 0; k < contentType.length; k++) out[pos++] = contentType.charCodeAt(k);
+      }
     }
   });
   return out;
@@ -268,10 +294,12 @@ function readClock(reader: Reader, allowEmpty: boolean): { clock: Map<NodeId, nu
 export function decodeSiblingSet(bytes: Uint8Array): SiblingSet {
   const reader = new Reader(bytes, InvalidEncodingError);
   const format = reader.byte("format byte");
-  if (format !== SIBLING_SET_FORMAT_V1) {
+  if (format !== SIBLING_SET_FORMAT_V1 && format !== SIBLING_SET_FORMAT_V2) {
     reader.pos = 0;
     throw reader.error(`unknown sibling set format 0x${format.toString(16).padStart(2, "0")}`);
   }
+  const typed = format === SIBLING_SET_FORMAT_V2;
+  let anyType = false;
   const { clock, nodes, counters } = readClock(reader, true);
   const count = reader.varint("sibling count");
   // Each sibling takes at least 4 bytes: reject a forged count before looping on it.
@@ -293,10 +321,29 @@ export function decodeSiblingSet(bytes: Uint8Array): SiblingSet {
     const timestamp = reader.varint("sibling timestamp");
     const valueTag = reader.varint("sibling value length");
     const value = valueTag === 0 ? null : reader.take(valueTag - 1, "sibling value");
-    siblings.push({ dot: { node, counter }, value, timestamp });
+    const contentType = typed ? readContentType(reader, value === null) : undefined;
+    if (contentType === undefined) {
+      siblings.push({ dot: { node, counter }, value, timestamp });
+    } else {
+      anyType = true;
+      siblings.push({ dot: { node, counter }, value, timestamp, contentType });
+    }
   }
+  if (typed && !anyType) throw reader.error("non-canonical format 0x02 for a set without content types (that is format 0x01)");
   reader.end();
   return { clock, siblings };
+}
+
+/** A sibling's content type (format 0x02): none, or 1..255 printable ASCII bytes; a tombstone has none. */
+function readContentType(reader: Reader, tombstone: boolean): string | undefined {
+  const tag = reader.varint("sibling content type length");
+  if (tag === 0) return undefined;
+  if (tombstone) throw reader.error("a tombstone has a content type");
+  if (tag === 1) throw reader.error("empty content type (no content type is tag 0)");
+  if (tag - 1 > MAX_CONTENT_TYPE_BYTES) throw reader.error(`content type of ${tag - 1} bytes is longer than ${MAX_CONTENT_TYPE_BYTES}`);
+  const bytes = reader.take(tag - 1, "sibling content type");
+  for (const b of bytes) if (b < 0x20 || b > 0x7e) throw reader.error("content type is not printable ASCII");
+  return String.fromCharCode(...bytes);
 }
 
 /** Decodes a client-supplied context. Empty bytes are the empty clock (a blind write). Throws InvalidContextError on anything malformed. */

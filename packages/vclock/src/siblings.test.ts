@@ -139,6 +139,13 @@ describe("sync", () => {
     sameBytes(sync(x, y), sync(y, x));
     expect(values(sync(x, y))).toEqual(["y"]);
     expect(values(sync(z, x))).toEqual(["x"]);
+    // The same value and timestamp under two content types (or one and none): still one winner.
+    const typed = (contentType?: string): SiblingSet => ({ clock, siblings: [{ dot: { node: "a", counter: 1 }, value: text("x"), timestamp: 5, ...(contentType ? { contentType } : {}) }] });
+    const [plain, json, textual] = [typed(), typed("application/json"), typed("text/plain")];
+    sameBytes(sync(json, textual), sync(textual, json));
+    sameBytes(sync(plain, json), sync(json, plain));
+    expect(sync(json, textual).siblings[0]!.contentType).toBe("text/plain");
+    expect(sync(plain, json).siblings[0]!.contentType).toBe("application/json");
   });
 });
 
@@ -209,13 +216,15 @@ describe("liveValues, isDeleted, equalSets", () => {
     expect(liveValues(emptySet())).toEqual([]);
   });
 
-  it("tell sets apart by clock, dots, values and timestamps", () => {
+  it("tell sets apart by clock, dots, values, timestamps and content types", () => {
     const base = update(undefined, NONE, "a", text("v"), 1);
     expect(equalSets(base, update(undefined, NONE, "a", text("v"), 1))).toBe(true);
     expect(equalSets(base, update(undefined, NONE, "a", text("w"), 1))).toBe(false);
     expect(equalSets(base, update(undefined, NONE, "a", text("v"), 2))).toBe(false);
     expect(equalSets(base, update(undefined, NONE, "b", text("v"), 1))).toBe(false);
     expect(equalSets(base, update(undefined, NONE, "a", null, 1))).toBe(false);
+    expect(equalSets(base, update(undefined, NONE, "a", text("v"), 1, "text/plain"))).toBe(false);
+    expect(equalSets(update(undefined, NONE, "a", text("v"), 1, "text/plain"), update(undefined, NONE, "a", text("v"), 1, "text/plain"))).toBe(true);
     expect(equalSets(base, { clock: new Map([["a", 2]]), siblings: base.siblings })).toBe(false);
   });
 });

@@ -8,6 +8,19 @@ export interface Sibling {
   readonly value: Uint8Array | null;
   /** Coordinator wall clock in ms. Used by last-write-wins and tombstone grace periods only, never for causality. */
   readonly timestamp: number;
+  /**
+   * The media type the value was written with, if the writer gave one (live values only).
+   * Printable ASCII, 1..MAX_CONTENT_TYPE_BYTES bytes (see isValidContentType).
+   */
+  readonly contentType?: string;
+}
+
+/** Longest content type a sibling may carry, in bytes. */
+export const MAX_CONTENT_TYPE_BYTES = 255;
+
+/** A content type a sibling may carry: 1..MAX_CONTENT_TYPE_BYTES printable ASCII characters (space included). */
+export function isValidContentType(contentType: string): boolean {
+  return contentType.length > 0 && contentType.length <= MAX_CONTENT_TYPE_BYTES && /^[\x20-\x7e]+$/.test(contentType);
 }
 
 /**
@@ -36,7 +49,8 @@ export function compareDots(a: Dot, b: Dot): number {
  * A new write coordinated by `coordinator`, which must hold the key's stored state (so that its
  * counter for the key is the highest it ever issued). `context` is what the writer had read: the
  * stored siblings it covers are superseded, the others were written concurrently and stay as
- * siblings. A null value writes a tombstone.
+ * siblings. A null value writes a tombstone. `contentType` (optional, live values only) is kept
+ * with the value.
  */
 export function update(
   stored: SiblingSet | undefined,
@@ -44,17 +58,21 @@ export function update(
   coordinator: NodeId,
   value: Uint8Array | null,
   timestamp: number,
+  contentType?: string,
 ): SiblingSet {
   if (coordinator.length === 0) throw new InvalidVersionError("coordinator node id must not be empty");
   if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
     throw new InvalidVersionError(`timestamp must be a non-negative integer number of ms, got ${timestamp}`);
+  }
+  if (contentType !== undefined && (value === null || !isValidContentType(contentType))) {
+    throw new InvalidVersionError(value === null ? "a tombstone has no content type" : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`);
   }
   const base = stored ?? emptySet();
   const counter = Math.max(base.clock.get(coordinator) ?? 0, context.get(coordinator) ?? 0) + 1;
   if (!Number.isSafeInteger(counter)) {
     throw new InvalidVersionError(`counter of node ${JSON.stringify(coordinator)} would exceed 2^53 - 1`);
   }
-  const written: Sibling = { dot: { node: coordinator, counter }, value, timestamp };
+  const written: Sibling = contentType === undefined ? { dot: { node: coordinator, counter }, value, timestamp } : { dot: { node: coordinator, counter }, value, timestamp, contentType };
 
   const siblings: Sibling[] = [];
   let inserted = false;
@@ -112,7 +130,15 @@ export function sync(a: SiblingSet, b: SiblingSet): SiblingSet {
 function pickSameDot(x: Sibling, y: Sibling): Sibling {
   if (x === y) return x;
   if (x.timestamp !== y.timestamp) return x.timestamp > y.timestamp ? x : y;
-  return compareValues(x.value, y.value) >= 0 ? x : y;
+  return (compareValues(x.value, y.value) || compareContentTypes(x.contentType, y.contentType)) >= 0 ? x : y;
+}
+
+/** None first, then by UTF-16 code units (content types are ASCII: byte order). */
+function compareContentTypes(x: string | undefined, y: string | undefined): number {
+  if (x === y) return 0;
+  if (x === undefined) return -1;
+  if (y === undefined) return 1;
+  return x < y ? -1 : 1;
 }
 
 function compareValues(x: Uint8Array | null, y: Uint8Array | null): number {
@@ -153,14 +179,14 @@ export function isDeleted(set: SiblingSet): boolean {
   return set.siblings.every((sibling) => sibling.value === null);
 }
 
-/** Same clock and the same siblings (dots, values and timestamps). */
+/** Same clock and the same siblings (dots, values, timestamps and content types). */
 export function equalSets(a: SiblingSet, b: SiblingSet): boolean {
   if (a === b) return true;
   if (a.siblings.length !== b.siblings.length || !equalClocks(a.clock, b.clock)) return false;
   for (let k = 0; k < a.siblings.length; k++) {
     const x = a.siblings[k] as Sibling;
     const y = b.siblings[k] as Sibling;
-    if (x.dot.node !== y.dot.node || x.dot.counter !== y.dot.counter || x.timestamp !== y.timestamp) return false;
+    if (x.dot.node !== y.dot.node || x.dot.counter !== y.dot.counter || x.timestamp !== y.timestamp || x.contentType !== y.contentType) return false;
     if (compareValues(x.value, y.value) !== 0) return false;
   }
   return true;
