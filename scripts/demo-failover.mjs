@@ -12,7 +12,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const load = (pkg) => import(pathToFileURL(join(root, "packages", pkg, "dist/index.js")).href);
 const { DynamoClient } = await load("client");
 const { Ring } = await load("ring");
-const { ReplicaService } = await load("proto");
+const { CLUSTER_SECRET_HEADER, ReplicaService } = await load("proto");
 const { isDeleted } = await load("vclock");
 const { decodeSiblingSet } = await load("vclock");
 const { createClient } = await import(pathToFileURL(join(root, "node_modules/@connectrpc/connect/dist/esm/index.js")).href);
@@ -91,7 +91,7 @@ try {
     let pendingHints = 0;
     for (const [key, value] of acked) {
       for (const node of ring.preferenceList(key, 3)) {
-        const res = await replicas[Number(node.slice(4)) - 1].read({ key }, { headers: { "x-dynamo-cluster-secret": secret } });
+        const res = await replicas[Number(node.slice(4)) - 1].read({ key }, { headers: { [CLUSTER_SECRET_HEADER]: secret } });
         const set = res.record.byteLength ? decodeSiblingSet(res.record) : undefined;
         const has = set && !isDeleted(set) && set.siblings.some((s) => s.value && Buffer.from(s.value).toString() === value);
         if (!has) missing++;

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import * as os from "node:os";
 import { DynamoClient } from "@dynamo-ts/client";
+import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 import {
   GenericContainer,
   Network,
@@ -111,7 +112,7 @@ export class Cluster {
     const node = this.node(index);
     const res = await fetch(`http://127.0.0.1:${node.hostPort}/dynamo.v1.ReplicaService/Read`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-dynamo-cluster-secret": this.secret },
+      headers: { "content-type": "application/json", [CLUSTER_SECRET_HEADER]: this.secret },
       body: JSON.stringify({ key }),
       signal: AbortSignal.timeout(5_000),
     });

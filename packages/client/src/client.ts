@@ -5,6 +5,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Ht
 import {
   AdminService,
   type AntiEntropyStatusResponse,
+  CLUSTER_SECRET_HEADER,
   KVService,
   type ListHintsResponse,
   type RepairKeyResponse,
@@ -98,6 +99,12 @@ export class DynamoClient {
     return { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(options?.signal ? { signal: options.signal } : {}) };
   }
 
+  /** callOptions plus the cluster secret header, for the operator calls that need it. */
+  private secretCallOptions(method: string, options: CallOptions | undefined): { timeoutMs?: number; signal?: AbortSignal; headers: Record<string, string> } {
+    if (!this.clusterSecret) throw new TypeError(`${method} needs the cluster secret (clusterSecret option)`);
+    return { ...this.callOptions(options), headers: { [CLUSTER_SECRET_HEADER]: this.clusterSecret } };
+  }
+
   /** Reads a key; null when it does not exist or was deleted. */
   async get(key: string, options?: GetOptions): Promise<GetResult | null> {
     const call = this.callOptions(options);
@@ -140,8 +147,7 @@ export class DynamoClient {
    * omitted), and reports what moved. Needs the cluster secret.
    */
   async repair(range?: { start: number; end: number }, options?: CallOptions): Promise<RepairResponse> {
-    if (!this.clusterSecret) throw new TypeError("repair needs the cluster secret (clusterSecret option)");
-    return this.admin.repair(range ? { range } : {}, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
+    return this.admin.repair(range ? { range } : {}, this.secretCallOptions("repair", options));
   }
 
   /**
@@ -150,8 +156,7 @@ export class DynamoClient {
    * the cluster secret and every replica of the key up.
    */
   async repairKey(key: string, options?: CallOptions): Promise<RepairKeyResponse> {
-    if (!this.clusterSecret) throw new TypeError("repairKey needs the cluster secret (clusterSecret option)");
-    return this.admin.repairKey({ key }, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
+    return this.admin.repairKey({ key }, this.secretCallOptions("repairKey", options));
   }
 
   /** Anti-entropy per range the node replicates: last exchange, keys repaired, bytes moved. */
@@ -161,8 +166,7 @@ export class DynamoClient {
 
   /** Asks the node to leave the cluster for good (it leaves every ring, then shuts down). */
   async leave(options?: CallOptions): Promise<void> {
-    if (!this.clusterSecret) throw new TypeError("leave needs the cluster secret (clusterSecret option)");
-    await this.admin.leave({}, { ...this.callOptions(options), headers: { "x-dynamo-cluster-secret": this.clusterSecret } });
+    await this.admin.leave({}, this.secretCallOptions("leave", options));
   }
 
   /** Closes the HTTP/2 connection; the client can't be used afterwards. */
