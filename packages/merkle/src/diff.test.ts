@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { TokenRange } from "@dynamo-ts/ring";
 import {
   InvalidMerkleArgumentError,
   MerkleTree,
@@ -9,7 +10,6 @@ import {
   differingChildren,
   differingNodes,
   nodeHashes,
-  type TokenRange,
 } from "./index.js";
 import { digestArb, digestOf, keyArb, rangeArb, tokenOfKey } from "./test-support/arbitraries.js";
 

@@ -1,5 +1,4 @@
 export { MerkleError, InvalidMerkleArgumentError, TokenOutOfRangeError, TreeShapeMismatchError } from "./errors.js";
-export { TOKEN_SPACE, rangeSpan, tokenInRange, type TokenRange } from "./range.js";
 export { HASH_BYTES, HASH_FORMAT_VERSION, entryHash } from "./hash.js";
 export {
   DEFAULT_DEPTH,

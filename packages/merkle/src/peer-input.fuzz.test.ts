@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { diffEntries, differingChildren, differingNodes, nodeHashes } from "./diff.js";
 import { MerkleError } from "./errors.js";
 import { HASH_BYTES } from "./hash.js";
-import type { TokenRange } from "./range.js";
+import type { TokenRange } from "@dynamo-ts/ring";
 import { MAX_DEPTH, MerkleTree } from "./tree.js";
 import { digestOf, tokenOfKey } from "./test-support/arbitraries.js";
 

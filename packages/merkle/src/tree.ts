@@ -1,3 +1,4 @@
+import { isToken, rangeSize, type TokenRange } from "@dynamo-ts/ring";
 import { InvalidMerkleArgumentError, TokenOutOfRangeError } from "./errors.js";
 import {
   EMPTY_SUBTREE_HASHES,
@@ -7,7 +8,7 @@ import {
   entryHash,
   innerHash,
 } from "./hash.js";
-import { assertValidRange, isToken, offsetInRange, rangeSpan, type TokenRange } from "./range.js";
+import { assertValidRange, offsetInRange } from "./range.js";
 
 export const DEFAULT_DEPTH = 10;
 export const MIN_DEPTH = 1;
@@ -78,7 +79,7 @@ export class MerkleTree {
     this.range = Object.freeze({ start: range.start, end: range.end });
     this.depth = depth;
     this.leafCount = 2 ** depth;
-    this.span = rangeSpan(range);
+    this.span = rangeSize(range);
     this.firstLeafPosition = this.leafCount - 1;
     this.nodeCount = 2 * this.leafCount - 1;
   }

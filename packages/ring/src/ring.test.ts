@@ -78,7 +78,6 @@ describe("Ring construction", () => {
     expect(() => ring.preferenceListForToken(-1, 2)).toThrow(RingError);
     expect(() => ring.preferenceListForToken(TOKEN_SPACE, 2)).toThrow(RingError);
     expect(() => ring.sloppyPreferenceList("k", 0, () => true)).toThrow(RingError);
-    expect(() => ring.rangesReplicatedBy("a", 0)).toThrow(RingError);
     expect(() => ring.replicasOf({ start: 0, end: -2 }, 1)).toThrow(RingError);
   });
 
@@ -164,8 +163,6 @@ describe("preference lists", () => {
           [COLLIDING_B, 0],
         ]),
       );
-      expect(ring.rangesReplicatedBy(COLLIDING_B, 1)).toEqual([]);
-      expect(ring.rangesReplicatedBy(COLLIDING_B, 2)).toEqual([{ start: collisionToken, end: collisionToken }]);
     }
   });
 });
@@ -333,52 +330,6 @@ describe("segments, ranges and ownership", () => {
     const ring = new Ring(["solo"], { vnodes: 1 });
     const t = hashKey("solo#0");
     expect(ring.segments()).toEqual([{ start: t, end: t }]);
-    expect(ring.rangesReplicatedBy("solo", 3)).toEqual([{ start: t, end: t }]);
-  });
-
-  it("rangesReplicatedBy is each node's share of segments, merged, and covers each segment n times", () => {
-    fc.assert(
-      fc.property(nodeSet(1, 7), smallVnodes, replicaCount, (nodes, vnodes, n) => {
-        const ring = new Ring(nodes, { vnodes });
-        const segments = ring.segments();
-        const coverage = new Array<number>(segments.length).fill(0);
-        for (const node of ring.nodes) {
-          const ranges = ring.rangesReplicatedBy(node, n);
-          // Merged: no two ranges touch (unless a single range is the whole ring).
-          for (let i = 0; i < ranges.length; i++) {
-            const next = ranges[(i + 1) % ranges.length]!;
-            if (ranges.length > 1) expect(ranges[i]!.end).not.toBe(next.start);
-            if (i > 0) expect(ranges[i]!.end).toBeGreaterThan(ranges[i - 1]!.end);
-          }
-          segments.forEach((segment, s) => {
-            const inRanges = ranges.filter((range) => rangeContains(range, segment.end)).length;
-            expect(inRanges).toBeLessThanOrEqual(1);
-            expect(inRanges === 1).toBe(ring.replicasOf(segment, n).includes(node));
-            coverage[s]! += inRanges;
-          });
-        }
-        expect(coverage.every((count) => count === Math.min(n, ring.nodes.length))).toBe(true);
-      }),
-      { numRuns: 120, seed: 10 },
-    );
-  });
-
-  it("rangesReplicatedBy returns the whole ring when n >= nodes, and nothing for a stranger", () => {
-    const ring = new Ring(["a", "b", "c"], { vnodes: 8 });
-    const [whole] = ring.rangesReplicatedBy("b", 3);
-    expect(whole!.start).toBe(whole!.end);
-    expect(ring.rangesReplicatedBy("b", 3)).toHaveLength(1);
-    expect(ring.rangesReplicatedBy("zed", 3)).toEqual([]);
-  });
-
-  it("a replicated range merges across the top of the token space", () => {
-    const ring = new Ring(names(6), { vnodes: 64 });
-    const all = ring.nodes.flatMap((node) => ring.rangesReplicatedBy(node, 2));
-    const wrapping = all.filter((range) => range.start > range.end);
-    // Exactly the node(s) replicating both the last and the first segment get one wrapping range.
-    const segments = ring.segments();
-    const spanning = ring.replicasOf(segments[0]!, 2).filter((node) => ring.replicasOf(segments.at(-1)!, 2).includes(node));
-    expect(wrapping).toHaveLength(spanning.length);
   });
 
   it("ownership sums to 1, lists every node and predicts where sampled keys land", () => {

@@ -168,39 +168,6 @@ export class Ring {
     return segments;
   }
 
-  /**
-   * The segments for which `node` is among the first `n` distinct nodes, adjacent ones merged, in
-   * order of their end token: what that node replicates. A range that covers the whole ring is
-   * returned as `{ start: t, end: t }` with t the highest vnode token. Empty for an unknown node.
-   */
-  rangesReplicatedBy(node: NodeId, n: number): TokenRange[] {
-    assertReplicaCount(n);
-    const target = this.#indexOfNode.get(node);
-    if (target === undefined) return [];
-    const segmentCount = this.#segmentEnds.length;
-    const included: boolean[] = [];
-    for (let s = 0; s < segmentCount; s++) {
-      included.push(this.#distinctFrom(this.#segmentEnds[s]!, n).includes(target));
-    }
-    // Runs of consecutive included segments, as [first, last] segment numbers. When every segment is
-    // included this is one run from segment 0 to the last, which starts where it ends: the whole ring.
-    const runs: [number, number][] = [];
-    for (let s = 0; s < segmentCount; s++) {
-      if (!included[s]) continue;
-      const previous = runs.at(-1);
-      if (previous !== undefined && previous[1] === s - 1) previous[1] = s;
-      else runs.push([s, s]);
-    }
-    // The last segment ends where segment 0 starts, so a run ending there joins a run starting at 0.
-    const first = runs[0];
-    const last = runs.at(-1);
-    if (runs.length > 1 && first !== undefined && last !== undefined && first[0] === 0 && last[1] === segmentCount - 1) {
-      first[0] = last[0];
-      runs.pop();
-    }
-    return runs.map(([from, to]) => ({ start: this.#segmentStartToken(from), end: this.#tokens[this.#segmentEnds[to]!]! }));
-  }
-
   /** Distinct replicas of a segment or range: the preference list of its end token. */
   replicasOf(range: TokenRange, n: number): NodeId[] {
     assertRange(range);

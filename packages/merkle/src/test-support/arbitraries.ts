@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { createHash } from "node:crypto";
-import type { TokenRange } from "../range.js";
+import type { TokenRange } from "@dynamo-ts/ring";
 
 const TWO_32 = 2 ** 32;
 

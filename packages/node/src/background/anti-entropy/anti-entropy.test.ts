@@ -5,9 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
-import { HASH_FORMAT_VERSION, MerkleTree, tokenInRange } from "@dynamo-ts/merkle";
+import { HASH_FORMAT_VERSION, MerkleTree } from "@dynamo-ts/merkle";
 import { AntiEntropyService, type ExchangeRequestSchema, type ExchangeResponse } from "@dynamo-ts/proto";
-import { Ring, TOKEN_SPACE, type TokenRange } from "@dynamo-ts/ring";
+import { rangeContains, replicaRanges, Ring, TOKEN_SPACE, type TokenRange } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, emptySet, encodeSiblingSet, type SiblingSet, update } from "@dynamo-ts/vclock";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -19,7 +19,6 @@ import {
   chunks,
   missingKeyDecision,
   rangesOverlap,
-  replicaRanges,
   TokenBucket,
   treeDepthFor,
   versionDigest,
@@ -99,53 +98,6 @@ describe("treeDepthFor", () => {
   });
 });
 
-describe("replicaRanges", () => {
-  const ringArb = fc.record({
-    nodes: fc.integer({ min: 1, max: 6 }),
-    vnodes: fc.integer({ min: 1, max: 12 }),
-    n: fc.integer({ min: 1, max: 4 }),
-    probes: fc.array(fc.integer({ min: 0, max: TOKEN_SPACE - 1 }), { minLength: 20, maxLength: 20 }),
-  });
-
-  it("cover exactly the tokens a node replicates, each with one replica set that every co-replica computes alike", () => {
-    fc.assert(
-      fc.property(ringArb, ({ nodes, vnodes, n, probes }) => {
-        const ids = Array.from({ length: nodes }, (_, i) => `node-${i}`);
-        const ring = new Ring(ids, { vnodes });
-        const rangesOf = new Map(ids.map((id) => [id, replicaRanges(ring, id, n)]));
-        const tokens = [...probes, ...ring.segments().flatMap((s) => [s.end, (s.start + 1) % TOKEN_SPACE])];
-        for (const id of ids) {
-          const ranges = rangesOf.get(id)!;
-          for (const token of tokens) {
-            const replicas = [...ring.preferenceListForToken(token, n)].sort();
-            const holding = ranges.filter((r) => tokenInRange(r.range, token));
-            // In exactly one range when this node replicates the token, in none otherwise...
-            expect(holding.length).toBe(replicas.includes(id) ? 1 : 0);
-            // ...and that range's replicas are the token's.
-            if (holding[0]) expect(holding[0].replicas).toEqual(replicas);
-          }
-          for (const { range, replicas } of ranges) {
-            // Every co-replica has the very same range (same bounds, same replicas).
-            for (const peer of replicas) expect(rangesOf.get(peer)).toContainEqual({ range, replicas });
-          }
-          // Maximal: two of this node's ranges that touch have different replica sets.
-          for (const a of ranges) for (const b of ranges) if (a !== b && a.range.end === b.range.start) expect(a.replicas).not.toEqual(b.replicas);
-        }
-      }),
-      { seed: 11, numRuns: 60 },
-    );
-  });
-
-  it("is one whole-ring range when every node replicates everything, and empty for a node outside the ring", () => {
-    const ring = new Ring(["a", "b", "c"], { vnodes: 16 });
-    const [only, ...rest] = replicaRanges(ring, "b", 3);
-    expect(rest).toEqual([]);
-    expect(only!.range.start).toBe(only!.range.end);
-    expect(only!.replicas).toEqual(["a", "b", "c"]);
-    expect(replicaRanges(ring, "z", 3)).toEqual([]);
-  });
-});
-
 describe("rangesOverlap", () => {
   it("agrees with a token-by-token check (bounds near the wrap, one token standing for the untouched middle)", () => {
     const edge = [0, 1, 2, 3, TOKEN_SPACE - 3, TOKEN_SPACE - 2, TOKEN_SPACE - 1];
@@ -153,7 +105,7 @@ describe("rangesOverlap", () => {
     const rangeArb = fc.record({ start: fc.constantFrom(...edge), end: fc.constantFrom(...edge) });
     fc.assert(
       fc.property(rangeArb, rangeArb, (a: TokenRange, b: TokenRange) => {
-        const shared = probe.some((t) => tokenInRange(a, t) && tokenInRange(b, t));
+        const shared = probe.some((t) => rangeContains(a, t) && rangeContains(b, t));
         expect(rangesOverlap(a, b)).toBe(shared);
         expect(rangesOverlap(b, a)).toBe(shared);
       }),

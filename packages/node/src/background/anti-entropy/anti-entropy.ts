@@ -32,8 +32,6 @@ import {
   diffEntries,
   differingChildren,
   differingNodes,
-  rangeSpan,
-  tokenInRange,
 } from "@dynamo-ts/merkle";
 import type {
   AntiEntropyService,
@@ -46,7 +44,7 @@ import type {
   OpenRange,
   RepairResponseSchema,
 } from "@dynamo-ts/proto";
-import { hashKey, type Ring, type TokenRange } from "@dynamo-ts/ring";
+import { hashKey, rangeContains, rangeSize, replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
 import type { Replicas } from "../../requests/replicas.js";
@@ -75,64 +73,16 @@ export const MAX_TREE_DEPTH = 14;
  * ranges (never fewer than 16). A pure function of the range, so co-replicas agree on it.
  */
 export function treeDepthFor(range: TokenRange): number {
-  const span = rangeSpan(range);
+  const span = rangeSize(range);
   let bits = 0;
   while (2 ** bits < span) bits++;
   return Math.min(MAX_TREE_DEPTH, Math.max(MIN_TREE_DEPTH, bits - (32 - MAX_TREE_DEPTH)));
 }
 
-/** A key range with one fixed set of replicas. */
-export interface ReplicaRange {
-  readonly range: TokenRange;
-  /** Its N replicas, sorted. */
-  readonly replicas: readonly string[];
-}
-
-/**
- * The ranges `self` replicates, each a maximal run of consecutive ring segments with the same
- * replica set (so every co-replica computes the same boundaries), in order of their end token.
- * A range covering the whole ring is `{ start: t, end: t }` with t the highest vnode token.
- */
-export function replicaRanges(ring: Ring, self: string, n: number): ReplicaRange[] {
-  if (!ring.has(self)) return [];
-  const segments = ring.segments();
-  const count = segments.length;
-  const replicaSets = segments.map((segment) => [...ring.preferenceListForToken(segment.end, n)].sort());
-  const keyOf = (nodes: readonly string[]) => nodes.join("\n"); // node ids never contain a newline
-  const runs: { first: number; last: number; key: string }[] = [];
-  for (let s = 0; s < count; s++) {
-    const replicas = replicaSets[s]!;
-    if (!replicas.includes(self)) continue;
-    const key = keyOf(replicas);
-    const previous = runs.at(-1);
-    if (previous !== undefined && previous.last === s - 1 && previous.key === key) previous.last = s;
-    else runs.push({ first: s, last: s, key });
-  }
-  const first = runs[0];
-  const last = runs.at(-1);
-  if (first !== undefined && last !== undefined && first.first === 0 && last.last === count - 1) {
-    if (runs.length === 1) {
-      const end = segments[count - 1]!.end;
-      return [{ range: { start: end, end }, replicas: replicaSets[0]! }];
-    }
-    if (first.key === last.key) {
-      // The last segment ends where segment 0 starts: one range across the wrap.
-      first.first = last.first;
-      runs.pop();
-    }
-  }
-  return runs
-    .map((run) => ({
-      range: { start: segments[run.first]!.start, end: segments[run.last]!.end },
-      replicas: replicaSets[run.last]!,
-    }))
-    .sort((a, b) => a.range.end - b.range.end);
-}
-
 /** Whether two ranges (start exclusive, end inclusive, wrapping) share a token. */
 export function rangesOverlap(a: TokenRange, b: TokenRange): boolean {
   // Walking clockwise from a shared token, the first of the two ends met lies in both ranges.
-  return tokenInRange(a, b.end) || tokenInRange(b, a.end);
+  return rangeContains(a, b.end) || rangeContains(b, a.end);
 }
 
 /**
