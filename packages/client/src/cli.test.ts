@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { EXIT, parseArgs, run } from "./cli.js";
-import { normalizeNodeUrl } from "./client.js";
+import { normalizeNodeUrl } from "./transport.js";
 
 function io() {
   const out: string[] = [];

@@ -1,7 +1,8 @@
 // The `dynamo` command-line tool. Exit codes: 0 success, 1 failure reported by the cluster,
 // 2 usage error, 3 key not found, 4 cluster unavailable or deadline exceeded.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { DynamoClient, type Protocol } from "./client.js";
+import { DynamoClient } from "./client.js";
+import type { Protocol } from "./transport.js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, unavailable: 4 } as const;
 

@@ -1,7 +1,6 @@
 // Typed client for a dynamo-ts cluster. Talks to one node (any node coordinates) over
 // Connect, gRPC or gRPC-Web; errors are ConnectErrors with the codes of the public API.
-import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   AdminService,
   type AntiEntropyStatusResponse,
@@ -12,16 +11,10 @@ import {
   type RepairResponse,
   type StatusResponse,
 } from "@dynamo-ts/proto";
+import { createDynamoTransport, type DynamoTransportOptions } from "./transport.js";
 
-export type Protocol = "connect" | "grpc" | "grpc-web";
-
-export interface DynamoClientOptions {
-  /** A node's URL (`http://127.0.0.1:7001`) or address (`127.0.0.1:7001`). */
-  readonly node: string;
-  /** Wire protocol; default connect (binary). */
-  readonly protocol?: Protocol;
-  /** HTTP version; default 2 (gRPC needs it). */
-  readonly httpVersion?: "1.1" | "2";
+/** The node and wire (as createDynamoTransport takes them), plus the client's own settings. */
+export interface DynamoClientOptions extends DynamoTransportOptions {
   /** Default deadline of each call, in ms; also sent to the node as timeout_ms. */
   readonly timeoutMs?: number;
   /** The cluster secret, for operator calls that need it (leave). */
@@ -52,44 +45,20 @@ export interface GetResult {
   readonly context: Uint8Array;
 }
 
-export function normalizeNodeUrl(node: string): string {
-  const url = /^https?:\/\//.test(node) ? node : `http://${node}`;
-  try {
-    return new URL(url).origin;
-  } catch {
-    throw new TypeError(`not a node address: ${JSON.stringify(node)} (expected host:port or http://host:port)`);
-  }
-}
-
 export class DynamoClient {
   private readonly kv: Client<typeof KVService>;
   private readonly admin: Client<typeof AdminService>;
-  private readonly sessions: Http2SessionManager | undefined;
+  private readonly closeTransport: () => void;
   private readonly timeoutMs: number | undefined;
   private readonly clusterSecret: string | undefined;
   readonly baseUrl: string;
 
   constructor(options: DynamoClientOptions) {
-    this.baseUrl = normalizeNodeUrl(options.node);
     this.timeoutMs = options.timeoutMs;
     this.clusterSecret = options.clusterSecret;
-    const httpVersion = options.httpVersion ?? "2";
-    const protocol = options.protocol ?? "connect";
-    if (protocol === "grpc" && httpVersion !== "2") throw new TypeError("the gRPC protocol needs HTTP/2");
-    let transport: Transport;
-    if (httpVersion === "2") {
-      this.sessions = new Http2SessionManager(this.baseUrl, { idleConnectionTimeoutMs: 30_000 });
-      const common = { baseUrl: this.baseUrl, httpVersion: "2" as const, sessionManager: this.sessions };
-      transport =
-        protocol === "grpc"
-          ? createGrpcTransport(common)
-          : protocol === "grpc-web"
-            ? createGrpcWebTransport({ ...common, useBinaryFormat: true })
-            : createConnectTransport({ ...common, useBinaryFormat: true });
-    } else {
-      const common = { baseUrl: this.baseUrl, httpVersion: "1.1" as const };
-      transport = protocol === "grpc-web" ? createGrpcWebTransport({ ...common, useBinaryFormat: true }) : createConnectTransport({ ...common, useBinaryFormat: true });
-    }
+    const { transport, baseUrl, close } = createDynamoTransport(options);
+    this.baseUrl = baseUrl;
+    this.closeTransport = close;
     this.kv = createClient(KVService, transport);
     this.admin = createClient(AdminService, transport);
   }
@@ -171,6 +140,6 @@ export class DynamoClient {
 
   /** Closes the HTTP/2 connection; the client can't be used afterwards. */
   close(): void {
-    this.sessions?.abort();
+    this.closeTransport();
   }
 }

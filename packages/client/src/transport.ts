@@ -1,0 +1,57 @@
+// The one place a transport to a dynamo-ts node is built: DynamoClient uses it, and so does
+// dynamo-bench, whose transport ceiling must measure exactly the client's RPC stack.
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+export type Protocol = "connect" | "grpc" | "grpc-web";
+
+export interface DynamoTransportOptions {
+  /** A node's URL (`http://127.0.0.1:7001`) or address (`127.0.0.1:7001`). */
+  readonly node: string;
+  /** Wire protocol; default connect. Connect and gRPC-Web use the binary format. */
+  readonly protocol?: Protocol;
+  /** HTTP version; default 2 (gRPC needs it). */
+  readonly httpVersion?: "1.1" | "2";
+}
+
+export interface DynamoTransport {
+  readonly transport: Transport;
+  /** The node's origin (`http://127.0.0.1:7001`). */
+  readonly baseUrl: string;
+  /** Closes the HTTP/2 session (a no-op over HTTP/1.1); the transport can't be used afterwards. */
+  close(): void;
+}
+
+/** A node's URL or host:port as its origin; TypeError when it is neither. */
+export function normalizeNodeUrl(node: string): string {
+  const url = /^https?:\/\//.test(node) ? node : `http://${node}`;
+  try {
+    return new URL(url).origin;
+  } catch {
+    throw new TypeError(`not a node address: ${JSON.stringify(node)} (expected host:port or http://host:port)`);
+  }
+}
+
+/**
+ * A Connect, gRPC or gRPC-Web transport to one node. Over HTTP/2 every call made through it
+ * shares one session (one TCP connection, multiplexed; reconnected after 30 s idle) until
+ * close(). TypeError for gRPC over HTTP/1.1 or a bad node address.
+ */
+export function createDynamoTransport(options: DynamoTransportOptions): DynamoTransport {
+  const baseUrl = normalizeNodeUrl(options.node);
+  const protocol = options.protocol ?? "connect";
+  if ((options.httpVersion ?? "2") === "1.1") {
+    if (protocol === "grpc") throw new TypeError("the gRPC protocol needs HTTP/2");
+    const common = { baseUrl, httpVersion: "1.1" as const, useBinaryFormat: true };
+    return { transport: protocol === "grpc-web" ? createGrpcWebTransport(common) : createConnectTransport(common), baseUrl, close: () => {} };
+  }
+  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 });
+  const common = { baseUrl, httpVersion: "2" as const, sessionManager };
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport(common)
+      : protocol === "grpc-web"
+        ? createGrpcWebTransport({ ...common, useBinaryFormat: true })
+        : createConnectTransport({ ...common, useBinaryFormat: true });
+  return { transport, baseUrl, close: () => sessionManager.abort() };
+}
