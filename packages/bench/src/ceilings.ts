@@ -6,9 +6,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { normalizeNodeUrl, type Protocol } from "@dynamo-ts/client";
+import { createClient } from "@connectrpc/connect";
+import { createDynamoTransport, type Protocol } from "@dynamo-ts/client";
 import { Health } from "@dynamo-ts/proto";
 import { ClassicLevel } from "classic-level";
 import { workerRng } from "./random.js";
@@ -25,23 +24,6 @@ export interface CeilingRunOptions {
   readonly onPhaseEnd?: (result: PhaseResult) => void;
 }
 
-/**
- * An HTTP/2 transport built exactly as DynamoClient builds its own (one reused session per
- * node, binary Connect / gRPC / gRPC-Web), so the ceiling is the client's stack, not a faster one.
- */
-export function createClientTransport(node: string, protocol: Protocol): { transport: Transport; close(): void } {
-  const baseUrl = normalizeNodeUrl(node);
-  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 });
-  const common = { baseUrl, httpVersion: "2" as const, sessionManager };
-  const transport =
-    protocol === "grpc"
-      ? createGrpcTransport(common)
-      : protocol === "grpc-web"
-        ? createGrpcWebTransport({ ...common, useBinaryFormat: true })
-        : createConnectTransport({ ...common, useBinaryFormat: true });
-  return { transport, close: () => sessionManager.abort() };
-}
-
 export interface TransportCeilingOptions extends CeilingRunOptions {
   readonly node: string;
   readonly protocol: Protocol;
@@ -53,8 +35,13 @@ export interface TransportCeiling extends PhaseResult {
   readonly method: string;
 }
 
+/**
+ * Health/Check at `concurrency` in flight over the transport DynamoClient itself uses
+ * (createDynamoTransport of @dynamo-ts/client: HTTP/2, one session every worker shares), so
+ * the ceiling is the client's stack, not a faster one.
+ */
 export async function measureTransportCeiling(options: TransportCeilingOptions): Promise<TransportCeiling> {
-  const { transport, close } = createClientTransport(options.node, options.protocol);
+  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol });
   const health = createClient(Health, transport);
   const call = { timeoutMs: options.timeoutMs };
   try {
