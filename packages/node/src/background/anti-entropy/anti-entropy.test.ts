@@ -1,5 +1,5 @@
-// Anti-entropy: the pure parts (rate limiter, ranges, depth, the tombstone rule's decision) and
-// whole exchanges between nodes in one process (real storage, the real Connect router; no sockets).
+// Anti-entropy: whole exchanges between nodes in one process (real storage, the real Connect
+// router; no sockets), through the scheduler, both sides of the exchange and the service.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,22 +7,13 @@ import { type Client, Code, ConnectError, createClient, createRouterTransport, t
 import { HintStore } from "@dynamo-ts/hintstore";
 import { HASH_FORMAT_VERSION, MerkleTree } from "@dynamo-ts/merkle";
 import { AntiEntropyService, type ExchangeRequestSchema, type ExchangeResponse } from "@dynamo-ts/proto";
-import { rangeContains, replicaRanges, Ring, TOKEN_SPACE, type TokenRange } from "@dynamo-ts/ring";
+import { replicaRanges, Ring, TOKEN_SPACE } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
-import { decodeSiblingSet, emptySet, encodeSiblingSet, type SiblingSet, update } from "@dynamo-ts/vclock";
+import { encodeSiblingSet, type SiblingSet, update } from "@dynamo-ts/vclock";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  AntiEntropy,
-  antiEntropyService,
-  chunks,
-  missingKeyDecision,
-  rangesOverlap,
-  TokenBucket,
-  treeDepthFor,
-  versionDigest,
-} from "./anti-entropy.js";
+import { AntiEntropy, antiEntropyService } from "./anti-entropy.js";
+import { treeDepthFor } from "./ranges.js";
 import { jsonLogger } from "../../observability/log.js";
 import { Metrics } from "../../observability/metrics.js";
 import { SECRET_HEADER } from "../../rpc/peers.js";
@@ -30,115 +21,6 @@ import { LocalReplica } from "../../local/replica.js";
 import { requireInternal } from "../../rpc/services.js";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-
-describe("TokenBucket", () => {
-  it("lets a burst through at once, then paces takes at the rate", () => {
-    let now = 0;
-    const bucket = new TokenBucket(100, 100, () => now);
-    expect(bucket.take(100)).toBe(0);
-    expect(bucket.take(50)).toBe(500); // 50 tokens of debt at 100/s
-    now = 500;
-    expect(bucket.take(0)).toBe(0);
-    now = 600;
-    expect(bucket.take(10)).toBe(0);
-    now = 10_000; // idle time refills up to the burst only
-    expect(bucket.take(100)).toBe(0);
-    expect(bucket.take(1)).toBe(10);
-  });
-
-  it("never lets a caller that waits as told exceed burst + rate x elapsed", () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 5000 }),
-        fc.integer({ min: 1, max: 5000 }),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 2000 })), { maxLength: 60 }),
-        (rate, burst, steps) => {
-          let now = 0;
-          const bucket = new TokenBucket(rate, burst, () => now);
-          let used = 0;
-          for (const [amount, idle] of steps) {
-            now += idle;
-            now += bucket.take(amount);
-            used += amount;
-            expect(used).toBeLessThanOrEqual(burst + (rate * now) / 1000 + 1e-6);
-          }
-        },
-      ),
-      { seed: 7, numRuns: 200 },
-    );
-  });
-
-  it("rejects a rate, burst or amount that is not a positive number", () => {
-    expect(() => new TokenBucket(0, 1, () => 0)).toThrow(RangeError);
-    expect(() => new TokenBucket(1, Number.NaN, () => 0)).toThrow(RangeError);
-    expect(() => new TokenBucket(1, 1, () => 0).take(-1)).toThrow(RangeError);
-  });
-});
-
-describe("versionDigest", () => {
-  it("is 16 bytes, equal for equal sets (whatever their object identity), different for different ones", () => {
-    const set = update(emptySet(), new Map(), "a", bytes("v"), 1_000);
-    const copy = decodeSiblingSet(encodeSiblingSet(set));
-    expect(versionDigest(set)).toHaveLength(16);
-    expect(versionDigest(copy)).toEqual(versionDigest(set));
-    expect(versionDigest(update(set, set.clock, "a", bytes("w"), 2_000))).not.toEqual(versionDigest(set));
-    expect(versionDigest(update(set, new Map(), "b", bytes("v"), 1_000))).not.toEqual(versionDigest(set));
-  });
-});
-
-describe("treeDepthFor", () => {
-  it("gives the whole ring 2^14 leaves and smaller ranges proportionally fewer, at least 16", () => {
-    expect(treeDepthFor({ start: 5, end: 5 })).toBe(14);
-    expect(treeDepthFor({ start: 0, end: 2 ** 31 })).toBe(13);
-    expect(treeDepthFor({ start: 0, end: 2 ** 26 })).toBe(8);
-    expect(treeDepthFor({ start: 0, end: 2 ** 26 + 1 })).toBe(9);
-    expect(treeDepthFor({ start: 10, end: 11 })).toBe(4);
-    // Wrapping ranges measure their span the same way.
-    expect(treeDepthFor({ start: TOKEN_SPACE - 2 ** 25, end: 2 ** 25 })).toBe(8);
-  });
-});
-
-describe("rangesOverlap", () => {
-  it("agrees with a token-by-token check (bounds near the wrap, one token standing for the untouched middle)", () => {
-    const edge = [0, 1, 2, 3, TOKEN_SPACE - 3, TOKEN_SPACE - 2, TOKEN_SPACE - 1];
-    const probe = [...edge, 1_000_000];
-    const rangeArb = fc.record({ start: fc.constantFrom(...edge), end: fc.constantFrom(...edge) });
-    fc.assert(
-      fc.property(rangeArb, rangeArb, (a: TokenRange, b: TokenRange) => {
-        const shared = probe.some((t) => rangeContains(a, t) && rangeContains(b, t));
-        expect(rangesOverlap(a, b)).toBe(shared);
-        expect(rangesOverlap(b, a)).toBe(shared);
-      }),
-      { seed: 3, numRuns: 300 },
-    );
-  });
-});
-
-describe("missingKeyDecision (the tombstone rule)", () => {
-  const grace = 10_000;
-  const now = 1_000_000;
-  it("copies tombstones, and versions younger than half the grace period", () => {
-    const live = update(emptySet(), new Map(), "a", bytes("v"), now - 1_000);
-    const tombstone = update(live, live.clock, "a", null, now - 60 * grace);
-    expect(missingKeyDecision(tombstone, now, grace)).toBe("copy");
-    expect(missingKeyDecision(live, now, grace)).toBe("copy");
-    expect(missingKeyDecision(update(emptySet(), new Map(), "a", bytes("v"), now - grace / 2 + 1), now, grace)).toBe("copy");
-  });
-  it("asks for confirmation once the newest version is older than half the grace period", () => {
-    const old = update(emptySet(), new Map(), "a", bytes("v"), now - grace / 2);
-    expect(missingKeyDecision(old, now, grace)).toBe("confirm");
-    // A concurrent young sibling makes the key young; an old value beside a tombstone stays old.
-    expect(missingKeyDecision(update(old, new Map(), "b", bytes("w"), now - 10), now, grace)).toBe("copy");
-    expect(missingKeyDecision(update(old, new Map(), "b", null, now - grace), now, grace)).toBe("confirm");
-  });
-});
-
-describe("chunks", () => {
-  it("splits in order into pieces of at most the size", () => {
-    expect(chunks([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]]);
-    expect(chunks([], 3)).toEqual([]);
-  });
-});
 
 // --- exchanges between nodes in one process ----------------------------------------------------
 

@@ -20,8 +20,6 @@
 // grace period, that one replica holds and the other lacks entirely, is copied only if a third
 // replica of the range also holds some version of it. Otherwise the absence may be a purged
 // delete and the holder a stale replica, so the key is withheld and reported.
-import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
@@ -44,103 +42,28 @@ import type {
   OpenRange,
   RepairResponseSchema,
 } from "@dynamo-ts/proto";
-import { hashKey, rangeContains, rangeSize, replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
+import { hashKey, replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import type { Storage } from "@dynamo-ts/storage";
-import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { Replicas } from "../../requests/replicas.js";
 import type { Logger } from "../../observability/log.js";
 import type { Metrics } from "../../observability/metrics.js";
 import { AsyncQueue } from "../../util/async-queue.js";
 import type { ReplicaRebuild } from "../../local/rebuild.js";
 import type { LocalReplica, ReplicaChange } from "../../local/replica.js";
-
-// ---------------------------------------------------------------------------------------------
-// Pure parts
-
-/** Bytes of a key's version digest in the tree: SHA-256 of the encoded sibling set, truncated. */
-export const DIGEST_BYTES = 16;
-
-/** Digest of a sibling set. The encoding is canonical, so equal sets give equal digests. */
-export function versionDigest(set: SiblingSet): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(encodeSiblingSet(set)).digest().subarray(0, DIGEST_BYTES));
-}
-
-export const MIN_TREE_DEPTH = 4;
-export const MAX_TREE_DEPTH = 14;
-
-/**
- * Tree depth of a range: 2^14 leaves for the whole ring, proportionally fewer for smaller
- * ranges (never fewer than 16). A pure function of the range, so co-replicas agree on it.
- */
-export function treeDepthFor(range: TokenRange): number {
-  const span = rangeSize(range);
-  let bits = 0;
-  while (2 ** bits < span) bits++;
-  return Math.min(MAX_TREE_DEPTH, Math.max(MIN_TREE_DEPTH, bits - (32 - MAX_TREE_DEPTH)));
-}
-
-/** Whether two ranges (start exclusive, end inclusive, wrapping) share a token. */
-export function rangesOverlap(a: TokenRange, b: TokenRange): boolean {
-  // Walking clockwise from a shared token, the first of the two ends met lies in both ranges.
-  return rangeContains(a, b.end) || rangeContains(b, a.end);
-}
-
-/**
- * The fraction of the tombstone grace period after which a key one replica lacks entirely is
- * only copied once another replica confirms it. Half, so that clock skew between coordinators of
- * up to half the grace period cannot make a purged key look young.
- */
-export const CONFIRM_AFTER_GRACE_FRACTION = 0.5;
-
-/**
- * What to do with a key that one replica holds (`set`) and the other lacks entirely: "copy" it
- * (only tombstones, which cannot resurrect anything, or a version young enough that no delete
- * of it can have been purged yet), or "confirm" first that another replica holds it too (the
- * absence might be a delete whose tombstone was purged, the holder a stale replica).
- */
-export function missingKeyDecision(set: SiblingSet, now: number, tombstoneGraceMs: number): "copy" | "confirm" {
-  if (isDeleted(set)) return "copy";
-  const newest = Math.max(...set.siblings.map((sibling) => sibling.timestamp));
-  return now - newest < tombstoneGraceMs * CONFIRM_AFTER_GRACE_FRACTION ? "copy" : "confirm";
-}
-
-/**
- * A token bucket that may go into debt: take(n) always succeeds and says how long the caller
- * must wait before going on, so a batch larger than the burst is paced rather than refused.
- * Pure: time is passed in.
- */
-export class TokenBucket {
-  private level: number;
-  private last: number;
-
-  constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number,
-    private readonly now: () => number,
-  ) {
-    if (!(ratePerSecond > 0) || !Number.isFinite(ratePerSecond)) throw new RangeError(`rate must be a positive number, got ${ratePerSecond}`);
-    if (!(burst > 0) || !Number.isFinite(burst)) throw new RangeError(`burst must be a positive number, got ${burst}`);
-    this.level = burst;
-    this.last = now();
-  }
-
-  /** Takes `amount` tokens; returns the milliseconds to wait before using them (0: go on now). */
-  take(amount: number): number {
-    if (!(amount >= 0) || !Number.isFinite(amount)) throw new RangeError(`amount must be a non-negative number, got ${amount}`);
-    const now = this.now();
-    this.level = Math.min(this.burst, this.level + (Math.max(0, now - this.last) * this.ratePerSecond) / 1000);
-    this.last = now;
-    this.level -= amount;
-    return this.level >= 0 ? 0 : Math.ceil((-this.level * 1000) / this.ratePerSecond);
-  }
-}
-
-/** Splits `items` into consecutive chunks of at most `size`. */
-export function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
+import {
+  MAX_CHUNK_BYTES,
+  MAX_ENTRIES_PER_CHUNK,
+  MAX_INDICES_PER_QUERY,
+  MAX_KEYS_PER_BATCH,
+  MAX_LEAVES_PER_QUERY,
+  MAX_WITHHELD_REMEMBERED,
+  MESSAGE_FRAMING_BYTES,
+  STEP_TIMEOUT_MS,
+  WITHHELD_RECHECK_MS,
+} from "./limits.js";
+import { chunks, missingKeyDecision, rangesOverlap, treeDepthFor, versionDigest } from "./ranges.js";
+import { Throttle } from "./throttle.js";
 
 // ---------------------------------------------------------------------------------------------
 // The node's anti-entropy
@@ -267,20 +190,6 @@ export class ExchangeProtocolError extends Error {
   override name = "ExchangeProtocolError";
 }
 
-// Message sizes: every answer stays well below the default HTTP/2 and Connect limits.
-const MAX_INDICES_PER_QUERY = 8192;
-const MAX_LEAVES_PER_QUERY = 1024;
-const MAX_KEYS_PER_BATCH = 256;
-const MAX_CHUNK_BYTES = 1024 * 1024;
-const MAX_ENTRIES_PER_CHUNK = 8192;
-/** Room for protobuf and Connect envelope framing around the records of a push. */
-const MESSAGE_FRAMING_BYTES = 4096;
-/** How long the initiator waits for any one answer before giving the exchange up. */
-const STEP_TIMEOUT_MS = 30_000;
-/** How long a withheld key is not looked at again (with the same digest) for the same peer. */
-const WITHHELD_RECHECK_MS = 10 * 60_000;
-const MAX_WITHHELD_REMEMBERED = 100_000;
-
 type RequestInit = MessageInitShape<typeof ExchangeRequestSchema>;
 type ResponseInit = MessageInitShape<typeof ExchangeResponseSchema>;
 type ResponseStep = ExchangeResponse["step"];
@@ -291,8 +200,7 @@ export class AntiEntropy {
   private current: RangeSet | undefined;
   private pending: PendingBuild | undefined;
   private building: Promise<RangeSet> | undefined;
-  private readonly keyBucket: TokenBucket;
-  private readonly byteBucket: TokenBucket;
+  private readonly throttler: Throttle;
   /** Rounds and repairs run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
@@ -305,8 +213,7 @@ export class AntiEntropy {
     private readonly options: AntiEntropyOptions,
     private readonly deps: AntiEntropyDeps,
   ) {
-    this.keyBucket = new TokenBucket(options.keysPerSecond, options.keysPerSecond, deps.now);
-    this.byteBucket = new TokenBucket(options.bytesPerSecond, options.bytesPerSecond, deps.now);
+    this.throttler = new Throttle(options, deps.now, deps.metrics, this.stopping.signal);
     // From now on every change to the local store reaches the trees, including the ones made
     // before start() finishes building them.
     this.pending = this.prepare(deps.ring());
@@ -786,12 +693,8 @@ export class AntiEntropy {
     if (this.withheld.size > MAX_WITHHELD_REMEMBERED) this.withheld.delete(this.withheld.keys().next().value!);
   }
 
-  private async throttle(keys: number, bytes: number): Promise<void> {
-    const wait = Math.max(keys > 0 ? this.keyBucket.take(keys) : 0, bytes > 0 ? this.byteBucket.take(bytes) : 0);
-    if (wait > 0) {
-      this.deps.metrics.count("anti_entropy_throttled_ms", wait);
-      await sleep(wait, undefined, { signal: this.stopping.signal });
-    }
+  private throttle(keys: number, bytes: number): Promise<void> {
+    return this.throttler.take(keys, bytes);
   }
 
   // --- responder --------------------------------------------------------------------------
