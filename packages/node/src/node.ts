@@ -27,6 +27,7 @@ import { ReplicaRebuild } from "./local/rebuild.js";
 import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
+import { createKvHttpHandler, isKvPath } from "./rpc/kv-http.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { StoreHealth } from "./local/store-health.js";
 import { TombstoneCollector } from "./background/tombstones.js";
@@ -238,6 +239,7 @@ export class DynamoNode {
       sealer: new ContextSealer(config.clusterSecret),
       log: this.log,
     });
+    const kvHttp = createKvHttpHandler({ coordinator, defaultTimeoutMs: config.requestTimeoutMs, maxValueBytes: config.maxValueBytes, log: this.log });
     const handler = createRpcHandler({
       routes: (router) =>
         registerServices(router, {
@@ -262,13 +264,17 @@ export class DynamoNode {
       maxCheckedJsonBytes: this.limits.publicReadMaxBytes,
       log: this.log,
       fallback: (req, res) => {
+        if (isKvPath(req.url)) {
+          kvHttp(req, res);
+          return;
+        }
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
           res.writeHead(this.serving ? 200 : 503, { "content-type": "text/plain" });
           res.end(this.serving ? "ok\n" : `${this.notReadyReason()}\n`);
           return;
         }
         res.writeHead(404, { "content-type": "text/plain" });
-        res.end("not found: this port serves dynamo.v1.KVService over Connect, gRPC and gRPC-Web\n");
+        res.end("not found: this port serves dynamo.v1.KVService over Connect, gRPC and gRPC-Web, and plain HTTP at /kv/{key}\n");
       },
     });
     this.listener = new DualProtocolListener(handler, {

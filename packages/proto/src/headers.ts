@@ -13,3 +13,9 @@ export const FORWARDED_HEADER = "x-dynamo-forwarded";
  * forwarded write that fails without it never reached a coordinator.
  */
 export const FORWARD_OUTCOME_HEADER = "x-dynamo-forward-outcome";
+
+/**
+ * The plain HTTP key API (`/kv/{key}`): the causal context, base64, in GET and PUT answers and
+ * in PUT and DELETE requests that replace what a read returned.
+ */
+export const CONTEXT_HEADER = "x-dynamo-context";

@@ -146,7 +146,32 @@ describe("coordinator: reads", () => {
     await bench.put("k", "v");
     bench.replica("n3").behaviour = "hang";
     const result = await bench.coordinator.get("k", 2, bench.deadline());
-    expect(result.values.map((v) => new TextDecoder().decode(v))).toEqual(["v"]);
+    expect(result.siblings.map((s) => new TextDecoder().decode(s.value))).toEqual(["v"]);
+  });
+
+  it("returns each value's content type, kept through forwarding and beside concurrent siblings", async () => {
+    const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
+    const key = bench.keyWhere((p) => !p.includes("n1"));
+    await bench.put(key, "{}", { contentType: "application/json" });
+    await bench.put(key, "raw");
+    expect(bench.forwarded).toHaveLength(2);
+    const result = await bench.coordinator.get(key, 2, bench.deadline());
+    expect(result.siblings.map((s) => [new TextDecoder().decode(s.value), s.contentType]).sort()).toEqual([
+      ["raw", undefined],
+      ["{}", "application/json"],
+    ]);
+  });
+
+  it("refuses a content type that is not printable ASCII or too long, and one given with a delete", async () => {
+    const bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" });
+    for (const contentType of ["", "text/plain\n", "t\u00e9xt", "x".repeat(256)]) {
+      const err = await failure(bench.put("k", "v", { contentType }));
+      expect([contentType, err.code]).toEqual([contentType, Code.InvalidArgument]);
+      expect(err.rawMessage).toMatch(/content type must be 1\.\.255 printable ASCII characters/);
+    }
+    const del = await failure(bench.coordinator.write({ key: "k", value: null, contentType: "text/plain", context: new Uint8Array(), w: undefined, deadline: bench.deadline() }, false));
+    expect(del.code).toBe(Code.InvalidArgument);
+    expect(bench.valuesOn("n1", "k")).toEqual([]);
   });
 
   it("repairs the replicas that hold less once every replica answered, late ones included", async () => {

@@ -13,7 +13,8 @@ import {
   equalSets,
   InvalidVersionError,
   isDeleted,
-  liveValues,
+  isValidContentType,
+  MAX_CONTENT_TYPE_BYTES,
   resolveLastWriteWins,
   type SiblingSet,
   sync,
@@ -52,13 +53,21 @@ export interface PutArgs {
   readonly key: string;
   /** null deletes (writes a tombstone). */
   readonly value: Uint8Array | null;
+  /** The media type stored with the value (optional metadata; never with a delete). */
+  readonly contentType?: string | undefined;
   readonly context: Uint8Array;
   readonly w: number | undefined;
   readonly deadline: Deadline;
 }
 
+export interface LiveSibling {
+  readonly value: Uint8Array;
+  readonly contentType: string | undefined;
+}
+
 export interface GetResult {
-  readonly values: Uint8Array[];
+  /** The live values, in canonical order. */
+  readonly siblings: LiveSibling[];
   readonly context: Uint8Array;
 }
 
@@ -195,7 +204,8 @@ export class Coordinator {
     if (isDeleted(merged)) {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
     }
-    return { values: liveValues(merged), context: this.encodeContext(key, { clock: merged.clock, dots: [] }) };
+    const siblings = merged.siblings.flatMap((s) => (s.value === null ? [] : [{ value: s.value, contentType: s.contentType }]));
+    return { siblings, context: this.encodeContext(key, { clock: merged.clock, dots: [] }) };
   }
 
   /** Put (value) or Delete (value null). Returns the context of the new version. */
@@ -204,6 +214,12 @@ export class Coordinator {
     this.validateKey(key);
     if (value && value.byteLength > this.options.maxValueBytes) {
       throw new ConnectError(`value is ${value.byteLength} bytes, the limit is ${this.options.maxValueBytes}`, Code.InvalidArgument);
+    }
+    if (args.contentType !== undefined && (value === null || !isValidContentType(args.contentType))) {
+      throw new ConnectError(
+        value === null ? "a delete has no content type" : `content type must be 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters, got ${JSON.stringify(args.contentType.slice(0, 300))}`,
+        Code.InvalidArgument,
+      );
     }
     const w = this.quorumSize("w", args.w);
     let context = this.decodeContext(key, args.context);
@@ -228,7 +244,7 @@ export class Coordinator {
 
     // New versions are issued only where the key's state is stored: a dot must never be
     // issued twice, and only the stored state knows which dots this node already used.
-    const stored = await this.issueVersion(key, context, value);
+    const stored = await this.issueVersion(key, context, value, args.contentType);
     const record = versionedRecord(stored);
 
     // One slot per preference-list replica. Sloppy quorum: a replica that is down, or fails
@@ -301,13 +317,13 @@ export class Coordinator {
    * Applies the client's write to the local store, under the key's lock, after checking that
    * the result stays within the record limits: a refused write is stored nowhere.
    */
-  private async issueVersion(key: string, context: CausalContext, value: Uint8Array | null): Promise<SiblingSet> {
+  private async issueVersion(key: string, context: CausalContext, value: Uint8Array | null, contentType: string | undefined): Promise<SiblingSet> {
     const now = this.deps.now();
     const lww = this.options.resolution === "lww";
     let nearLimit = false;
     try {
       const stored = await this.deps.updateLocal(key, (current) => {
-        let next = writeWithContext(current, context, this.options.nodeId, value, now);
+        let next = writeWithContext(current, context, this.options.nodeId, value, now, contentType);
         if (lww) next = resolveLastWriteWins(next);
         const verdict = checkRecordLimits(key, current, next, this.options);
         if (!verdict.ok) {

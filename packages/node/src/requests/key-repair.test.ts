@@ -43,6 +43,21 @@ describe("key repair", () => {
     expect(rebuildVersion(twice, "a").siblings).toHaveLength(2);
   });
 
+  it("keeps content types, and tells apart two writes that differ only in content type", () => {
+    const typed: SiblingSet = {
+      clock: new Map([["forged", 3]]),
+      siblings: [
+        { dot: { node: "forged", counter: 1 }, value: value("v"), timestamp: 10, contentType: "text/plain" },
+        { dot: { node: "forged", counter: 2 }, value: value("v"), timestamp: 10 },
+        { dot: { node: "forged", counter: 3 }, value: value("v"), timestamp: 10, contentType: "text/plain" },
+      ],
+    };
+    const rebuilt = rebuildVersion(typed, "a");
+    expect(rebuilt.siblings.map((s) => s.contentType)).toEqual(["text/plain", undefined]);
+    expect("contentType" in rebuilt.siblings[1]!).toBe(false);
+    expect(decodeSiblingSet(encodeSiblingSet(rebuilt)).siblings.map((s) => s.contentType)).toEqual(["text/plain", undefined]);
+  });
+
   it("replaces the state on every replica, including one that lacked the key", async () => {
     const deps = replicas({ a: damaged, b: damaged, c: undefined });
     const result = await repairKey(deps, "k", new AbortController().signal);

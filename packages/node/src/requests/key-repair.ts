@@ -31,14 +31,15 @@ export interface KeyRepairResult {
 const MAX_ATTEMPTS = 5;
 
 /**
- * The same siblings (values, tombstones, timestamps) under fresh dots (node, 1..k) in timestamp
- * order, and a clock of one entry that covers exactly them. Siblings with the same value and
- * timestamp are one write seen twice (a replica already rebuilt by an interrupted repair): kept once.
+ * The same siblings (values, tombstones, timestamps, content types) under fresh dots (node, 1..k) in
+ * timestamp order, and a clock of one entry that covers exactly them. Siblings with the same value,
+ * content type and timestamp are one write seen twice (a replica already rebuilt by an interrupted
+ * repair): kept once.
  */
 export function rebuildVersion(merged: SiblingSet, node: string): SiblingSet {
   const ordered = [...merged.siblings].sort((a, b) => a.timestamp - b.timestamp || compareDots(a.dot, b.dot));
-  const distinct = ordered.filter((s, i) => !ordered.slice(0, i).some((t) => t.timestamp === s.timestamp && sameValue(t.value, s.value)));
-  const siblings: Sibling[] = distinct.map((s, i) => ({ dot: { node, counter: i + 1 }, value: s.value, timestamp: s.timestamp }));
+  const distinct = ordered.filter((s, i) => !ordered.slice(0, i).some((t) => t.timestamp === s.timestamp && t.contentType === s.contentType && sameValue(t.value, s.value)));
+  const siblings: Sibling[] = distinct.map(({ value, timestamp, contentType }, i) => ({ dot: { node, counter: i + 1 }, value, timestamp, ...(contentType === undefined ? {} : { contentType }) }));
   return { clock: new Map(siblings.length > 0 ? [[node, siblings.length]] : []), siblings };
 }
 

@@ -59,11 +59,15 @@ describe("record limits", () => {
 
   it("bounds the encoded size from above (property)", () => {
     const node = fc.constantFrom("n1", "n2", "node-with-a-long-name-ü");
-    const writes = fc.array(fc.record({ node, size: fc.integer({ min: 0, max: 300 }), seen: fc.boolean() }), { maxLength: 20 });
+    const contentType = fc.option(fc.constantFrom("text/plain", "x".repeat(255)), { nil: undefined });
+    const writes = fc.array(fc.record({ node, size: fc.integer({ min: 0, max: 300 }), seen: fc.boolean(), contentType }), { maxLength: 20 });
     fc.assert(
       fc.property(writes, (ops) => {
         let set: SiblingSet | undefined;
-        for (const [i, op] of ops.entries()) set = update(set, op.seen && set ? set.clock : new Map(), op.node, op.size === 0 ? null : bytes(op.size), 2 ** 40 + i);
+        for (const [i, op] of ops.entries()) {
+          const value = op.size === 0 ? null : bytes(op.size);
+          set = update(set, op.seen && set ? set.clock : new Map(), op.node, value, 2 ** 40 + i, value === null ? undefined : op.contentType);
+        }
         if (set) expect(recordSizeBound(set)).toBeGreaterThanOrEqual(encodeSiblingSet(set).byteLength);
       }),
       { seed: 21, numRuns: 300 },

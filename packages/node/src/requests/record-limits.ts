@@ -25,14 +25,15 @@ export const WARN_RECORD_BYTES_FRACTION = 0.5;
 
 /**
  * An upper bound of the record's encoded size (@dynamo-ts/vclock's sibling set encoding):
- * values plus at most 24 bytes per sibling (node index, counter, timestamp, length tag) and, per
- * clock entry, the node id's UTF-8 bytes plus 10. Cheap: no encoding, no allocation.
+ * values plus at most 24 bytes per sibling (node index, counter, timestamp, length tags), a content
+ * type's bytes plus 2 (its length tag) and, per clock entry, the node id's UTF-8 bytes plus 10.
+ * Cheap: no encoding, no allocation.
  */
 export function recordSizeBound(set: SiblingSet | undefined): number {
   if (set === undefined) return 0;
   let size = 16;
   for (const [node] of set.clock) size += 10 + node.length * 3;
-  for (const sibling of set.siblings) size += 24 + (sibling.value?.byteLength ?? 0);
+  for (const sibling of set.siblings) size += 24 + (sibling.value?.byteLength ?? 0) + (sibling.contentType === undefined ? 0 : sibling.contentType.length + 2);
   return size;
 }
 

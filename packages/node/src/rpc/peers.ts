@@ -224,7 +224,7 @@ export class PeerPool {
       // A forwarded delete answers with no context; deletes don't hand one back to clients.
       return new Uint8Array();
     }
-    const res = await kv.put({ key: args.key, value: args.value, context: args.context, w: args.w }, options);
+    const res = await kv.put({ key: args.key, value: args.value, contentType: args.contentType ?? "", context: args.context, w: args.w }, options);
     return res.context;
   }
 

@@ -29,7 +29,12 @@ import type { Logger } from "../observability/log.js";
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 /** What a fallback writes with: the methods both HTTP versions' responses share. */
-export type FallbackResponse = Pick<http.ServerResponse, "writeHead" | "end">;
+export interface FallbackResponse {
+  writeHead(statusCode: number, headers?: http.OutgoingHttpHeaders): unknown;
+  end(body?: string | Uint8Array): unknown;
+  /** "close": the response is done, or its connection (HTTP/2: its stream) went away first. */
+  once(event: "close", listener: () => void): unknown;
+}
 
 export interface RpcHandlerOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;

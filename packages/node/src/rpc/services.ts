@@ -75,12 +75,15 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   router.service(KVService, {
     async get(req, ctx) {
       const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
-      return { siblings: result.values.map((value) => ({ value })), context: result.context };
+      return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
     },
     async put(req, ctx) {
       const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
       const context = await coordinate(forwarded, () =>
-        coordinator.write({ key: req.key, value: req.value, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) }, forwarded),
+        coordinator.write(
+          { key: req.key, value: req.value, contentType: req.contentType || undefined, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
+          forwarded,
+        ),
       );
       return { context };
     },

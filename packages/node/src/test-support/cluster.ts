@@ -100,6 +100,16 @@ export class TestNode {
     await this.exited;
   }
 
+  /** Freezes the process (SIGSTOP): it keeps its connections but answers nothing until resume(). */
+  pause(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  /** Lets a paused process go on (SIGCONT). */
+  resume(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** Graceful stop (SIGTERM); resolves with the exit code. */
   async stop(): Promise<number | null> {
     const child = this.child;

@@ -185,10 +185,11 @@ export class CoordinatorBench {
     return new Deadline(ms, undefined, this.clock);
   }
 
-  put(key: string, value: string, options: { w?: number; context?: Uint8Array; deadlineMs?: number } = {}): Promise<Uint8Array> {
+  put(key: string, value: string, options: { w?: number; context?: Uint8Array; deadlineMs?: number; contentType?: string } = {}): Promise<Uint8Array> {
     const args: PutArgs = {
       key,
       value: new TextEncoder().encode(value),
+      contentType: options.contentType,
       context: options.context ?? new Uint8Array(),
       w: options.w,
       deadline: this.deadline(options.deadlineMs),
