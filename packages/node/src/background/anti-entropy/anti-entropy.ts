@@ -21,7 +21,7 @@
 // replica of the range also holds some version of it. Otherwise the absence may be a purged
 // delete and the holder a stale replica, so the key is withheld and reported.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import {
   HASH_FORMAT_VERSION,
   MerkleError,
@@ -33,24 +33,18 @@ import {
 } from "@dynamo-ts/merkle";
 import type {
   AntiEntropyService,
-  AntiEntropyStatusResponseSchema,
   ExchangeRequest,
   ExchangeRequestSchema,
   ExchangeResponse,
   ExchangeResponseSchema,
   KeyRecord,
   OpenRange,
-  RepairResponseSchema,
 } from "@dynamo-ts/proto";
 import { hashKey, replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
-import type { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
-import type { Replicas } from "../../requests/replicas.js";
-import type { Logger } from "../../observability/log.js";
 import type { Metrics } from "../../observability/metrics.js";
 import { AsyncQueue } from "../../util/async-queue.js";
-import type { ReplicaRebuild } from "../../local/rebuild.js";
-import type { LocalReplica, ReplicaChange } from "../../local/replica.js";
+import type { ReplicaChange } from "../../local/replica.js";
 import {
   MAX_CHUNK_BYTES,
   MAX_ENTRIES_PER_CHUNK,
@@ -63,46 +57,11 @@ import {
   WITHHELD_RECHECK_MS,
 } from "./limits.js";
 import { chunks, missingKeyDecision, rangesOverlap, treeDepthFor, versionDigest } from "./ranges.js";
+import type { AntiEntropyDeps, AntiEntropyOptions } from "./options.js";
 import { Throttle } from "./throttle.js";
 
 // ---------------------------------------------------------------------------------------------
 // The node's anti-entropy
-
-export interface AntiEntropyOptions {
-  readonly nodeId: string;
-  readonly n: number;
-  /** Pause between periodic rounds; 0: no periodic rounds (Repair still works). */
-  readonly intervalMs: number;
-  /** Keys fetched + pushed per second, across every exchange of this node. */
-  readonly keysPerSecond: number;
-  /** Record bytes fetched + pushed per second. */
-  readonly bytesPerSecond: number;
-  readonly tombstoneGraceMs: number;
-  /** Largest request message a peer accepts: push batches stay below it. */
-  readonly maxMessageBytes: number;
-}
-
-export interface AntiEntropyDeps {
-  /** The current ring; a new object means membership changed and the trees are rebuilt. */
-  ring(): Ring;
-  readonly storage: Storage;
-  readonly replica: LocalReplica;
-  /** The anti-entropy client of a peer (its pooled HTTP/2 session, cluster secret included). */
-  client(node: string): Client<typeof AntiEntropyService>;
-  /**
-   * Peers' replica endpoints (reads that confirm an old key before it is copied) and whether
-   * each is believed up (periodic rounds skip the others).
-   */
-  readonly replicas: Replicas;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-  now(): number;
-  random(): number;
-  /** Which ranges this node still rebuilds after losing its data (rebuild.ts); exchanges advance it. */
-  readonly rebuild?: ReplicaRebuild;
-  /** Called once the rebuild is complete. */
-  onRebuilt?(): void;
-}
 
 /** How often rounds run while the node rebuilds its data, whatever the interval. */
 const REBUILD_ROUND_MS = 1_000;
@@ -1005,60 +964,4 @@ class LockstepStream {
       clearTimeout(timer);
     }
   }
-}
-
-// --- wiring -------------------------------------------------------------------------------
-
-/** The AntiEntropyService handler; `requireInternal` rejects callers without the cluster secret. */
-export function antiEntropyService(antiEntropy: AntiEntropy, requireInternal: (ctx: HandlerContext) => void): ServiceImpl<typeof AntiEntropyService> {
-  return {
-    async *exchange(requests, ctx) {
-      requireInternal(ctx);
-      yield* antiEntropy.respond(requests, ctx.signal);
-    },
-  };
-}
-
-/** The admin Repair request on this node's anti-entropy. */
-export async function repairResponse(antiEntropy: AntiEntropy, range: TokenRange | undefined): Promise<MessageInitShape<typeof RepairResponseSchema>> {
-  const { exchanges, durationMs } = await antiEntropy.repair(range === undefined ? undefined : { start: range.start, end: range.end });
-  return {
-    durationMs: BigInt(durationMs),
-    exchanges: exchanges.map((e) => ({
-      range: e.range,
-      peer: e.peer,
-      outcome: e.outcome,
-      detail: e.detail,
-      hashesCompared: BigInt(e.hashesCompared),
-      keysFetched: BigInt(e.keysFetched),
-      keysPushed: BigInt(e.keysPushed),
-      keysRepaired: BigInt(e.keysRepaired),
-      bytesMoved: BigInt(e.bytesMoved),
-      keysWithheld: BigInt(e.keysWithheld),
-    })),
-  };
-}
-
-/** The admin AntiEntropyStatus answer. */
-export function statusResponse(antiEntropy: AntiEntropy): MessageInitShape<typeof AntiEntropyStatusResponseSchema> {
-  const status = antiEntropy.status();
-  return {
-    intervalMs: BigInt(status.intervalMs),
-    keysPerSecond: BigInt(status.keysPerSecond),
-    bytesPerSecond: BigInt(status.bytesPerSecond),
-    ready: status.ready,
-    ranges: status.ranges.map((r) => ({
-      range: r.range,
-      peers: [...r.peers],
-      keys: BigInt(r.keys),
-      treeDepth: r.treeDepth,
-      lastExchangeAgeMs: BigInt(r.lastExchangeAgeMs),
-      lastPeer: r.lastPeer,
-      lastOutcome: r.lastOutcome,
-      exchanges: BigInt(r.exchanges),
-      keysRepaired: BigInt(r.keysRepaired),
-      keysMoved: BigInt(r.keysMoved),
-      bytesMoved: BigInt(r.bytesMoved),
-    })),
-  };
 }
