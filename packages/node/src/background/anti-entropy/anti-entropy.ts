@@ -21,7 +21,7 @@
 // replica of the range also holds some version of it. Otherwise the absence may be a purged
 // delete and the holder a stale replica, so the key is withheld and reported.
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   HASH_FORMAT_VERSION,
   MerkleError,
@@ -31,19 +31,10 @@ import {
   differingChildren,
   differingNodes,
 } from "@dynamo-ts/merkle";
-import type {
-  AntiEntropyService,
-  ExchangeRequest,
-  ExchangeRequestSchema,
-  ExchangeResponse,
-  ExchangeResponseSchema,
-  KeyRecord,
-  OpenRange,
-} from "@dynamo-ts/proto";
+import type { ExchangeRequest, ExchangeResponseSchema, KeyRecord, OpenRange } from "@dynamo-ts/proto";
 import { hashKey, replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { Metrics } from "../../observability/metrics.js";
-import { AsyncQueue } from "../../util/async-queue.js";
 import type { ReplicaChange } from "../../local/replica.js";
 import {
   MAX_CHUNK_BYTES,
@@ -57,6 +48,7 @@ import {
   WITHHELD_RECHECK_MS,
 } from "./limits.js";
 import { chunks, missingKeyDecision, rangesOverlap, treeDepthFor, versionDigest } from "./ranges.js";
+import { ExchangeProtocolError, LockstepStream } from "./lockstep.js";
 import type { AntiEntropyDeps, AntiEntropyOptions } from "./options.js";
 import { Throttle } from "./throttle.js";
 
@@ -144,16 +136,7 @@ interface PendingBuild {
   readonly touched: Set<string>;
 }
 
-/** Thrown when a peer breaks the exchange protocol. */
-export class ExchangeProtocolError extends Error {
-  override name = "ExchangeProtocolError";
-}
-
-type RequestInit = MessageInitShape<typeof ExchangeRequestSchema>;
 type ResponseInit = MessageInitShape<typeof ExchangeResponseSchema>;
-type ResponseStep = ExchangeResponse["step"];
-type ResponseCase = NonNullable<ResponseStep["case"]>;
-type ResponseValue<C extends ResponseCase> = Extract<ResponseStep, { case: C }>["value"];
 
 export class AntiEntropy {
   private current: RangeSet | undefined;
@@ -909,59 +892,5 @@ function merkleCall<T>(read: () => T): T {
   } catch (err) {
     if (err instanceof MerkleError) throw invalid(err.message);
     throw err;
-  }
-}
-
-/** The initiator's side of an Exchange stream: one request, then its answer(s), in lock step. */
-class LockstepStream {
-  private readonly requests = new AsyncQueue<RequestInit>();
-  private readonly responses: AsyncIterator<ExchangeResponse>;
-  private readonly abort = new AbortController();
-
-  constructor(
-    client: Client<typeof AntiEntropyService>,
-    stopping: AbortSignal,
-    private readonly stepTimeoutMs: number,
-  ) {
-    const signal = AbortSignal.any([stopping, this.abort.signal]);
-    this.responses = client.exchange(this.requests, { signal })[Symbol.asyncIterator]();
-  }
-
-  send(request: RequestInit): void {
-    this.requests.push(request);
-  }
-
-  async next<C extends ResponseCase>(expected: C): Promise<ResponseValue<C>> {
-    const timer = setTimeout(() => this.abort.abort(new Error(`no answer within ${this.stepTimeoutMs} ms`)), this.stepTimeoutMs);
-    let result: IteratorResult<ExchangeResponse>;
-    try {
-      result = await this.responses.next();
-    } finally {
-      clearTimeout(timer);
-    }
-    if (result.done) throw new ExchangeProtocolError(`the peer ended the exchange while ${expected} was expected`);
-    const step = result.value.step;
-    if (step.case !== expected) throw new ExchangeProtocolError(`the peer answered ${step.case ?? "nothing"} where ${expected} was expected`);
-    return step.value as ResponseValue<C>;
-  }
-
-  ask<C extends ResponseCase>(request: RequestInit, expected: C): Promise<ResponseValue<C>> {
-    this.send(request);
-    return this.next(expected);
-  }
-
-  /** Ends the request stream and lets the peer finish; cancels the call if it does not. */
-  async close(): Promise<void> {
-    this.requests.end();
-    const timer = setTimeout(() => this.abort.abort(), 1_000);
-    try {
-      while (!(await this.responses.next()).done) {
-        // Nothing more is expected once every request was answered.
-      }
-    } catch {
-      // The call was cancelled or had already failed: nothing left to clean up.
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }

@@ -1,5 +1,6 @@
 // Merkle-tree anti-entropy: what the rest of the node uses of it.
 export * from "./anti-entropy.js";
+export { ExchangeProtocolError } from "./lockstep.js";
 export type { AntiEntropyDeps, AntiEntropyOptions } from "./options.js";
 export { MAX_TREE_DEPTH, MIN_TREE_DEPTH } from "./limits.js";
 export * from "./ranges.js";
