@@ -1,6 +1,7 @@
 // The oracle of the e2e suites: records every write a client attempted (acknowledged or not,
 // with the values the write's context had seen) and checks the cluster's final state against
-// DESIGN.md's invariants 2 (no lost update), 3 (no resurrection) and 5 (bounded siblings):
+// the invariants of docs/architecture.md: 2 (no lost update), 3 (no resurrection) and
+// 5 (bounded siblings):
 //
 //   - lost: an acknowledged put whose value is neither among the key's siblings nor causally
 //     superseded. A value X is superseded by a write W whose context came from a read that

@@ -1,5 +1,5 @@
-// Invariants 2 (no lost update), 5 (bounded siblings) and 6 (read your writes) with concurrent
-// writers on the same few keys through different coordinators:
+// Invariants (docs/architecture.md) 2 (no lost update), 5 (bounded siblings) and 6 (read your
+// writes) with concurrent writers on the same few keys through different coordinators:
 //   1. blind writes from every writer to every key: none saw another, so each key must hold
 //      exactly one sibling per acknowledged write;
 //   2. a read-modify-write storm on the same keys: concurrent writes with the same context

@@ -1,6 +1,7 @@
-// Invariant 1 (durability) and 2 (no lost update) under kill -9: writers keep writing while one
-// node is killed and restarted on its data, then all three nodes are killed at once and
-// restarted. Every acknowledged write must still be there (or superseded by a write that saw it).
+// Invariants 1 (durability) and 2 (no lost update) of docs/architecture.md under kill -9: writers
+// keep writing while one node is killed and restarted on its data, then all three nodes are killed
+// at once and restarted. Every acknowledged write must still be there (or superseded by a write
+// that saw it).
 import { expect, it } from "vitest";
 import { History } from "./checker.js";
 import { describeWithDocker } from "./environment.js";

@@ -1,8 +1,8 @@
-// Invariants 2 and 3 across a network partition and a frozen node. One node is cut off the
-// cluster network (no traffic in or out; its host port goes dark too) while writers carry on:
-// the two-node majority must keep acknowledging writes (W=2). After the heal every acknowledged
-// write must be readable at R=N. Then a node is paused (a node so slow that calls to it hang
-// until their deadline) and resumed, with the same check.
+// Invariants 2 and 3 (docs/architecture.md) across a network partition and a frozen node. One node
+// is cut off the cluster network (no traffic in or out; its host port goes dark too) while writers
+// carry on: the two-node majority must keep acknowledging writes (W=2). After the heal every
+// acknowledged write must be readable at R=N. Then a node is paused (a node so slow that calls to
+// it hang until their deadline) and resumed, with the same check.
 import { expect, it } from "vitest";
 import { History } from "./checker.js";
 import { describeWithDocker } from "./environment.js";

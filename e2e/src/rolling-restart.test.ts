@@ -1,7 +1,7 @@
-// Invariants 2 (no lost update) and 3 (no resurrection) through a rolling restart: each node in
-// turn is stopped gracefully (SIGTERM, which must end the process cleanly) and started again
-// while writers put and delete. A node that was down missed deletes; its stale values must not
-// come back once it rejoins.
+// Invariants (docs/architecture.md) 2 (no lost update) and 3 (no resurrection) through a rolling
+// restart: each node in turn is stopped gracefully (SIGTERM, which must end the process cleanly)
+// and started again while writers put and delete. A node that was down missed deletes; its stale
+// values must not come back once it rejoins.
 import { expect, it } from "vitest";
 import { History } from "./checker.js";
 import { describeWithDocker } from "./environment.js";
