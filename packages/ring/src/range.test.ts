@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { RingError, TOKEN_SPACE, rangeContains, rangeSize } from "./index.js";
+import { RingError, TOKEN_SPACE, rangeContains, rangeIntervals, rangeSize } from "./index.js";
 
 const MAX = TOKEN_SPACE - 1;
 const token = fc.integer({ min: 0, max: MAX });
@@ -59,5 +59,25 @@ describe("rangeSize", () => {
     expect(rangeSize({ start: 10, end: 20 })).toBe(10);
     expect(rangeSize({ start: MAX, end: 0 })).toBe(1);
     expect(rangeSize({ start: 7, end: 7 })).toBe(TOKEN_SPACE);
+  });
+});
+
+describe("rangeIntervals", () => {
+  it("gives one interval for a plain range, two for a wrapping one, the whole ring for start === end", () => {
+    expect(rangeIntervals({ start: 10, end: 20 })).toEqual([[11, 20]]);
+    expect(rangeIntervals({ start: MAX - 5, end: 5 })).toEqual([[MAX - 4, MAX], [0, 5]]);
+    expect(rangeIntervals({ start: MAX, end: 5 })).toEqual([[0, 5]]);
+    expect(rangeIntervals({ start: 7, end: 7 })).toEqual([[0, MAX]]);
+  });
+
+  it("holds exactly the tokens rangeContains admits, rangeSize of them", () => {
+    fc.assert(
+      fc.property(token, token, token, (start, end, t) => {
+        const intervals = rangeIntervals({ start, end });
+        expect(intervals.some(([low, high]) => low <= t && t <= high)).toBe(rangeContains({ start, end }, t));
+        expect(intervals.reduce((sum, [low, high]) => sum + high - low + 1, 0)).toBe(rangeSize({ start, end }));
+      }),
+      { numRuns: 500, seed: 7 },
+    );
   });
 });

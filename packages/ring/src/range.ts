@@ -41,3 +41,19 @@ export function rangeSize(range: TokenRange): number {
   const { start, end } = range;
   return start === end ? TOKEN_SPACE : (end - start + TOKEN_SPACE) % TOKEN_SPACE;
 }
+
+/**
+ * The tokens of `range` as inclusive intervals [low, high]: one, or two for a range that wraps
+ * past 2^32 (in ring order: the top of the ring first). The whole ring is [[0, 2^32 - 1]].
+ */
+export function rangeIntervals(range: TokenRange): Array<[number, number]> {
+  assertRange(range);
+  const { start, end } = range;
+  const max = TOKEN_SPACE - 1;
+  if (start === end) return [[0, max]];
+  if (start < end) return [[start + 1, end]];
+  const parts: Array<[number, number]> = [];
+  if (start < max) parts.push([start + 1, max]);
+  parts.push([0, end]);
+  return parts;
+}

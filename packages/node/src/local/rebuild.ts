@@ -8,9 +8,7 @@
 // co-replica that is not rebuilding that range itself, or when every co-replica answered that it
 // is rebuilding too: then no replica holds anything to copy (a new cluster, or one that lost all
 // copies), and waiting would only keep the range unreadable.
-import type { TokenRange } from "@dynamo-ts/ring";
-
-const TOKEN_MAX = 0xffff_ffff;
+import { rangeIntervals, type TokenRange } from "@dynamo-ts/ring";
 
 /** A set of ring tokens as sorted, disjoint, non-adjacent inclusive intervals. */
 export class TokenSet {
@@ -18,7 +16,7 @@ export class TokenSet {
 
   /** Adds the tokens of `range` (start < t <= end, wrapping; start === end is the whole ring). */
   add(range: TokenRange): void {
-    for (const [low, high] of linear(range)) this.addInterval(low, high);
+    for (const [low, high] of rangeIntervals(range)) this.addInterval(low, high);
   }
 
   has(token: number): boolean {
@@ -31,7 +29,7 @@ export class TokenSet {
 
   /** Whether every token of `range` is in the set. */
   covers(range: TokenRange): boolean {
-    return linear(range).every(([low, high]) => this.intervals.some(([a, b]) => a <= low && high <= b));
+    return rangeIntervals(range).every(([low, high]) => this.intervals.some(([a, b]) => a <= low && high <= b));
   }
 
   private addInterval(low: number, high: number): void {
@@ -51,17 +49,6 @@ export class TokenSet {
     if (!placed) merged.push([low, high]);
     this.intervals = merged;
   }
-}
-
-/** The inclusive token intervals of a ring range. */
-function linear(range: TokenRange): Array<[number, number]> {
-  const { start, end } = range;
-  if (start === end) return [[0, TOKEN_MAX]];
-  if (start < end) return [[start + 1, end]];
-  const parts: Array<[number, number]> = [];
-  if (start < TOKEN_MAX) parts.push([start + 1, TOKEN_MAX]);
-  parts.push([0, end]);
-  return parts;
 }
 
 export type ExchangeOutcomeKind = "in-sync" | "repaired" | "refused" | "failed";
