@@ -15,6 +15,8 @@ const REPO = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../../.."
 const GENERATE = join(REPO, "examples/python/generate.sh");
 const EXAMPLE = join(REPO, "examples/python/kv_example.py");
 const INSTALL = "apt-get install python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc (or bash .ci/run)";
+/** Generous: on a loaded machine even `import grpc` can take seconds, and a slow probe must not read as a missing package. */
+const PROBE_TIMEOUT_MS = 120_000;
 
 interface Run {
   readonly code: number | null;
@@ -41,7 +43,7 @@ async function findPython(): Promise<{ python: string } | { missing: string }> {
   const candidates = process.env.DYNAMO_PYTHON ? [process.env.DYNAMO_PYTHON] : ["/usr/bin/python3", "python3"];
   const tried: string[] = [];
   for (const python of candidates) {
-    const probe = await run(python, ["-c", "import grpc, google.protobuf; print(grpc.__version__)"]);
+    const probe = await run(python, ["-c", "import grpc, google.protobuf; print(grpc.__version__)"], { timeoutMs: PROBE_TIMEOUT_MS });
     if (probe.code === 0) return { python };
     tried.push(`${python}: ${probe.stderr.trim().split("\n").at(-1) || `exit ${probe.code}`}`);
   }
@@ -51,8 +53,8 @@ async function findPython(): Promise<{ python: string } | { missing: string }> {
 /** Why the example cannot run here, or the python to run it with. */
 async function prerequisites(): Promise<{ python: string } | { missing: string }> {
   const missing: string[] = [];
-  if ((await run("protoc", ["--version"])).code !== 0) missing.push("protoc not found");
-  if (!existsSync(process.env.GRPC_PYTHON_PLUGIN ?? "/usr/bin/grpc_python_plugin") && (await run("sh", ["-c", "command -v grpc_python_plugin"])).code !== 0) {
+  if ((await run("protoc", ["--version"], { timeoutMs: PROBE_TIMEOUT_MS })).code !== 0) missing.push("protoc not found");
+  if (!existsSync(process.env.GRPC_PYTHON_PLUGIN ?? "/usr/bin/grpc_python_plugin") && (await run("sh", ["-c", "command -v grpc_python_plugin"], { timeoutMs: PROBE_TIMEOUT_MS })).code !== 0) {
     missing.push("grpc_python_plugin not found");
   }
   const python = await findPython();
@@ -89,7 +91,7 @@ describe.skipIf("missing" in found)(`${SUITE}${"missing" in found ? ` (skipped: 
   it("puts, reads, resolves two siblings with the context, deletes, and maps errors to gRPC codes", async () => {
     const key = "py-example";
     const node = cluster.node("n1").address;
-    const res = await run(python, [EXAMPLE, node, "--key", key], { env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" } });
+    const res = await run(python, [EXAMPLE, node, "--key", key], { env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" }, timeoutMs: 50_000 });
     expect(res.stderr).toBe("");
     expect(res.code).toBe(0);
 
