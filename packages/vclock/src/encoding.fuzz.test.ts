@@ -12,17 +12,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
-import {
-  CONTEXT_FORMAT_V1,
-  MAX_CLOCK_ENTRIES,
-  MAX_NODE_ID_BYTES,
-  SIBLING_SET_FORMAT_V1,
-  SIBLING_SET_FORMAT_V2,
-  decodeContext,
-  decodeSiblingSet,
-  encodeContext,
-  encodeSiblingSet,
-} from "./encoding.js";
+import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, MAX_NODE_ID_BYTES, SIBLING_SET_FORMAT_V1, SIBLING_SET_FORMAT_V2, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
 import { InvalidContextError, InvalidEncodingError } from "./errors.js";
 import type { SiblingSet } from "./siblings.js";
 import { anySiblingSet } from "./test-support/arbitraries.js";
