@@ -1,5 +1,6 @@
-// Typed client for a dynamo-ts cluster. Talks to one node (any node coordinates) over
-// Connect, gRPC or gRPC-Web; errors are ConnectErrors with the codes of the public API.
+// Typed client for a dynamo-ts cluster over Connect, gRPC or gRPC-Web. Any node coordinates
+// any key, so given several nodes the client spreads calls over them and fails over (see
+// errors.ts for when a call may be sent again). Every failure is a DynamoError.
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   AdminService,
@@ -11,18 +12,27 @@ import {
   type RepairResponse,
   type StatusResponse,
 } from "@dynamo-ts/proto";
+import { DynamoError, type FailedAttempt, declined, mayRetry, noAnswer } from "./errors.js";
+import { NodePool } from "./node-pool.js";
 import { createDynamoTransport, type DynamoTransportOptions } from "./transport.js";
 
-/** The node and wire (as createDynamoTransport takes them), plus the client's own settings. */
-export interface DynamoClientOptions extends DynamoTransportOptions {
-  /** Default deadline of each call, in ms; also sent to the node as timeout_ms. */
+export interface DynamoClientOptions extends Omit<DynamoTransportOptions, "node"> {
+  /** One node: `127.0.0.1:7001` or `http://127.0.0.1:7001`. Give `node` or `nodes`. */
+  readonly node?: string;
+  /** Several nodes: calls are spread over them round-robin and fail over (see the README). */
+  readonly nodes?: readonly string[];
+  /** Deadline of each attempt of a call, in ms; also sent to the node as timeout_ms. */
   readonly timeoutMs?: number;
-  /** The cluster secret, for operator calls that need it (leave). */
+  /** The cluster secret, for the operator calls that need it (repair, repairKey, leave). */
   readonly clusterSecret?: string;
+  /** How long a node that gave no answer is passed over, in ms (default 1000). */
+  readonly backoffMs?: number;
 }
 
 export interface CallOptions {
+  /** Deadline of each attempt, in ms (default: the client's). Bound a whole call with `signal`. */
   readonly timeoutMs?: number;
+  /** Cancels the call, failover included: it rejects with a DynamoError of code Canceled. */
   readonly signal?: AbortSignal;
 }
 
@@ -38,6 +48,13 @@ export interface WriteOptions extends CallOptions {
   readonly w?: number;
 }
 
+export interface UpdateOptions extends CallOptions {
+  /** Read quorum of the read. */
+  readonly r?: number;
+  /** Write quorum of the write. */
+  readonly w?: number;
+}
+
 export interface GetResult {
   /** Concurrent values (siblings); more than one means the writes conflicted. */
   readonly values: Uint8Array[];
@@ -45,78 +62,153 @@ export interface GetResult {
   readonly context: Uint8Array;
 }
 
+/** Given the key's values (null: no such key), the value to write; null deletes. */
+export type Updater = (siblings: Uint8Array[] | null) => Uint8Array | string | null | Promise<Uint8Array | string | null>;
+
+interface Endpoint {
+  readonly url: string;
+  readonly kv: Client<typeof KVService>;
+  readonly admin: Client<typeof AdminService>;
+  readonly close: () => void;
+}
+
+/** What each attempt of a call is sent with. */
+interface AttemptOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+/** How a call may fail over: a read or write on any node, or an operator call to the first. */
+type CallKind = "read" | "write" | "operator";
+
 export class DynamoClient {
-  private readonly kv: Client<typeof KVService>;
-  private readonly admin: Client<typeof AdminService>;
-  private readonly closeTransport: () => void;
+  private readonly endpoints: readonly Endpoint[];
+  private readonly pool: NodePool<Endpoint>;
   private readonly timeoutMs: number | undefined;
   private readonly clusterSecret: string | undefined;
+  /** The origin of every node, in the order given. */
+  readonly nodes: readonly string[];
+  /** The first node's origin: where operator calls (status, hints, repair, ...) go. */
   readonly baseUrl: string;
 
+  /** TypeError for no node, both `node` and `nodes`, a bad address or gRPC over HTTP/1.1. */
   constructor(options: DynamoClientOptions) {
+    if ((options.node === undefined) === (options.nodes === undefined)) throw new TypeError("give DynamoClient either `node` or `nodes`");
+    const addresses = options.nodes ?? [options.node!];
     this.timeoutMs = options.timeoutMs;
     this.clusterSecret = options.clusterSecret;
-    const { transport, baseUrl, close } = createDynamoTransport(options);
-    this.baseUrl = baseUrl;
-    this.closeTransport = close;
-    this.kv = createClient(KVService, transport);
-    this.admin = createClient(AdminService, transport);
-  }
-
-  private callOptions(options: CallOptions | undefined): { timeoutMs?: number; signal?: AbortSignal } {
-    const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
-    return { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(options?.signal ? { signal: options.signal } : {}) };
-  }
-
-  /** callOptions plus the cluster secret header, for the operator calls that need it. */
-  private secretCallOptions(method: string, options: CallOptions | undefined): { timeoutMs?: number; signal?: AbortSignal; headers: Record<string, string> } {
-    if (!this.clusterSecret) throw new TypeError(`${method} needs the cluster secret (clusterSecret option)`);
-    return { ...this.callOptions(options), headers: { [CLUSTER_SECRET_HEADER]: this.clusterSecret } };
-  }
-
-  /** Reads a key; null when it does not exist or was deleted. */
-  async get(key: string, options?: GetOptions): Promise<GetResult | null> {
-    const call = this.callOptions(options);
+    const endpoints: Endpoint[] = [];
     try {
-      const res = await this.kv.get({ key, r: options?.r, timeoutMs: call.timeoutMs }, call);
-      return { values: res.siblings.map((s) => s.value), context: res.context };
+      for (const node of addresses) {
+        const { transport, baseUrl, close } = createDynamoTransport({ ...options, node });
+        endpoints.push({ url: baseUrl, kv: createClient(KVService, transport), admin: createClient(AdminService, transport), close });
+      }
     } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.NotFound) return null;
+      for (const e of endpoints) e.close();
+      throw err;
+    }
+    this.endpoints = endpoints;
+    this.pool = new NodePool(endpoints, options.backoffMs ?? 1000);
+    this.nodes = endpoints.map((e) => e.url);
+    this.baseUrl = this.nodes[0]!;
+  }
+
+  /**
+   * Runs one call: on the nodes in the pool's order for reads and writes, on the first node
+   * for operator calls, until it succeeds or may not be tried again (errors.ts: mayRetry).
+   */
+  private async call<T>(kind: CallKind, options: CallOptions | undefined, headers: Record<string, string> | undefined, send: (node: Endpoint, attempt: AttemptOptions) => Promise<T>): Promise<T> {
+    const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
+    const attempt: AttemptOptions = { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(options?.signal ? { signal: options.signal } : {}), ...(headers ? { headers } : {}) };
+    const order = kind === "operator" ? [this.endpoints[0]!] : this.pool.order();
+    const attempts: FailedAttempt[] = [];
+    for (const [i, node] of order.entries()) {
+      try {
+        const result = await send(node, attempt);
+        this.pool.answered(node);
+        return result;
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        attempts.push({ node: node.url, code: ce.code, message: ce.rawMessage });
+        if (noAnswer(ce) || declined(ce)) this.pool.failed(node);
+        else this.pool.answered(node);
+        const last = i === order.length - 1 || kind === "operator" || options?.signal?.aborted === true || !mayRetry(kind, ce);
+        if (last) throw new DynamoError(ce, node.url, attempts);
+      }
+    }
+    throw new Error("unreachable: a call tries at least one node");
+  }
+
+  /** The cluster secret header, for the operator calls that need it. */
+  private secretHeaders(method: string): Record<string, string> {
+    if (!this.clusterSecret) throw new TypeError(`${method} needs the cluster secret (clusterSecret option)`);
+    return { [CLUSTER_SECRET_HEADER]: this.clusterSecret };
+  }
+
+  /** Reads a key; null when it does not exist or was deleted. Fails over to other nodes. */
+  async get(key: string, options?: GetOptions): Promise<GetResult | null> {
+    try {
+      return await this.call("read", options, undefined, async ({ kv }, call) => {
+        const res = await kv.get({ key, r: options?.r, timeoutMs: call.timeoutMs }, call);
+        return { values: res.siblings.map((s) => s.value), context: res.context };
+      });
+    } catch (err) {
+      if (err instanceof DynamoError && err.code === Code.NotFound) return null;
       throw err;
     }
   }
 
-  /** Writes a value; returns the context of the new version. */
-  async put(key: string, value: Uint8Array | string, options?: WriteOptions): Promise<{ context: Uint8Array }> {
-    const call = this.callOptions(options);
+  /** Writes a value; returns the context of the new version. Fails over only when safe. */
+  put(key: string, value: Uint8Array | string, options?: WriteOptions): Promise<{ context: Uint8Array }> {
     const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
-    const res = await this.kv.put({ key, value: bytes, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call);
-    return { context: res.context };
+    return this.call("write", options, undefined, async ({ kv }, call) => {
+      const res = await kv.put({ key, value: bytes, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call);
+      return { context: res.context };
+    });
   }
 
   /** Deletes the versions the context covers (every version with no context). */
   async delete(key: string, options?: WriteOptions): Promise<void> {
-    const call = this.callOptions(options);
-    await this.kv.delete({ key, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call);
-  }
-
-  /** The node's view of the cluster. */
-  status(options?: CallOptions): Promise<StatusResponse> {
-    return this.admin.status({}, this.callOptions(options));
-  }
-
-  /** Hints the node holds for other nodes (hinted handoff), per target, with counters. */
-  hints(options?: CallOptions): Promise<ListHintsResponse> {
-    return this.admin.listHints({}, this.callOptions(options));
+    await this.call("write", options, undefined, ({ kv }, call) => kv.delete({ key, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call));
   }
 
   /**
-   * Runs an anti-entropy exchange now between the node and the co-replicas of every range it
-   * replicates that overlaps `range` (tokens start < t <= end, wrapping; all ranges when
-   * omitted), and reports what moved. Needs the cluster secret.
+   * Read-modify-write: reads the key, calls `fn` with its values (several when there are
+   * siblings; null when the key does not exist) and writes what it returns with the context
+   * read, so the write replaces exactly those values (null deletes them). Returns the new
+   * context, or null after a delete or when `fn` returned null for a missing key (nothing is
+   * written). Not atomic: a write made between the read and the write survives as a sibling,
+   * which the next update's `fn` receives. It retries nothing beyond get's and put's failover;
+   * an error thrown by `fn` rejects the update as is.
+   */
+  async update(key: string, fn: Updater, options?: UpdateOptions): Promise<{ context: Uint8Array } | null> {
+    const { r, w, ...call } = options ?? {};
+    const read = await this.get(key, { ...call, r });
+    const value = await fn(read ? read.values : null);
+    const write = { ...call, w, context: read?.context };
+    if (value !== null) return this.put(key, value, write);
+    if (read) await this.delete(key, write);
+    return null;
+  }
+
+  /** The first node's view of the cluster. */
+  status(options?: CallOptions): Promise<StatusResponse> {
+    return this.call("operator", options, undefined, ({ admin }, call) => admin.status({}, call));
+  }
+
+  /** Hints the first node holds for other nodes (hinted handoff), per target, with counters. */
+  hints(options?: CallOptions): Promise<ListHintsResponse> {
+    return this.call("operator", options, undefined, ({ admin }, call) => admin.listHints({}, call));
+  }
+
+  /**
+   * Runs an anti-entropy exchange now between the first node and the co-replicas of every
+   * range it replicates that overlaps `range` (tokens start < t <= end, wrapping; all ranges
+   * when omitted), and reports what moved. Needs the cluster secret.
    */
   async repair(range?: { start: number; end: number }, options?: CallOptions): Promise<RepairResponse> {
-    return this.admin.repair(range ? { range } : {}, this.secretCallOptions("repair", options));
+    return this.call("operator", options, this.secretHeaders("repair"), ({ admin }, call) => admin.repair(range ? { range } : {}, call));
   }
 
   /**
@@ -125,21 +217,21 @@ export class DynamoClient {
    * the cluster secret and every replica of the key up.
    */
   async repairKey(key: string, options?: CallOptions): Promise<RepairKeyResponse> {
-    return this.admin.repairKey({ key }, this.secretCallOptions("repairKey", options));
+    return this.call("operator", options, this.secretHeaders("repairKey"), ({ admin }, call) => admin.repairKey({ key }, call));
   }
 
-  /** Anti-entropy per range the node replicates: last exchange, keys repaired, bytes moved. */
+  /** Anti-entropy per range the first node replicates: last exchange, keys repaired, bytes moved. */
   antiEntropyStatus(options?: CallOptions): Promise<AntiEntropyStatusResponse> {
-    return this.admin.antiEntropyStatus({}, this.callOptions(options));
+    return this.call("operator", options, undefined, ({ admin }, call) => admin.antiEntropyStatus({}, call));
   }
 
-  /** Asks the node to leave the cluster for good (it leaves every ring, then shuts down). */
+  /** Asks the first node to leave the cluster for good (it leaves every ring, then shuts down). */
   async leave(options?: CallOptions): Promise<void> {
-    await this.admin.leave({}, this.secretCallOptions("leave", options));
+    await this.call("operator", options, this.secretHeaders("leave"), ({ admin }, call) => admin.leave({}, call));
   }
 
-  /** Closes the HTTP/2 connection; the client can't be used afterwards. */
+  /** Closes every node's HTTP/2 connection; the client can't be used afterwards. */
   close(): void {
-    this.closeTransport();
+    for (const e of this.endpoints) e.close();
   }
 }
