@@ -3,8 +3,9 @@ import { readFileSync } from "node:fs";
 import { run } from "./cli.js";
 
 run(process.argv.slice(2), {
-  out: (s) => process.stdout.write(s),
+  out: (data) => process.stdout.write(data),
   err: (s) => process.stderr.write(s),
+  outIsTty: process.stdout.isTTY === true,
   stdin: () => new Uint8Array(readFileSync(0)),
   env: process.env,
 }).then((code) => {

@@ -1,15 +1,20 @@
 // The `dynamo` command-line tool. Exit codes: 0 success, 1 failure reported by the cluster,
-// 2 usage error, 3 key not found, 4 cluster unavailable or deadline exceeded.
+// 2 usage error or invalid request (InvalidArgument, ResourceExhausted), 3 key not found,
+// 4 cluster unavailable or deadline exceeded.
+import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { AntiEntropyStatusResponseSchema, ListHintsResponseSchema, RepairKeyResponseSchema, RepairResponseSchema, StatusResponseSchema } from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
 import type { Protocol } from "./transport.js";
+import { VERSION } from "./version.js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, unavailable: 4 } as const;
 
 const HELP = `Usage: dynamo <command> [options]
 
 Commands:
-  get KEY                 Read a key; prints every sibling and the context
+  get KEY                 Read a key: its value on stdout, exactly as stored (several values,
+                          siblings, each followed by a newline); the context on stderr
   put KEY VALUE           Write a value (VALUE '-' reads standard input)
   delete KEY              Delete a key
   status                  Show the node's view of the cluster
@@ -21,24 +26,35 @@ Commands:
                           "cannot take a new version"); every replica must be up (needs the secret)
 
 Options:
-  --node HOST:PORT        Node to talk to (env DYNAMO_NODE, default 127.0.0.1:7001)
+  --node HOST:PORT[,...]  Node(s) to talk to (env DYNAMO_NODE, default 127.0.0.1:7001); with
+                          several, get/put/delete fail over; other commands ask the first
   --r N                   Read quorum for this request (get)
   --w N                   Write quorum for this request (put, delete)
   --context BASE64        Context from an earlier get (put, delete); omit for a blind write
-  --base64                VALUE is base64 (put); print values as base64 (get)
+  --base64                VALUE is base64 (put); print each value base64, on a line (get)
+  --show-context          Print the context on stdout, as the first line, not on stderr (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
   --secret S              Cluster secret for leave, repair and repair-key (env DYNAMO_CLUSTER_SECRET)
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --protocol P            connect (default), grpc or grpc-web
-  --json                  Machine-readable output
+  --json                  One JSON document on stdout (proto3 JSON for status, hints, ranges,
+                          repair, repair-key: 64-bit integers as strings, every field present)
+  --version               Print the version
   -h, --help              Show this help
 
-Exit codes: 0 ok, 1 failed, 2 usage error, 3 not found, 4 unavailable or deadline exceeded.
+Exit codes:
+  0  ok (get: found)
+  1  the cluster refused or failed the request (FailedPrecondition, PermissionDenied, ...)
+  2  usage error, or an invalid request: InvalidArgument (e.g. a value over the node's
+     --max-value-bytes), ResourceExhausted (a request larger than the node reads at all)
+  3  not found (get)
+  4  unavailable or deadline exceeded (trying again later may succeed)
 
 Examples:
   dynamo put greeting hello
   dynamo get greeting
-  dynamo put greeting hi --context <context printed by get>
+  dynamo put greeting hi --context "$(dynamo get greeting --show-context | head -n1)"
+  dynamo get photo > photo.jpg
 `;
 
 class UsageError extends Error {}
@@ -49,7 +65,7 @@ interface Parsed {
 }
 
 const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "range"]);
-const BOOLEAN_FLAGS = new Set(["base64", "json", "help"]);
+const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
   const positional: string[] = [];
@@ -103,22 +119,20 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-function isControl(ch: string): boolean {
-  const code = ch.codePointAt(0)!;
-  return (code < 0x20 && ch !== "\n" && ch !== "\t") || code === 0x7f;
-}
+const NEWLINE = new Uint8Array([0x0a]);
 
-function printable(value: Uint8Array, base64: boolean): string {
-  if (!base64) {
-    try {
-      const text = new TextDecoder("utf-8", { fatal: true }).decode(value);
-      // Control characters would garble the terminal: show those values as base64.
-      if (![...text].some(isControl)) return text;
-    } catch {
-      // not UTF-8: fall through
-    }
-  }
-  return `base64:${Buffer.from(value).toString("base64")}`;
+/**
+ * What `dynamo get` prints on stdout: one value as its exact bytes (a newline added only on a
+ * terminal, when the value does not end in one); several (siblings) each followed by a
+ * newline; with --base64 every value base64-encoded, followed by a newline.
+ */
+export function formatValues(values: readonly Uint8Array[], base64: boolean, terminal: boolean): Uint8Array {
+  return Buffer.concat(
+    values.flatMap((value) => {
+      const bytes = base64 ? Buffer.from(Buffer.from(value).toString("base64")) : value;
+      return base64 || values.length > 1 || (terminal && bytes.at(-1) !== 0x0a) ? [bytes, NEWLINE] : [bytes];
+    }),
+  );
 }
 
 function decodeBase64(text: string, what: string): Uint8Array {
@@ -127,8 +141,11 @@ function decodeBase64(text: string, what: string): Uint8Array {
 }
 
 export interface Io {
-  out(line: string): void;
+  /** stdout: text, or bytes written as they are (values). */
+  out(data: string | Uint8Array): void;
   err(line: string): void;
+  /** stdout is a terminal. */
+  readonly outIsTty?: boolean;
   stdin(): Uint8Array;
   env: NodeJS.ProcessEnv;
 }
@@ -143,6 +160,10 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   const { positional, flags } = parsed;
   const [command, ...args] = positional;
+  if (flags.has("version") && !flags.has("help")) {
+    io.out(`dynamo ${VERSION}\n`);
+    return EXIT.ok;
+  }
   if (flags.has("help") || command === undefined || command === "help") {
     io.out(HELP);
     return command === undefined && !flags.has("help") ? EXIT.usage : EXIT.ok;
@@ -158,9 +179,14 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     const expectArgs = (n: number, usage: string) => {
       if (args.length !== n) throw new UsageError(`usage: dynamo ${usage}`);
     };
-    const node = flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001";
+    const nodes = (flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001").split(",").map((n) => n.trim()).filter((n) => n !== "");
+    if (nodes.length === 0) throw new UsageError("--node needs HOST:PORT");
     const clusterSecret = flags.get("secret") ?? io.env["DYNAMO_CLUSTER_SECRET"];
-    client = new DynamoClient({ node, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(clusterSecret ? { clusterSecret } : {}) });
+    try {
+      client = new DynamoClient({ nodes, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(clusterSecret ? { clusterSecret } : {}) });
+    } catch (err) {
+      throw err instanceof TypeError ? new UsageError(err.message) : err;
+    }
 
     switch (command) {
       case "get": {
@@ -174,12 +200,12 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         const context = Buffer.from(result.context).toString("base64");
         if (json) {
           io.out(JSON.stringify({ key: args[0], found: true, values: result.values.map((v) => Buffer.from(v).toString("base64")), context }) + "\n");
-        } else if (result.values.length === 1) {
-          io.out(`${printable(result.values[0]!, base64)}\ncontext: ${context}\n`);
-        } else {
-          const lines = result.values.map((v, i) => `  [${i + 1}] ${printable(v, base64)}`);
-          io.out(`${result.values.length} siblings (concurrent writes; resolve with put --context):\n${lines.join("\n")}\ncontext: ${context}\n`);
+          return EXIT.ok;
         }
+        if (flags.has("show-context")) io.out(`${context}\n`);
+        else io.err(`context: ${context}\n`);
+        if (result.values.length > 1) io.err(`dynamo: ${result.values.length} siblings (concurrent writes), each followed by a newline; resolve them with put --context\n`);
+        io.out(formatValues(result.values, base64, io.outIsTty === true));
         return EXIT.ok;
       }
       case "put": {
@@ -201,7 +227,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         expectArgs(0, "status");
         const s = await client.status();
         if (json) {
-          io.out(toJsonLine(s));
+          io.out(toJsonLine(StatusResponseSchema, s));
           return EXIT.ok;
         }
         const rows = s.members.map((m) => [
@@ -232,7 +258,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         const res = await client.repair(range);
         const failed = res.exchanges.filter((e) => e.outcome === "failed" || e.outcome === "refused");
         if (json) {
-          io.out(toJsonLine(res));
+          io.out(toJsonLine(RepairResponseSchema, res));
           return failed.length > 0 ? EXIT.failed : EXIT.ok;
         }
         const sum = (field: "keysFetched" | "keysPushed" | "keysRepaired" | "bytesMoved" | "hashesCompared" | "keysWithheld") =>
@@ -270,7 +296,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         const res = await client.repairKey(args[0]!);
         io.out(
           json
-            ? toJsonLine(res)
+            ? toJsonLine(RepairKeyResponseSchema, res)
             : `repaired ${JSON.stringify(args[0])} on ${res.replicas.join(", ")}: ${res.siblings} sibling(s) kept under fresh versions; ` +
                 `the old clock named ${res.clockEntriesBefore} node(s), highest counter ${res.highestCounterBefore}\n`,
         );
@@ -280,7 +306,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         expectArgs(0, "ranges");
         const s = await client.antiEntropyStatus();
         if (json) {
-          io.out(toJsonLine(s));
+          io.out(toJsonLine(AntiEntropyStatusResponseSchema, s));
           return EXIT.ok;
         }
         const rows = s.ranges.map((r) => [
@@ -304,7 +330,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         expectArgs(0, "hints");
         const h = await client.hints();
         if (json) {
-          io.out(toJsonLine(h));
+          io.out(toJsonLine(ListHintsResponseSchema, h));
           return EXIT.ok;
         }
         const rows = h.targets.map((t) => [
@@ -332,8 +358,9 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return EXIT.usage;
     }
     const ce = ConnectError.from(err);
-    io.err(`dynamo: ${Code[ce.code]}: ${ce.rawMessage}\n`);
-    if (ce.code === Code.InvalidArgument) return EXIT.usage;
+    const tooLarge = ce.code === Code.ResourceExhausted ? " (the request is larger than the node reads; values may be at most its --max-value-bytes)" : "";
+    io.err(`dynamo: ${Code[ce.code]}: ${ce.rawMessage}${tooLarge}\n`);
+    if (ce.code === Code.InvalidArgument || ce.code === Code.ResourceExhausted) return EXIT.usage;
     if (ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded) return EXIT.unavailable;
     return EXIT.failed;
   } finally {
@@ -341,9 +368,9 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   }
 }
 
-/** One line of JSON; protobuf's 64-bit integers (bigint) become numbers. */
-function toJsonLine(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)) + "\n";
+/** A node's answer as one line of proto3 JSON (as Connect's JSON protocol writes it), every field present. */
+function toJsonLine<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): string {
+  return JSON.stringify(toJson(schema, message, { alwaysEmitImplicit: true })) + "\n";
 }
 
 function formatAge(ms: number): string {
