@@ -137,6 +137,12 @@ describe("run", () => {
     expect(a.out.join("")).toContain("Usage: dynamo-bench");
   });
 
+  it("prints --version and exits 0", async () => {
+    const a = io();
+    expect(await run(["--version"], a.io)).toBe(EXIT.ok);
+    expect(a.out.join("")).toMatch(/^dynamo-bench \d+\.\d+\.\d+\n$/);
+  });
+
   it("exits 2 with the reason and the help on a usage error", async () => {
     const a = io();
     expect(await run(["--records", "x"], a.io)).toBe(EXIT.usage);

@@ -6,6 +6,7 @@ import { type BenchOptions, BenchSetupError, type Ceiling, CEILINGS, DEFAULT_DUR
 import { formatErrors, formatProgress, formatRate, formatReport } from "./report.js";
 import type { Distribution, WorkloadName } from "./workloads.js";
 import { isWorkloadName, WORKLOAD_NAMES } from "./workloads.js";
+import { VERSION } from "./version.js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
@@ -41,6 +42,7 @@ Options:
   --storage-dir DIR         Where the storage ceiling's temporary database goes (default: the OS temp dir)
   --json                    Print the result as JSON on stdout (progress stays on stderr)
   --quiet                   No progress on stderr
+  --version                 Print the version
   -h, --help                Show this help
 
 Exit codes: 0 completed (errors, if any, are in the report), 1 could not run, 2 usage error, 130 interrupted.
@@ -52,6 +54,7 @@ export class BenchUsageError extends Error {
 
 export interface CliCommand {
   readonly help: boolean;
+  readonly version: boolean;
   readonly json: boolean;
   readonly quiet: boolean;
   readonly options: BenchOptions;
@@ -116,6 +119,7 @@ export function parseCommand(argv: readonly string[]): CliCommand {
         json: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
       },
     }));
   } catch (err) {
@@ -181,7 +185,7 @@ export function parseCommand(argv: readonly string[]): CliCommand {
     storageDir: str("storage-dir"),
   };
   if (options.seed > 0xffffffff) throw new BenchUsageError(`--seed must be at most ${0xffffffff}, got ${options.seed}`);
-  return { help: values.help === true, json: values.json === true, quiet: values.quiet === true, options };
+  return { help: values.help === true, version: values.version === true, json: values.json === true, quiet: values.quiet === true, options };
 }
 
 export interface Io {
@@ -204,6 +208,10 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
   }
   if (command.help) {
     io.out(HELP);
+    return EXIT.ok;
+  }
+  if (command.version) {
+    io.out(`dynamo-bench ${VERSION}\n`);
     return EXIT.ok;
   }
   const log = (text: string) => {

@@ -72,6 +72,17 @@ describe("dynamo CLI output for scripts", () => {
     expect(a.out.join("")).toBe(`dynamo ${PACKAGE.version}\n`);
   });
 
+  it("prints --version in dynamo-node and dynamo-bench too", async () => {
+    for (const [bin, name] of [
+      ["packages/node/dist/main.js", "node"],
+      ["packages/bench/dist/bin.js", "bench"],
+    ]) {
+      const version = (JSON.parse(readFileSync(`${REPO_ROOT}packages/${name}/package.json`, "utf8")) as { version: string }).version;
+      const ran = await runProcess(process.execPath, [`${REPO_ROOT}${bin}`, "--version"]);
+      expect([ran.code, ran.stdout.toString(), ran.stderr]).toEqual([0, `dynamo-${name} ${version}\n`, ""]);
+    }
+  });
+
   it("prints a value's exact bytes, a newline only on a terminal; siblings and base64 one per line", () => {
     const binary = new Uint8Array([0, 10, 255, 13]);
     expect([...formatValues([binary], false, false)]).toEqual([0, 10, 255, 13]);

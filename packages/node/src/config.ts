@@ -153,6 +153,7 @@ export function helpText(): string {
     const def = o.default !== undefined && !o.boolean ? ` (default ${o.default})` : "";
     lines.push(`  ${name.padEnd(30)} ${o.help}${def}  [${envName(o.flag)}]`);
   }
+  lines.push(`  ${"--version".padEnd(30)} Print the version`);
   lines.push(`  ${"--help".padEnd(30)} Show this help`);
   return lines.join("\n");
 }

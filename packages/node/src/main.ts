@@ -4,11 +4,16 @@
 import { ConfigError, helpText, parseConfig } from "./config.js";
 import { jsonLogger, rateLimited, survivePipeErrors } from "./observability/log.js";
 import { DynamoNode, StartupError } from "./node.js";
+import { VERSION } from "./version.js";
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(helpText() + "\n");
+    return;
+  }
+  if (argv.includes("--version")) {
+    process.stdout.write(`dynamo-node ${VERSION}\n`);
     return;
   }
   let config;
