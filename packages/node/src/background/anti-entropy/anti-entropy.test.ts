@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { type Client, Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
 import { HASH_FORMAT_VERSION, MerkleTree } from "@dynamo-ts/merkle";
-import { AntiEntropyService, type ExchangeRequestSchema, type ExchangeResponse } from "@dynamo-ts/proto";
+import { AntiEntropyService, CLUSTER_SECRET_HEADER, type ExchangeRequestSchema, type ExchangeResponse } from "@dynamo-ts/proto";
 import { replicaRanges, Ring, TOKEN_SPACE } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
 import { encodeSiblingSet, type SiblingSet, update } from "@dynamo-ts/vclock";
@@ -17,7 +17,6 @@ import { treeDepthFor } from "./ranges.js";
 import { antiEntropyService } from "./service.js";
 import { jsonLogger } from "../../observability/log.js";
 import { Metrics } from "../../observability/metrics.js";
-import { SECRET_HEADER } from "../../rpc/peers.js";
 import { LocalReplica } from "../../local/replica.js";
 import { requireInternal } from "../../rpc/services.js";
 
@@ -81,7 +80,7 @@ class InProcessCluster {
   /** A client of `peer`'s AntiEntropyService through the Connect router (messages are serialized). */
   client(peer: string, secret: string | undefined): Client<typeof AntiEntropyService> {
     const addSecret: Interceptor = (next) => (req) => {
-      if (secret !== undefined) req.header.set(SECRET_HEADER, secret);
+      if (secret !== undefined) req.header.set(CLUSTER_SECRET_HEADER, secret);
       return next(req);
     };
     const transport = createRouterTransport(
