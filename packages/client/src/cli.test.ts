@@ -135,7 +135,7 @@ describe("dynamo CLI against a three-node cluster", () => {
     const siblings = await dynamo(["get", "fruit", "--node", n1, "--r", "3"]);
     expect(siblings.code).toBe(EXIT.ok);
     expect(siblings.stdout.toString().split("\n").slice(0, -1).sort()).toEqual(["apples", "pears"]);
-    expect(siblings.stderr).toMatch(/^context: \S+\ndynamo: 2 siblings \(concurrent writes\)/);
+    expect(siblings.stderr).toMatch(/^dynamo: 2 siblings \(concurrent writes\); resolve them with put --context\ncontext: \S+\n$/);
     const base64 = await dynamo(["get", "fruit", "--node", n1, "--r", "3", "--base64"]);
     expect(base64.stdout.toString().split("\n").slice(0, -1).sort()).toEqual(["YXBwbGVz", "cGVhcnM="]);
 

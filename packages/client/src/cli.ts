@@ -203,9 +203,9 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
           return EXIT.ok;
         }
         if (flags.has("show-context")) io.out(`${context}\n`);
-        else io.err(`context: ${context}\n`);
-        if (result.values.length > 1) io.err(`dynamo: ${result.values.length} siblings (concurrent writes), each followed by a newline; resolve them with put --context\n`);
         io.out(formatValues(result.values, base64, io.outIsTty === true));
+        if (result.values.length > 1) io.err(`dynamo: ${result.values.length} siblings (concurrent writes); resolve them with put --context\n`);
+        if (!flags.has("show-context")) io.err(`context: ${context}\n`);
         return EXIT.ok;
       }
       case "put": {
