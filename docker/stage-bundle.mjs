@@ -2,7 +2,7 @@
 // Stages the runtime files of the dynamo-ts node and CLI into docker/bundle/ (the only part of
 // the repository the image build sees, see /.dockerignore):
 //
-//   bundle/app/node_modules/@dynamo-ts/<pkg>/{package.json,dist/}   workspace packages, built
+//   bundle/app/node_modules/@dynamo-ts/<pkg>/{package.json,dist/,bin/} workspace packages, built
 //   bundle/app/node_modules/<dep>/...                                 production dependencies
 //   bundle/app/bin/<command>                                         launchers for package "bin"s
 //   bundle/app/healthcheck.mjs, bundle/data/                          image plumbing
@@ -100,6 +100,9 @@ function stagePackage(realDir, stageDir, workspaceName) {
     fs.mkdirSync(stageDir, { recursive: true });
     fs.copyFileSync(path.join(realDir, "package.json"), path.join(stageDir, "package.json"));
     copyTree(dist, path.join(stageDir, "dist"));
+    // A bin launcher kept outside dist/ so that npm can link it before anything is built.
+    const bin = path.join(realDir, "bin");
+    if (fs.existsSync(bin)) copyTree(bin, path.join(stageDir, "bin"));
     return;
   }
   copyTree(realDir, stageDir, { skipTopLevel: new Set(["node_modules", "prebuilds"]) });
