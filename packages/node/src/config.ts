@@ -187,7 +187,8 @@ export function readRawOptions(argv: readonly string[], env: NodeJS.ProcessEnv):
   return raw;
 }
 
-const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a node id may be (--node-id, --peers); also the ids an imported record's clock may name. */
+export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function parseHostPort(value: string, what: string): string {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);

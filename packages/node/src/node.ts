@@ -6,7 +6,7 @@ import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
-import { decodeSiblingSet, encodeSiblingSet, sync } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, encodeSiblingSet, resolveLastWriteWins, sync } from "@dynamo-ts/vclock";
 import { AntiEntropy } from "./background/anti-entropy/index.js";
 import { type NodeConfig, swimSettings } from "./config.js";
 import { ContextSealer } from "./requests/context-seal.js";
@@ -20,6 +20,8 @@ import { DualProtocolListener } from "./rpc/listener.js";
 import { type Logger, jsonLogger } from "./observability/log.js";
 import { Metrics } from "./observability/metrics.js";
 import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
+import { type ExportOptions, ExportWalk } from "./requests/export.js";
+import { DEFAULT_PAGE_BYTES, DEFAULT_PAGE_KEYS } from "./rpc/export-import.js";
 import { Membership } from "./cluster/membership.js";
 import { type MessageLimits, messageLimits } from "./rpc/message-limits.js";
 import { hasClusterSecret, PeerPool } from "./rpc/peers.js";
@@ -383,7 +385,34 @@ export class DynamoNode {
       validateKey: (key) => coordinator.validateKey(key),
       repairKey: (key, deadline) => this.repairKey(key, deadline),
       leave: () => this.leave(),
+      draining: this.draining.signal,
+      exportWalk: (options) => this.exportWalk(options),
+      contextOf: (key, set) => coordinator.contextOf(key, set),
+      importRecord: (key, set, deadline) => coordinator.importRecord(key, set, deadline),
     };
+  }
+
+  /**
+   * AdminService.Export: every member's store read page by page (this node's own directly, the
+   * others' over ReplicaService.Scan, each page within the request timeout) and merged per key.
+   */
+  private exportWalk(options: ExportOptions): ExportWalk {
+    const { config } = this;
+    const limits = { maxKeys: DEFAULT_PAGE_KEYS, maxBytes: DEFAULT_PAGE_BYTES };
+    const pageTimeoutMs = Math.max(config.requestTimeoutMs, 10_000);
+    return new ExportWalk(
+      {
+        ring: () => this.ring,
+        n: config.n,
+        r: config.r,
+        resolve: (set) => (config.resolution === "lww" ? resolveLastWriteWins(set) : set),
+        scan: (node, after, lastToken, signal) =>
+          node === config.nodeId
+            ? this.replica.scan(after, lastToken, limits)
+            : this.replicas.observe(node, this.peers.scan(node, after, lastToken, limits, signal, pageTimeoutMs)),
+      },
+      options,
+    );
   }
 
   /** AdminService.RepairKey: rebuilds a key whose clock was damaged, on every replica (key-repair.ts). */

@@ -4,11 +4,14 @@ import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufb
 import {
   DeleteRequestSchema,
   ExchangeRequestSchema,
+  ExportRequestSchema,
+  ImportRequestSchema,
   GetRequestSchema,
   HealthCheckRequestSchema,
   PutRequestSchema,
   ReadRequestSchema,
   ReplicaOpSchema,
+  ScanRequestSchema,
   SendRequestSchema,
   StatusRequestSchema,
   StreamRequestSchema,
@@ -153,4 +156,32 @@ export function encode<D extends DescMessage>(schema: D, init: Init<D>): Uint8Ar
 
 export function utf8Bytes(text: string): Uint8Array {
   return utf8.encode(text);
+}
+
+const anyToken = (rng: Rng): number => rng.pick([0, 1, 2 ** 31, 2 ** 32 - 1, rng.int(2 ** 31) * 2]);
+
+export function scanRequest(rng: Rng): Init<typeof ScanRequestSchema> {
+  return { afterToken: anyToken(rng), afterKey: rng.chance(0.5) ? "" : anyKey(rng), lastToken: anyToken(rng), maxKeys: optionalUint32(rng) ?? 0, maxBytes: optionalUint32(rng) ?? 0 };
+}
+
+export function exportRequest(rng: Rng): Init<typeof ExportRequestSchema> {
+  return {
+    range: rng.chance(0.5) ? undefined : { start: anyToken(rng), end: anyToken(rng) },
+    after: rng.chance(0.5) ? undefined : { token: anyToken(rng), key: anyKey(rng) },
+    timeoutMs: optionalUint32(rng),
+    maxBatchKeys: optionalUint32(rng) ?? 0,
+    maxBatchBytes: optionalUint32(rng) ?? 0,
+  };
+}
+
+export function importRequest(rng: Rng): Init<typeof ImportRequestSchema> {
+  return {
+    records: Array.from({ length: rng.int(4) }, (_, i) => ({
+      line: BigInt(i + 1),
+      key: anyKey(rng),
+      record: anyRecord(rng),
+      values: Array.from({ length: rng.int(3) }, () => ({ sha256: rng.bytes(32), contentType: rng.pick(["", "text/plain", "\u0000"]) })),
+      deleted: rng.chance(0.2),
+    })),
+  };
 }

@@ -2,11 +2,12 @@
 // repair and anti-entropy send, and keeping hints for other nodes (sloppy quorum).
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
-import { hashKey } from "@dynamo-ts/ring";
+import { hashKey, TOKEN_SPACE } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "../config.js";
-import type { ReplicaEndpoint, VersionedRecord } from "../requests/replicas.js";
+import { compareKeys, type ScanPage, type ScannedRecord, type ScanPosition } from "../requests/export.js";
+import { type ReplicaEndpoint, type VersionedRecord, versionedRecord } from "../requests/replicas.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { ReplicaRebuild } from "./rebuild.js";
 import { isHintStoreFailure, storeErrorToConnect } from "./store-health.js";
@@ -85,6 +86,33 @@ export class LocalReplica implements ReplicaEndpoint {
       return Promise.reject(new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition));
     }
     return this.storage.get(key);
+  }
+
+  /**
+   * A page of the store in storage order (ReplicaService.Scan, for AdminService.Export): the keys
+   * after `after` whose token is at most `lastToken`, at most `maxKeys` of them and, past the
+   * first, about `maxBytes` of records. Refused while this node rebuilds its data.
+   */
+  async scan(after: ScanPosition, lastToken: number, limits: { readonly maxKeys: number; readonly maxBytes: number }): Promise<ScanPage> {
+    if (this.rebuild?.active) {
+      this.metrics.count("replica_scans_refused_rebuilding");
+      throw new ConnectError(`${this.nodeId} is rebuilding its data after starting without it`, Code.FailedPrecondition);
+    }
+    if (after.token > lastToken) return { entries: [], done: true };
+    // (start, lastToken] from the position's token on; from token 0, a range that wraps from the top.
+    const range = { start: after.token === 0 ? TOKEN_SPACE - 1 : after.token - 1, end: lastToken };
+    return this.guarded(async () => {
+      const entries: ScannedRecord[] = [];
+      let bytes = 0;
+      for await (const { key, token, set } of this.storage.scan(range)) {
+        if (token === after.token && after.key !== "" && compareKeys(key, after.key) <= 0) continue;
+        if (entries.length >= limits.maxKeys || (entries.length > 0 && bytes >= limits.maxBytes)) return { entries, done: false };
+        const record = versionedRecord(set);
+        entries.push({ key, token, record });
+        bytes += key.length + record.encoded.byteLength;
+      }
+      return { entries, done: true };
+    });
   }
 
   /** Removes a tombstone-only key if it still holds exactly `record` (see tombstones.ts). */

@@ -2,18 +2,9 @@
 // decided by the test's script, so these cases are exact and deterministic.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { CoordinatorBench, settle } from "../test-support/coordinator-bench.js";
+import { CoordinatorBench, failure, settle } from "../test-support/coordinator-bench.js";
 
 const NODES = ["n1", "n2", "n3", "n4", "n5"];
-
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call succeeded");
-}
 
 describe("coordinator: writes", () => {
   it("writes to every replica of the preference list and answers after W", async () => {

@@ -27,8 +27,9 @@ import type { Logger } from "../observability/log.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Deadline } from "./deadline.js";
 import { QuorumTracker } from "./quorum.js";
-import { type Replicas, versionedRecord } from "./replicas.js";
+import { type Replicas, type VersionedRecord, versionedRecord } from "./replicas.js";
 import { checkRecordLimits, recordSizeBound } from "./record-limits.js";
+import { checkImportedRecord, collidingVersion, describeDot } from "./import-checks.js";
 
 /**
  * A write that no coordinator took on: the node it was handed to declined it (its store can't
@@ -205,7 +206,12 @@ export class Coordinator {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
     }
     const siblings = merged.siblings.flatMap((s) => (s.value === null ? [] : [{ value: s.value, contentType: s.contentType }]));
-    return { siblings, context: this.encodeContext(key, { clock: merged.clock, dots: [] }) };
+    return { siblings, context: this.contextOf(key, merged) };
+  }
+
+  /** The sealed context a Get of `key` returns when its replicas hold `set` (what Export hands out too). */
+  contextOf(key: string, set: SiblingSet): Uint8Array {
+    return this.encodeContext(key, { clock: set.clock, dots: [] });
   }
 
   /** Put (value) or Delete (value null). Returns the context of the new version. */
@@ -247,12 +253,70 @@ export class Coordinator {
     const stored = await this.issueVersion(key, context, value, args.contentType);
     const record = versionedRecord(stored);
 
+    await this.replicate(key, record, ring, replicas, w, args.deadline, value === null ? "acknowledged the delete" : "acknowledged the write", self);
+    this.deps.metrics.count(value === null ? "deletes" : "puts");
+    return this.encodeContext(key, contextAfterWrite(context, stored, self));
+  }
+
+  /**
+   * AdminService.Import: merges a record read from an export file (decoded, untrusted) into the
+   * key's replicas. Reads the key at the default read quorum; when what the replicas hold already
+   * covers the record, nothing is written ("unchanged"). Otherwise their merge (`sync`), within
+   * the record limits, goes to the preference list at the default W like a coordinator's write
+   * ("imported"). No version is issued, so any node may do this for any key. InvalidArgument for
+   * a record out of bounds (import-checks.ts); FailedPrecondition when it is refused (limits, or a
+   * version that collides with a different one of this cluster).
+   */
+  async importRecord(key: string, set: SiblingSet, deadline: Deadline): Promise<"imported" | "unchanged"> {
+    this.validateKey(key);
+    checkImportedRecord(set, { maxValueBytes: this.options.maxValueBytes, now: this.deps.now() });
+    const current = await this.readQuorum(key, this.options.r, deadline);
+    const collision = collidingVersion(current, set);
+    if (collision) {
+      this.deps.metrics.count("imports_refused_colliding_version");
+      throw new ConnectError(
+        `key ${JSON.stringify(key)} holds a different version under the same id ${describeDot(collision)}: it was written independently here and in the exported cluster by nodes of the same id; import into an empty cluster instead`,
+        Code.FailedPrecondition,
+      );
+    }
+    let merged = sync(current, set);
+    if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
+    if (equalSets(merged, current)) {
+      this.deps.metrics.count("imports_unchanged");
+      return "unchanged";
+    }
+    const verdict = checkRecordLimits(key, current, merged, this.options);
+    if (!verdict.ok) {
+      this.deps.metrics.count(verdict.reason === "siblings" ? "imports_refused_max_siblings" : "imports_refused_max_record_bytes");
+      throw verdict.error;
+    }
+    const ring = this.deps.ring();
+    await this.replicate(key, versionedRecord(merged), ring, ring.preferenceList(key, this.options.n), this.options.w, deadline, "acknowledged the import", undefined);
+    this.deps.metrics.count("imports_applied");
+    return "imported";
+  }
+
+  /**
+   * Sends `record` to every replica of `replicas` (the key's preference list) but `stored` (the
+   * coordinator, which stored it already, if it did) and resolves once W slots acknowledged it.
+   */
+  private async replicate(
+    key: string,
+    record: VersionedRecord,
+    ring: Ring,
+    replicas: readonly string[],
+    w: number,
+    deadline: Deadline,
+    verb: string,
+    stored: string | undefined,
+  ): Promise<void> {
     // One slot per preference-list replica. Sloppy quorum: a replica that is down, or fails
     // now, is stood in for by the next healthy node clockwise, which keeps the write as a
     // hint for it. W counts the slots that acknowledged, fallbacks included (as in Dynamo).
-    const others = replicas.filter((node) => node !== self);
-    const tracker = new QuorumTracker<string>(w, others.length + 1);
-    tracker.success(self, self);
+    const self = this.options.nodeId;
+    const others = replicas.filter((node) => node !== stored);
+    const tracker = new QuorumTracker<string>(w, replicas.length);
+    if (stored !== undefined) tracker.success(stored, stored);
     const used = new Set<string>(replicas);
     const failed = new Set<string>();
     const writeSlot = async (primary: string): Promise<string> => {
@@ -264,12 +328,12 @@ export class Coordinator {
         if (target !== primary || primaryTried || this.deps.replicas.isAvailable(primary)) {
           if (target === primary) primaryTried = true;
           try {
-            await this.deps.replicas.endpoint(target).write(key, record, hintFor, args.deadline.replicaSignal);
+            await this.deps.replicas.endpoint(target).write(key, record, hintFor, deadline.replicaSignal);
             if (hintFor) this.deps.metrics.count("hinted_writes");
             return target;
           } catch (err) {
             lastError = err;
-            if (args.deadline.replicaSignal.aborted) throw err;
+            if (deadline.replicaSignal.aborted) throw err;
           }
         }
         failed.add(target);
@@ -299,7 +363,7 @@ export class Coordinator {
         [
           node,
           writeSlot(node).catch(async (err: unknown) => {
-            await this.deps.replicas.endpoint(self).write(key, record, node, args.deadline.replicaSignal).then(
+            await this.deps.replicas.endpoint(self).write(key, record, node, deadline.replicaSignal).then(
               () => this.deps.metrics.count("coordinator_hints"),
               () => this.deps.metrics.count("coordinator_hints_failed"),
             );
@@ -307,10 +371,8 @@ export class Coordinator {
           }),
         ] as const,
     );
-    await waitForQuorum(tracker, calls, args.deadline);
-    if (tracker.state !== "met") throw quorumError(value === null ? "acknowledged the delete" : "acknowledged the write", tracker, args.deadline);
-    this.deps.metrics.count(value === null ? "deletes" : "puts");
-    return this.encodeContext(key, contextAfterWrite(context, stored, self));
+    await waitForQuorum(tracker, calls, deadline);
+    if (tracker.state !== "met") throw quorumError(verb, tracker, deadline);
   }
 
   /**

@@ -43,7 +43,8 @@ export function rebuildVersion(merged: SiblingSet, node: string): SiblingSet {
   return { clock: new Map(siblings.length > 0 ? [[node, siblings.length]] : []), siblings };
 }
 
-function sameValue(a: Uint8Array | null, b: Uint8Array | null): boolean {
+/** Two values (null: a tombstone) hold the same bytes. */
+export function sameValue(a: Uint8Array | null, b: Uint8Array | null): boolean {
   if (a === null || b === null) return a === b;
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }

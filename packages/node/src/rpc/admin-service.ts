@@ -1,6 +1,7 @@
 // AdminService: the node's state shaped as protobuf for `dynamo status`, `dynamo hints`,
-// `dynamo repair`, `dynamo repair-key` and `dynamo leave`. Reads only; the actions are the
-// node's (repairKey, leave), passed in.
+// `dynamo repair`, `dynamo repair-key`, `dynamo leave`, `dynamo export` and `dynamo import`.
+// Reads only; the actions are the node's (repairKey, leave, the export walk, importRecord),
+// passed in (Export and Import are shaped in export-import.ts).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
@@ -12,8 +13,9 @@ import type { Membership } from "../cluster/membership.js";
 import type { Deadline } from "../requests/deadline.js";
 import type { KeyRepairResult } from "../requests/key-repair.js";
 import { deadlineFor, requireInternal } from "./call-context.js";
+import { type ExportImportSources, exportResponses, importResponse } from "./export-import.js";
 
-export interface AdminSources {
+export interface AdminSources extends ExportImportSources {
   readonly nodeId: string;
   readonly n: number;
   readonly r: number;
@@ -22,8 +24,6 @@ export interface AdminSources {
   readonly version: string;
   readonly startedAt: number;
   readonly clusterSecret: string;
-  readonly defaultTimeoutMs: number;
-  now(): number;
   ring(): Ring;
   readonly membership: Pick<Membership, "members" | "addressOf">;
   /** Every counter of the node, by name. */
@@ -136,6 +136,14 @@ export function adminService(src: AdminSources): ServiceImpl<typeof AdminService
       requireInternal(ctx, src.clusterSecret);
       src.validateKey(req.key);
       return repairKeyResponse(await src.repairKey(req.key, deadlineFor(undefined, src.defaultTimeoutMs, ctx)));
+    },
+    async *export(req, ctx) {
+      requireInternal(ctx, src.clusterSecret);
+      yield* exportResponses(src, req, ctx);
+    },
+    async import(req, ctx) {
+      requireInternal(ctx, src.clusterSecret);
+      return importResponse(src, req, ctx);
     },
   };
 }

@@ -19,13 +19,12 @@ import {
 } from "@dynamo-ts/proto";
 import { decodeSiblingSet } from "@dynamo-ts/vclock";
 import { notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
+import type { ScanPage, ScanPosition } from "../requests/export.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
 
-/** @deprecated the cluster secret header is CLUSTER_SECRET_HEADER of @dynamo-ts/proto. */
-export const SECRET_HEADER = CLUSTER_SECRET_HEADER;
 
 /**
  * A check of the cluster secret header in constant time, for the listener's `isTrusted`: the
@@ -187,6 +186,12 @@ export class PeerPool {
   /** Delivers a hint: a plain replica write of the hinted record to its target. */
   async deliverHint(node: string, key: string, record: Uint8Array, timeoutMs: number): Promise<void> {
     await this.peer(node).replica.write({ key, record }, { timeoutMs });
+  }
+
+  /** A page of `node`'s store (ReplicaService.Scan), records decoded; for AdminService.Export. */
+  async scan(node: string, after: ScanPosition, lastToken: number, limits: { maxKeys: number; maxBytes: number }, signal: AbortSignal, timeoutMs: number): Promise<ScanPage> {
+    const res = await this.peer(node).replica.scan({ afterToken: after.token, afterKey: after.key, lastToken, ...limits }, { signal, timeoutMs });
+    return { entries: res.keys.map(({ key, token, record }) => ({ key, token, record: { set: decodeSiblingSet(record), encoded: record } })), done: res.done };
   }
 
   async purge(node: string, key: string, record: Uint8Array, timeoutMs: number): Promise<boolean> {

@@ -11,14 +11,14 @@ import {
   KVService,
   ReplicaService,
 } from "@dynamo-ts/proto";
-import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy/index.js";
 import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
 import { type AdminSources, adminService } from "./admin-service.js";
 import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
-import { applyReplicaWrite, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
+import { applyReplicaWrite, decodeRecord, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
+import { scanResponse } from "./export-import.js";
 import { FORWARD_OUTCOME_HEADER, FORWARDED_HEADER } from "@dynamo-ts/proto";
 
 export { deadlineFor, MAX_TIMEOUT_MS, requireInternal } from "./call-context.js";
@@ -53,16 +53,6 @@ async function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promi
     const ce = ConnectError.from(err);
     ce.metadata.set(FORWARD_OUTCOME_HEADER, isNotCoordinated(err) ? "declined" : "answered");
     throw ce;
-  }
-}
-
-/** A record sent by another node; InvalidArgument when it does not decode. */
-function decodeRecord(record: Uint8Array): SiblingSet {
-  try {
-    return decodeSiblingSet(record);
-  } catch (err) {
-    if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
-    throw err;
   }
 }
 
@@ -120,6 +110,10 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
       return { replaced: await replica.reset(req.key, req.expected, decodeRecord(req.record)) };
     },
+    async scan(req, ctx) {
+      requireInternal(ctx, clusterSecret);
+      return scanResponse(replica, req);
+    },
   }, internalLimits);
 
   router.service(GossipService, {
@@ -132,7 +126,11 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
 
   router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)), internalLimits);
 
-  router.service(AdminService, adminService(state.admin), controlLimits);
+  const admin = adminService(state.admin);
+  router.service(AdminService, admin, controlLimits);
+  // Import carries records: registered again with the limits of messages between nodes (a later
+  // registration of a path replaces the earlier one).
+  router.rpc(AdminService.method.import, admin.import, internalLimits);
 
   const healthOf = (service: string): ServingStatus => {
     if (service !== "" && !KNOWN_SERVICES.has(service)) {

@@ -3,7 +3,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ReadRequest, ReplicaOp, StreamRequest, StreamResponseSchema, WriteRequest } from "@dynamo-ts/proto";
-import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { LocalReplica } from "../../local/replica.js";
 import { AsyncQueue } from "../../util/async-queue.js";
 import { Batcher, type ResultInit, resultSize } from "./batching.js";
@@ -13,17 +13,20 @@ type ResultBatchInit = MessageInitShape<typeof StreamResponseSchema>;
 /** What a replica op needs of the local replica. */
 export type ReplicaStore = Pick<LocalReplica, "write" | "read">;
 
-/** Applies a replica write to the local store (or its hint store); shared by Write and Stream. */
-export async function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Promise<void> {
-  if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
-  let set;
+/** A record sent by another node (or read from an export file); InvalidArgument when it does not decode. */
+export function decodeRecord(record: Uint8Array): SiblingSet {
   try {
-    set = decodeSiblingSet(req.record);
+    return decodeSiblingSet(record);
   } catch (err) {
     if (err instanceof InvalidEncodingError) throw new ConnectError(`record does not decode: ${err.message}`, Code.InvalidArgument);
     throw err;
   }
-  await replica.write(req.key, { set, encoded: req.record }, req.hintFor || undefined);
+}
+
+/** Applies a replica write to the local store (or its hint store); shared by Write and Stream. */
+export async function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Promise<void> {
+  if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+  await replica.write(req.key, { set: decodeRecord(req.record), encoded: req.record }, req.hintFor || undefined);
 }
 
 /** This replica's encoded sibling set for a key, empty when it has none; shared by Read and Stream. */
