@@ -5,6 +5,7 @@ import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf"
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AntiEntropyStatusResponseSchema, ListHintsResponseSchema, RepairKeyResponseSchema, RepairResponseSchema, StatusResponseSchema } from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
+import { runExport, runImport } from "./export-import.js";
 import type { Protocol } from "./transport.js";
 import { VERSION } from "./version.js";
 
@@ -24,6 +25,10 @@ Commands:
   ranges                  Show the node's ranges and their anti-entropy state
   repair-key KEY          Rebuild one key whose version clock is damaged (writes to it fail with
                           "cannot take a new version"); every replica must be up (needs the secret)
+  export [--out FILE]     Every key of the cluster as NDJSON lines, to stdout or FILE; progress on
+                          stderr; --range S:E for part of the ring (needs the secret)
+  import [--in FILE]      Merge an export (FILE or stdin) into the cluster; idempotent; failed
+                          lines reported by number, then a summary (needs the secret)
 
 Options:
   --node HOST:PORT[,...]  Node(s) to talk to (env DYNAMO_NODE, default 127.0.0.1:7001); with
@@ -34,8 +39,10 @@ Options:
   --base64                VALUE is base64 (put); print each value base64, on a line (get)
   --show-context          Print the context on stdout, as the first line, not on stderr (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
-  --secret S              Cluster secret for leave, repair and repair-key (env DYNAMO_CLUSTER_SECRET)
+  --secret S              Cluster secret for leave, repair, repair-key, export and import (env DYNAMO_CLUSTER_SECRET)
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
+  --out FILE, --in FILE   The file export writes, import reads (default stdout, stdin)
+  --stop-on-error         import: stop at the first line that fails
   --protocol P            connect (default), grpc or grpc-web
   --json                  One JSON document on stdout (proto3 JSON for status, hints, ranges,
                           repair, repair-key: 64-bit integers as strings, every field present)
@@ -64,8 +71,8 @@ interface Parsed {
   readonly flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "range"]);
-const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version"]);
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "range", "out", "in"]);
+const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version", "stop-on-error"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
   const positional: string[] = [];
@@ -348,6 +355,22 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
             `refused at a cap ${h.refused}, rejected by the target ${h.rejected}, failed deliveries ${h.failed} (since start)\n`,
         );
         return EXIT.ok;
+      }
+      case "export":
+      case "import": {
+        expectArgs(0, `${command} [--${command === "export" ? "out" : "in"} FILE] --secret S`);
+        if (!clusterSecret) throw new UsageError(`${command} needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET`);
+        const options = {
+          node: nodes[0]!,
+          protocol,
+          secret: clusterSecret,
+          timeoutMs,
+          range: flags.has("range") ? parseTokenRange(flags.get("range")!) : undefined,
+          file: flags.get(command === "export" ? "out" : "in"),
+          stopOnError: flags.has("stop-on-error"),
+          json,
+        };
+        return EXIT[await (command === "export" ? runExport : runImport)(options, io)];
       }
       default:
         throw new UsageError(`unknown command '${command}'`);
