@@ -189,9 +189,9 @@ describe("dynamo CLI against a three-node cluster", () => {
     // npm links the bin of every workspace package into node_modules/.bin when it installs.
     expect(realpathSync(`${REPO_ROOT}node_modules/.bin/dynamo`), "node_modules/.bin/dynamo: run npm install").toBe(realpathSync(`${REPO_ROOT}packages/client/bin/dynamo.js`));
     const npx = await runProcess("npx", ["--no", "--", "dynamo", "--version"], { cwd: REPO_ROOT });
-    expect([npx.code, npx.stdout.toString()]).toEqual([0, `dynamo ${PACKAGE.version}\n`]);
+    expect([npx.code, npx.stdout.toString(), npx.stderr]).toEqual([0, `dynamo ${PACKAGE.version}\n`, ""]);
     await dynamo(["put", "from-root", "hi", "--node", n1]);
     const script = await runProcess("npm", ["run", "-s", "dynamo", "--", "get", "from-root", "--node", n1], { cwd: REPO_ROOT });
-    expect([script.code, script.stdout.toString()]).toEqual([0, "hi"]);
+    expect([script.code, script.stdout.toString(), script.stderr]).toEqual([0, "hi", expect.stringMatching(/^context: \S+\n$/)]);
   });
 });

@@ -133,9 +133,10 @@ describe("DynamoClient against a three-node cluster", () => {
     it.each(blocks.map((code, i) => [i + 1, code.split("\n").find((l) => l.startsWith("//")) ?? "", code] as const))("example %i %s", async (_i, _title, code) => {
       const source = code.replace(/127\.0\.0\.1:700(\d)/g, (_m, n: string) => cluster.address(`node${n}`));
       const expected = [...code.matchAll(/\/\/ → (.*)$/gm)].map((m) => m[1]!.trim());
+      const { FORCE_COLOR: _color, ...env } = process.env; // console.log as on a pipe: no colours
       const ran = await runProcess(process.execPath, ["--input-type=module-typescript", "-e", source], {
         cwd: PACKAGE_DIR,
-        env: { ...process.env, DYNAMO_CLUSTER_SECRET: cluster.secret },
+        env: { ...env, NO_COLOR: "1", DYNAMO_CLUSTER_SECRET: cluster.secret },
       });
       expect(ran.stderr).toBe("");
       expect(ran.code).toBe(0);
