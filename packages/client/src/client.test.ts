@@ -161,9 +161,15 @@ describe("DynamoClient over several nodes", () => {
     a.behaviour = b.behaviour = () => new Promise((r) => setTimeout(r, 2_000));
     const abort = new AbortController();
     setTimeout(() => abort.abort(), 100);
-    const err = await rejection(client([a.address, b.address]).get("k", { signal: abort.signal }));
+    const c = client([a.address, b.address]);
+    const err = await rejection(c.get("k", { signal: abort.signal }));
     expect(err.codeName).toBe("Canceled");
     expect(err.attempts).toHaveLength(1);
+    // The node is not held responsible: the next two calls go to b, then a again.
+    a.behaviour = b.behaviour = () => {};
+    await c.get("k");
+    await c.get("k");
+    expect([a.calls.length, b.calls.length]).toEqual([2, 1]);
   });
 
   it("raises DynamoErrors that are ConnectErrors, and only those are DynamoErrors", async () => {

@@ -131,9 +131,12 @@ export class DynamoClient {
       } catch (err) {
         const ce = ConnectError.from(err);
         attempts.push({ node: node.url, code: ce.code, message: ce.rawMessage });
-        if (noAnswer(ce) || declined(ce)) this.pool.failed(node);
-        else this.pool.answered(node);
-        const last = i === order.length - 1 || kind === "operator" || options?.signal?.aborted === true || !mayRetry(kind, ce);
+        const cancelled = options?.signal?.aborted === true; // says nothing about the node
+        if (!cancelled) {
+          if (noAnswer(ce) || declined(ce)) this.pool.failed(node);
+          else this.pool.answered(node);
+        }
+        const last = i === order.length - 1 || kind === "operator" || cancelled || !mayRetry(kind, ce);
         if (last) throw new DynamoError(ce, node.url, attempts);
       }
     }
