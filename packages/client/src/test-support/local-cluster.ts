@@ -49,6 +49,8 @@ async function freePortRun(count: number): Promise<number> {
 
 export class LocalCluster {
   private output = "";
+  /** Nodes kill() stopped and restart() has not started again. */
+  private readonly down = new Set<string>();
 
   private constructor(
     private readonly child: ChildProcess,
@@ -122,6 +124,7 @@ export class LocalCluster {
     const from = this.output.length;
     this.child.stdin!.write(`kill ${id}\n`);
     await this.waitFor(`[${id}] exited`, 10_000, from);
+    this.down.add(id);
   }
 
   /** Starts a stopped node again and waits until it is healthy. */
@@ -129,6 +132,13 @@ export class LocalCluster {
     const from = this.output.length;
     this.child.stdin!.write(`start ${id}\n`);
     await this.waitFor(`${id} is back`, 30_000, from);
+    this.down.delete(id);
+  }
+
+  /** Restarts every node kill() stopped, then waits until every node sees every member alive. */
+  async healAll(): Promise<void> {
+    for (const id of [...this.down]) await this.restart(id);
+    await this.waitSettled();
   }
 
   /** Stops every node (SIGINT to the script) and removes the data. */
