@@ -40,7 +40,7 @@ export const ALLOWED_METHODS = "GET, HEAD, PUT, DELETE";
 export const DEFAULT_CONTENT_TYPE = "application/octet-stream";
 
 export interface KvHttpOptions {
-  readonly coordinator: Pick<Coordinator, "get" | "write">;
+  readonly coordinator: Pick<Coordinator, "get" | "write" | "validateKey">;
   /** The deadline of a request without timeout_ms (--request-timeout-ms). */
   readonly defaultTimeoutMs: number;
   /** --max-value-bytes: the largest body a PUT may have. */
@@ -150,7 +150,11 @@ export function multipartBody(siblings: readonly LiveSibling[]): { boundary: str
   while (siblings.some((s) => Buffer.from(s.value.buffer, s.value.byteOffset, s.value.byteLength).includes(`--${boundary}`)));
   const pieces: Buffer[] = [];
   for (const sibling of siblings) {
-    pieces.push(Buffer.from(`--${boundary}\r\ncontent-type: ${sibling.contentType ?? DEFAULT_CONTENT_TYPE}\r\n\r\n`), Buffer.from(sibling.value), Buffer.from("\r\n"));
+    pieces.push(
+      Buffer.from(`--${boundary}\r\ncontent-type: ${sibling.contentType ?? DEFAULT_CONTENT_TYPE}\r\n\r\n`),
+      Buffer.from(sibling.value),
+      Buffer.from("\r\n"),
+    );
   }
   pieces.push(Buffer.from(`--${boundary}--\r\n`));
   return { boundary, body: Buffer.concat(pieces) };
@@ -230,6 +234,8 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
     const url = req.url ?? "";
     const q = url.indexOf("?");
     const key = decodeKey(q === -1 ? url : url.slice(0, q));
+    // Before a PUT's body is read (get and write check it again, at no cost).
+    coordinator.validateKey(key);
     const query = parseQuery(q === -1 ? "" : url.slice(q + 1), method);
     const deadline = () => deadlineFor(query.get("timeout_ms"), defaultTimeoutMs, { timeoutMs: () => undefined, signal });
 
@@ -242,8 +248,15 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
         return { status: 200, headers, body: Buffer.from(only.value.buffer, only.value.byteOffset, only.value.byteLength) };
       }
       if (prefersJson(req.headers.accept)) {
-        const siblings = result.siblings.map((s) => ({ value_base64: Buffer.from(s.value).toString("base64"), content_type: s.contentType ?? DEFAULT_CONTENT_TYPE }));
-        return { status: 300, headers: { "content-type": "application/json", [CONTEXT_HEADER]: context }, body: Buffer.from(`${JSON.stringify({ siblings, context })}\n`) };
+        const siblings = result.siblings.map((s) => ({
+          value_base64: Buffer.from(s.value).toString("base64"),
+          content_type: s.contentType ?? DEFAULT_CONTENT_TYPE,
+        }));
+        return {
+          status: 300,
+          headers: { "content-type": "application/json", [CONTEXT_HEADER]: context },
+          body: Buffer.from(`${JSON.stringify({ siblings, context })}\n`),
+        };
       }
       const { boundary, body } = multipartBody(result.siblings);
       return { status: 300, headers: { "content-type": `multipart/mixed; boundary=${boundary}`, [CONTEXT_HEADER]: context }, body };
@@ -270,7 +283,10 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
     answer(req, gone.signal)
       .catch((err: unknown): Answer => {
         if (!(err instanceof ConnectError)) {
-          log.error("kv http request failed with an unexpected error", { method: req.method, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+          log.error("kv http request failed with an unexpected error", {
+            method: req.method,
+            error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+          });
         }
         return errorAnswer(ConnectError.from(err));
       })
