@@ -25,9 +25,26 @@ const addr = (i) => `127.0.0.1:${BASE_PORT + i - 1}`;
 const say = (line) => console.log(`\n== ${line}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const cluster = spawn(process.execPath, [join(root, "scripts/local-cluster.mjs"), "--nodes", String(NODES), "--n", "3", "--base-port", String(BASE_PORT), "--data-dir", dataDir, "--quiet", "--hint-interval-ms", "500"], {
-  stdio: ["pipe", "pipe", "inherit"],
-});
+const cluster = spawn(
+  process.execPath,
+  [
+    join(root, "scripts/local-cluster.mjs"),
+    "--nodes",
+    String(NODES),
+    "--n",
+    "3",
+    "--base-port",
+    String(BASE_PORT),
+    "--data-dir",
+    dataDir,
+    "--quiet",
+    "--hint-interval-ms",
+    "500",
+  ],
+  {
+    stdio: ["pipe", "pipe", "inherit"],
+  },
+);
 let clusterOut = "";
 cluster.stdout.on("data", (d) => (clusterOut += d));
 const command = async (line) => {
@@ -84,7 +101,10 @@ try {
   const secret = readFileSync(join(dataDir, "cluster-secret"), "utf8").trim();
   const replicaOf = (i) => createClient(ReplicaService, createConnectTransport({ baseUrl: `http://${addr(i)}`, httpVersion: "1.1" }));
   const replicas = Array.from({ length: NODES }, (_, i) => replicaOf(i + 1));
-  const ring = new Ring(Array.from({ length: NODES }, (_, i) => `node${i + 1}`), { vnodes: 256 });
+  const ring = new Ring(
+    Array.from({ length: NODES }, (_, i) => `node${i + 1}`),
+    { vnodes: 256 },
+  );
   const started = Date.now();
   for (;;) {
     let missing = 0;
@@ -98,7 +118,9 @@ try {
       }
     }
     for (const c of clients) pendingHints += (await c.hints()).targets.reduce((n, t) => n + Number(t.count), 0);
-    console.log(`   after ${((Date.now() - started) / 1000).toFixed(1)} s: ${missing} replica copies missing of ${acked.size * 3}, ${pendingHints} hints pending`);
+    console.log(
+      `   after ${((Date.now() - started) / 1000).toFixed(1)} s: ${missing} replica copies missing of ${acked.size * 3}, ${pendingHints} hints pending`,
+    );
     if (missing === 0 && pendingHints === 0) break;
     if (Date.now() - started > 30_000) throw new Error("did not converge within 30 s");
     await sleep(1000);

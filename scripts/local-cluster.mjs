@@ -103,11 +103,20 @@ let stopping = false;
 function startNode(node) {
   const args = [
     nodeMain,
-    "--node-id", node.id,
-    "--listen", node.address,
-    "--peers", peers,
-    "--data-dir", join(dataRoot, node.id),
-    "--n", String(n), "--r", String(r), "--w", String(w),
+    "--node-id",
+    node.id,
+    "--listen",
+    node.address,
+    "--peers",
+    peers,
+    "--data-dir",
+    join(dataRoot, node.id),
+    "--n",
+    String(n),
+    "--r",
+    String(r),
+    "--w",
+    String(w),
     ...(values.sync ? ["--sync"] : []),
     ...passThrough,
   ];
@@ -167,7 +176,12 @@ process.on("SIGTERM", () => stopAll("SIGTERM"));
 for (const node of nodes) startNode(node);
 const ready = await Promise.all(nodes.map((node) => waitHealthy(node, Date.now() + 15_000)));
 if (ready.includes(false)) {
-  console.error(`local-cluster: ${nodes.filter((_, i) => !ready[i]).map((p) => p.id).join(", ")} did not become healthy; stopping.`);
+  console.error(
+    `local-cluster: ${nodes
+      .filter((_, i) => !ready[i])
+      .map((p) => p.id)
+      .join(", ")} did not become healthy; stopping.`,
+  );
   stopAll("start-up failure");
 } else {
   console.log(

@@ -216,9 +216,7 @@ class KeyCausality {
     if (known !== undefined) return known;
     if (present.has(value)) return true;
     memo.set(value, false); // in progress: a cycle (impossible with real reads) explains nothing
-    const explained = (this.supersededBy.get(value) ?? []).some(
-      (write) => write.kind === "delete" || this.accountedFor(write.value!, present, memo),
-    );
+    const explained = (this.supersededBy.get(value) ?? []).some((write) => write.kind === "delete" || this.accountedFor(write.value!, present, memo));
     memo.set(value, explained);
     return explained;
   }

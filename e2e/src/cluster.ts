@@ -12,15 +12,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import { DynamoClient } from "@dynamo-ts/client";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
-import {
-  GenericContainer,
-  Network,
-  PullPolicy,
-  Wait,
-  type ContainerRuntimeClient,
-  type StartedNetwork,
-  type StartedTestContainer,
-} from "testcontainers";
+import { GenericContainer, Network, PullPolicy, Wait, type ContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from "testcontainers";
 import type { FinalRead } from "./checker.js";
 import { dockerClient, firstLine, isProcessAlive, NODE_IMAGE } from "./environment.js";
 
@@ -229,9 +221,7 @@ export class Cluster {
   /** Puts a disconnected node back on the network under its name, and waits until it serves. */
   async reconnect(index: number): Promise<void> {
     const node = this.node(index);
-    await this.docker.network
-      .getById(this.network.getId())
-      .connect({ Container: node.container.getId(), EndpointConfig: { Aliases: [node.id] } });
+    await this.docker.network.getById(this.network.getId()).connect({ Container: node.container.getId(), EndpointConfig: { Aliases: [node.id] } });
     this.states[index] = "running";
     await this.waitHealthy(index);
   }
@@ -279,9 +269,7 @@ export class Cluster {
     for (const index of this.runningIndexes()) {
       const node = this.node(index);
       for (const key of keys) {
-        const result = await retryUntil(timeoutMs, `R=${this.n} read of ${key} through ${node.id}`, () =>
-          node.client.get(key, { r: this.n }),
-        );
+        const result = await retryUntil(timeoutMs, `R=${this.n} read of ${key} through ${node.id}`, () => node.client.get(key, { r: this.n }));
         reads.push({ node: node.id, key, values: result === null ? null : result.values.map(decodeValue) });
       }
     }
@@ -394,7 +382,10 @@ async function sweepOrphans(docker: ContainerRuntimeClient): Promise<void> {
     if (network) networks.add(network);
   }
   for (const network of networks) {
-    await docker.network.getById(network).remove().catch(() => undefined);
+    await docker.network
+      .getById(network)
+      .remove()
+      .catch(() => undefined);
   }
 }
 

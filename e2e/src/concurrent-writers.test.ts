@@ -38,9 +38,7 @@ await describeWithDocker("concurrent writers", () => {
     expect(report.acknowledgedPuts).toBe(WRITERS * HOT_KEYS.length);
     for (const key of HOT_KEYS) {
       const read = await c.node(0).client.get(key, { r: c.n });
-      expect(read?.values.map(decodeValue).sort()).toEqual(
-        Array.from({ length: WRITERS }, (_, writer) => `blind.w${writer}.${key}`).sort(),
-      );
+      expect(read?.values.map(decodeValue).sort()).toEqual(Array.from({ length: WRITERS }, (_, writer) => `blind.w${writer}.${key}`).sort());
     }
   });
 

@@ -11,9 +11,7 @@ import { getContainerRuntimeClient, ImageName, type ContainerRuntimeClient } fro
 /** The image every suite runs; docker/build-image.sh builds it. */
 export const NODE_IMAGE = process.env.DYNAMO_E2E_IMAGE ?? "dynamo-ts/node:local";
 
-export type Environment =
-  | { readonly ready: true; readonly docker: ContainerRuntimeClient }
-  | { readonly ready: false; readonly reason: string };
+export type Environment = { readonly ready: true; readonly docker: ContainerRuntimeClient } | { readonly ready: false; readonly reason: string };
 
 const DETECT_TIMEOUT_MS = 20_000;
 /** Set by docker/build-image.sh: digest of the Dockerfile and the staged bundle. */

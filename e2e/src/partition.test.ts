@@ -48,7 +48,9 @@ await describeWithDocker("partition and heal", () => {
         if (new Set(records).size !== 1) throw new Error(`${key}: the replicas still differ`);
       }
     });
-    console.log(`[e2e] partition and heal: all ${keys.length} keys identical on all 3 replicas ${Date.now() - healStarted} ms after the workload stopped (no reads since)`);
+    console.log(
+      `[e2e] partition and heal: all ${keys.length} keys identical on all 3 replicas ${Date.now() - healStarted} ms after the workload stopped (no reads since)`,
+    );
     await verifyNothingLost("partition and heal", c, history, stats, startedAt);
   });
 

@@ -148,7 +148,10 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
       );
     }
     if (options.ceilings.includes("storage")) {
-      hooks.onPhase?.("storage ceiling", `classic-level in this process: put, get, put sync (${options.concurrency} in flight), sync batches of ${options.storageBatchSize}`);
+      hooks.onPhase?.(
+        "storage ceiling",
+        `classic-level in this process: put, get, put sync (${options.concurrency} in flight), sync batches of ${options.storageBatchSize}`,
+      );
       storage = await measureStorageCeiling({
         ...common,
         onPhaseEnd: hooks.onPhaseEnd,
@@ -381,7 +384,8 @@ export function ratios(result: PhaseResult, transport: PhaseResult | undefined, 
 function validate(options: BenchOptions): void {
   const positive = (name: string, value: number | undefined, allowZero = false) => {
     if (value === undefined) return;
-    if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new BenchSetupError(`${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${value}`);
+    if (!Number.isInteger(value) || value < (allowZero ? 0 : 1))
+      throw new BenchSetupError(`${name} must be a ${allowZero ? "non-negative" : "positive"} integer, got ${value}`);
   };
   if (options.nodes.length === 0) throw new BenchSetupError("give at least one node");
   positive("records", options.records);
@@ -391,9 +395,14 @@ function validate(options: BenchOptions): void {
   positive("storage batch size", options.storageBatchSize);
   positive("r", options.r);
   positive("w", options.w);
-  for (const [name, ms] of [["duration", options.durationMs], ["warm-up", options.warmupMs], ["ceiling duration", options.ceilingDurationMs]] as const) {
+  for (const [name, ms] of [
+    ["duration", options.durationMs],
+    ["warm-up", options.warmupMs],
+    ["ceiling duration", options.ceilingDurationMs],
+  ] as const) {
     if (ms !== undefined && !(Number.isFinite(ms) && ms >= 0)) throw new BenchSetupError(`${name} must be a non-negative number of ms, got ${ms}`);
   }
-  if (!(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0)) throw new BenchSetupError(`timeout must be a positive number of ms, got ${options.timeoutMs}`);
+  if (!(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0))
+    throw new BenchSetupError(`timeout must be a positive number of ms, got ${options.timeoutMs}`);
   if (options.workloads.length === 0) throw new BenchSetupError("give at least one workload");
 }

@@ -39,6 +39,8 @@ describe("measureStorageCeiling", () => {
   });
 
   it("rejects an empty key space", async () => {
-    await expect(measureStorageCeiling({ concurrency: 1, limits: { operations: 1 }, seed: 1, valueSize: 1, keys: 0, batchSize: 1, parentDir: parent })).rejects.toThrow(RangeError);
+    await expect(
+      measureStorageCeiling({ concurrency: 1, limits: { operations: 1 }, seed: 1, valueSize: 1, keys: 0, batchSize: 1, parentDir: parent }),
+    ).rejects.toThrow(RangeError);
   });
 });

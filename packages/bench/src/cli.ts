@@ -145,7 +145,10 @@ export function parseCommand(argv: readonly string[]): CliCommand {
   for (const item of (str("workloads") ?? DEFAULT_OPTIONS.workloads.join(",")).split(",")) {
     const name = item.trim().toUpperCase();
     if (name === "") continue;
-    if (!isWorkloadName(name)) throw new BenchUsageError(`unknown workload '${item.trim()}' (known: ${WORKLOAD_NAMES.join(", ").toLowerCase()}; E needs scans, which dynamo-ts does not have)`);
+    if (!isWorkloadName(name))
+      throw new BenchUsageError(
+        `unknown workload '${item.trim()}' (known: ${WORKLOAD_NAMES.join(", ").toLowerCase()}; E needs scans, which dynamo-ts does not have)`,
+      );
     workloads.push(name);
   }
   if (workloads.length === 0) throw new BenchUsageError("--workloads needs at least one workload");
@@ -153,7 +156,10 @@ export function parseCommand(argv: readonly string[]): CliCommand {
   const ceilings: Ceiling[] = [];
   const ceilingList = values["no-ceilings"] === true ? "none" : (str("ceilings") ?? CEILINGS.join(","));
   if (values["no-ceilings"] === true && str("ceilings") !== undefined) throw new BenchUsageError("give --ceilings or --no-ceilings, not both");
-  for (const item of ceilingList.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+  for (const item of ceilingList
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")) {
     if (item === "none") continue;
     if (!CEILINGS.includes(item as Ceiling)) throw new BenchUsageError(`--ceilings takes ${CEILINGS.join(", ")} or none, got '${item}'`);
     if (!ceilings.includes(item as Ceiling)) ceilings.push(item as Ceiling);

@@ -50,7 +50,14 @@ describe("Rng", () => {
   });
 
   it("gives each (phase, worker) its own reproducible stream", () => {
-    const seq = (phase: string, worker: number) => draws(10, ((rng) => () => rng.nextUint32())(workerRng(5, phase, worker)));
+    const seq = (phase: string, worker: number) =>
+      draws(
+        10,
+        (
+          (rng) => () =>
+            rng.nextUint32()
+        )(workerRng(5, phase, worker)),
+      );
     expect(seq("workload A", 0)).toEqual(seq("workload A", 0));
     expect(seq("workload A", 0)).not.toEqual(seq("workload A", 1));
     expect(seq("workload A", 0)).not.toEqual(seq("workload B", 0));
@@ -79,7 +86,10 @@ describe("key choosers", () => {
     const rng = new Rng(11);
     const chooser = new ZipfianChooser();
     const total = 50_000;
-    const counts = histogram(draws(total, () => chooser.next(rng, n)), n);
+    const counts = histogram(
+      draws(total, () => chooser.next(rng, n)),
+      n,
+    );
     let zeta = 0;
     for (let i = 1; i <= n; i++) zeta += 1 / i ** ZIPFIAN_CONSTANT;
     expect(counts[0]! / total).toBeCloseTo(1 / zeta, 2);
@@ -111,7 +121,10 @@ describe("key choosers", () => {
   it("latest: the newest item is the most popular", () => {
     const rng = new Rng(4);
     const chooser = new LatestChooser();
-    const counts = histogram(draws(20_000, () => chooser.next(rng, 500)), 500);
+    const counts = histogram(
+      draws(20_000, () => chooser.next(rng, 500)),
+      500,
+    );
     expect(counts.indexOf(Math.max(...counts))).toBe(499);
     expect(counts[499]!).toBeGreaterThan(counts[0]! * 50);
   });
@@ -119,7 +132,10 @@ describe("key choosers", () => {
   it("uniform: every item about equally often", () => {
     const rng = new Rng(6);
     const chooser = new UniformChooser();
-    const counts = histogram(draws(40_000, () => chooser.next(rng, 20)), 20);
+    const counts = histogram(
+      draws(40_000, () => chooser.next(rng, 20)),
+      20,
+    );
     for (const c of counts) expect(Math.abs(c - 2000)).toBeLessThan(250);
   });
 });

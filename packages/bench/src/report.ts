@@ -70,7 +70,13 @@ export function worstP99(result: PhaseResult): number {
 
 function ceilingRow(label: string, result: PhaseResult, unit: string): string[] {
   const p99 = worstP99(result);
-  return [label, `${formatRate(result.throughput)} ${unit}`, formatMs(Object.values(result.latency)[0]?.p50Ms ?? 0), formatMs(p99), formatErrors(result.errors)];
+  return [
+    label,
+    `${formatRate(result.throughput)} ${unit}`,
+    formatMs(Object.values(result.latency)[0]?.p50Ms ?? 0),
+    formatMs(p99),
+    formatErrors(result.errors),
+  ];
 }
 
 export function formatReport(result: BenchResult): string {
@@ -89,7 +95,14 @@ export function formatReport(result: BenchResult): string {
   if (transport || storage) {
     out.push("Ceilings, measured in this run (p50/p99 in ms)");
     const rows: string[][] = [];
-    if (transport) rows.push(ceilingRow(`transport: ${transport.method.replace("grpc.health.v1.", "")} on ${transport.node}, ${transport.concurrency} in flight`, transport, "calls/s"));
+    if (transport)
+      rows.push(
+        ceilingRow(
+          `transport: ${transport.method.replace("grpc.health.v1.", "")} on ${transport.node}, ${transport.concurrency} in flight`,
+          transport,
+          "calls/s",
+        ),
+      );
     if (storage) {
       rows.push(ceilingRow(`storage: classic-level put, ${storage.put.concurrency} in flight`, storage.put, "puts/s"));
       rows.push(ceilingRow(`storage: classic-level get, ${storage.get.concurrency} in flight`, storage.get, "gets/s"));
@@ -101,7 +114,9 @@ export function formatReport(result: BenchResult): string {
   }
 
   const load = result.load;
-  out.push(`Load: ${integer.format(load.operations)} inserts in ${seconds(load.durationMs)}, ${formatRate(load.throughput)} ops/s, p99 ${formatMs(worstP99(load))} ms, errors: ${formatErrors(load.errors)}`);
+  out.push(
+    `Load: ${integer.format(load.operations)} inserts in ${seconds(load.durationMs)}, ${formatRate(load.throughput)} ops/s, p99 ${formatMs(worstP99(load))} ms, errors: ${formatErrors(load.errors)}`,
+  );
   out.push("");
 
   if (result.workloads.length > 0) {
@@ -136,7 +151,11 @@ function formatWorkload(w: WorkloadResult): string[] {
   lines.push(...table(LATENCY_HEADER, latencyRows(w.latency)));
   lines.push(`  errors: ${formatErrors(w.errors)}`);
   if (w.clusterCounters && Object.keys(w.clusterCounters).length > 0) {
-    lines.push(`  node counters (+, all nodes): ${Object.entries(w.clusterCounters).map(([k, v]) => `${k} ${integer.format(v)}`).join(", ")}`);
+    lines.push(
+      `  node counters (+, all nodes): ${Object.entries(w.clusterCounters)
+        .map(([k, v]) => `${k} ${integer.format(v)}`)
+        .join(", ")}`,
+    );
   }
   return lines;
 }

@@ -108,7 +108,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   if (limits.operations !== undefined && !(Number.isInteger(limits.operations) && limits.operations >= 0)) {
     throw new PhaseConfigError(`${name}: operations must be a non-negative integer, got ${limits.operations}`);
   }
-  if (limits.durationMs !== undefined && !(limits.durationMs >= 0)) throw new PhaseConfigError(`${name}: duration must be non-negative, got ${limits.durationMs}`);
+  if (limits.durationMs !== undefined && !(limits.durationMs >= 0))
+    throw new PhaseConfigError(`${name}: duration must be non-negative, got ${limits.durationMs}`);
 
   const clock = options.clock ?? (() => performance.now());
   const startedAt = clock();
@@ -179,7 +180,14 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
       const rate = now > lastAt ? ((liveOperations - lastOperations) * 1000) / (now - lastAt) : 0;
       lastAt = now;
       lastOperations = liveOperations;
-      report({ phase: name, warmingUp: now < measureFrom, elapsedMs: Math.max(0, now - measureFrom), operations: liveOperations, errors: liveErrors, currentThroughput: rate });
+      report({
+        phase: name,
+        warmingUp: now < measureFrom,
+        elapsedMs: Math.max(0, now - measureFrom),
+        operations: liveOperations,
+        errors: liveErrors,
+        currentThroughput: rate,
+      });
     }, options.progressIntervalMs ?? 1000);
     timer.unref();
   }

@@ -71,7 +71,8 @@ function expectLatency(l: LatencySummary, what: string): void {
 }
 
 function expectCleanPhase(p: PhaseResult, what: string): void {
-  for (const field of ["operations", "requests", "durationMs", "throughput", "requestsPerSecond", "notFound", "siblingReads"] as const) expectFinite(p[field], `${what}.${field}`);
+  for (const field of ["operations", "requests", "durationMs", "throughput", "requestsPerSecond", "notFound", "siblingReads"] as const)
+    expectFinite(p[field], `${what}.${field}`);
   expect(p.operations, what).toBeGreaterThan(0);
   expect(p.throughput, what).toBeGreaterThan(0);
   expect(p.errors, what).toEqual({ total: 0, byCode: {}, samples: {} });
@@ -116,15 +117,24 @@ describe("dynamo-bench against a real three-node cluster", () => {
   it("runs the load, the ceilings and workloads A, B, C, D and F, and prints a well-formed --json result", async () => {
     const nodes = [0, 1, 2].map((i) => `127.0.0.1:${basePort + i}`);
     const { code, stdout, stderr } = await run(BIN, [
-      "--nodes", nodes.join(","),
-      "--records", "300",
-      "--concurrency", "8",
-      "--duration", "400ms",
-      "--warmup", "100ms",
-      "--ceiling-duration", "300ms",
-      "--storage-dir", dataDir,
-      "--workloads", "a,b,c,d,f",
-      "--seed", "7",
+      "--nodes",
+      nodes.join(","),
+      "--records",
+      "300",
+      "--concurrency",
+      "8",
+      "--duration",
+      "400ms",
+      "--warmup",
+      "100ms",
+      "--ceiling-duration",
+      "300ms",
+      "--storage-dir",
+      dataDir,
+      "--workloads",
+      "a,b,c,d,f",
+      "--seed",
+      "7",
       "--json",
     ]);
     expect(code, stderr).toBe(0);

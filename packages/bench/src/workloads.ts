@@ -24,7 +24,12 @@ export const WORKLOADS: Readonly<Record<WorkloadName, WorkloadSpec>> = {
   B: { name: "B", description: "read mostly: 95% read, 5% update", mix: { read: 0.95, update: 0.05 }, distribution: "zipfian" },
   C: { name: "C", description: "read only: 100% read", mix: { read: 1 }, distribution: "zipfian" },
   D: { name: "D", description: "read latest: 95% read, 5% insert", mix: { read: 0.95, insert: 0.05 }, distribution: "latest" },
-  F: { name: "F", description: "read-modify-write: 50% read, 50% get + put with the context read", mix: { read: 0.5, readModifyWrite: 0.5 }, distribution: "zipfian" },
+  F: {
+    name: "F",
+    description: "read-modify-write: 50% read, 50% get + put with the context read",
+    mix: { read: 0.5, readModifyWrite: 0.5 },
+    distribution: "zipfian",
+  },
 };
 
 export const WORKLOAD_NAMES = Object.keys(WORKLOADS) as WorkloadName[];

@@ -172,7 +172,9 @@ describe("dynamo CLI against a three-node cluster", () => {
     expect([over.code, over.stderr]).toEqual([EXIT.usage, "dynamo: InvalidArgument: value is 1111490 bytes, the limit is 1048576\n"]);
     const huge = await dynamo(["put", "big", "-", "--node", n1], new Uint8Array(2 * 1024 * 1024));
     expect(huge.code).toBe(EXIT.usage);
-    expect(huge.stderr).toMatch(/^dynamo: ResourceExhausted: message size is larger than configured readMaxBytes 1530712 \(the request is larger than the node reads; values may be at most its --max-value-bytes\)\n$/);
+    expect(huge.stderr).toMatch(
+      /^dynamo: ResourceExhausted: message size is larger than configured readMaxBytes 1530712 \(the request is larger than the node reads; values may be at most its --max-value-bytes\)\n$/,
+    );
     expect((await dynamo(["get", "big", "--node", n1])).code).toBe(EXIT.notFound);
   });
 
@@ -187,7 +189,9 @@ describe("dynamo CLI against a three-node cluster", () => {
 
   it("runs as `npx dynamo` and `npm run -s dynamo --` from the repository root", async () => {
     // npm links the bin of every workspace package into node_modules/.bin when it installs.
-    expect(realpathSync(`${REPO_ROOT}node_modules/.bin/dynamo`), "node_modules/.bin/dynamo: run npm install").toBe(realpathSync(`${REPO_ROOT}packages/client/bin/dynamo.js`));
+    expect(realpathSync(`${REPO_ROOT}node_modules/.bin/dynamo`), "node_modules/.bin/dynamo: run npm install").toBe(
+      realpathSync(`${REPO_ROOT}packages/client/bin/dynamo.js`),
+    );
     const npx = await runProcess("npx", ["--no", "--", "dynamo", "--version"], { cwd: REPO_ROOT });
     expect([npx.code, npx.stdout.toString(), npx.stderr]).toEqual([0, `dynamo ${PACKAGE.version}\n`, ""]);
     await dynamo(["put", "from-root", "hi", "--node", n1]);

@@ -3,7 +3,13 @@
 // 4 cluster unavailable or deadline exceeded.
 import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AntiEntropyStatusResponseSchema, ListHintsResponseSchema, RepairKeyResponseSchema, RepairResponseSchema, StatusResponseSchema } from "@dynamo-ts/proto";
+import {
+  AntiEntropyStatusResponseSchema,
+  ListHintsResponseSchema,
+  RepairKeyResponseSchema,
+  RepairResponseSchema,
+  StatusResponseSchema,
+} from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
 import { runExport, runImport } from "./export-import.js";
 import type { Protocol } from "./transport.js";
@@ -186,7 +192,10 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     const expectArgs = (n: number, usage: string) => {
       if (args.length !== n) throw new UsageError(`usage: dynamo ${usage}`);
     };
-    const nodes = (flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001").split(",").map((n) => n.trim()).filter((n) => n !== "");
+    const nodes = (flags.get("node") ?? io.env["DYNAMO_NODE"] ?? "127.0.0.1:7001")
+      .split(",")
+      .map((n) => n.trim())
+      .filter((n) => n !== "");
     if (nodes.length === 0) throw new UsageError("--node needs HOST:PORT");
     const clusterSecret = flags.get("secret") ?? io.env["DYNAMO_CLUSTER_SECRET"];
     try {
@@ -405,5 +414,14 @@ function formatAge(ms: number): string {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n") + "\n";
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((cell, c) => cell.padEnd(widths[c]!))
+          .join("  ")
+          .trimEnd(),
+      )
+      .join("\n") + "\n"
+  );
 }

@@ -34,7 +34,10 @@ class FakeNode {
     const handler = connectNodeAdapter({
       routes: (router) =>
         router.service(KVService, {
-          get: async (req, ctx) => (await answer("get", ctx), { siblings: [{ value: new TextEncoder().encode(`${req.key}@${this.address}`) }], context: new Uint8Array([1]) }),
+          get: async (req, ctx) => (
+            await answer("get", ctx),
+            { siblings: [{ value: new TextEncoder().encode(`${req.key}@${this.address}`) }], context: new Uint8Array([1]) }
+          ),
           put: async (_req, ctx) => (await answer("put", ctx), { context: new Uint8Array([2]) }),
           delete: async (_req, ctx) => (await answer("delete", ctx), {}),
         }),

@@ -118,9 +118,18 @@ export class DynamoClient {
    * Runs one call: on the nodes in the pool's order for reads and writes, on the first node
    * for operator calls, until it succeeds or may not be tried again (errors.ts: mayRetry).
    */
-  private async call<T>(kind: CallKind, options: CallOptions | undefined, headers: Record<string, string> | undefined, send: (node: Endpoint, attempt: AttemptOptions) => Promise<T>): Promise<T> {
+  private async call<T>(
+    kind: CallKind,
+    options: CallOptions | undefined,
+    headers: Record<string, string> | undefined,
+    send: (node: Endpoint, attempt: AttemptOptions) => Promise<T>,
+  ): Promise<T> {
     const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
-    const attempt: AttemptOptions = { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(options?.signal ? { signal: options.signal } : {}), ...(headers ? { headers } : {}) };
+    const attempt: AttemptOptions = {
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      ...(options?.signal ? { signal: options.signal } : {}),
+      ...(headers ? { headers } : {}),
+    };
     const order = kind === "operator" ? [this.endpoints[0]!] : this.pool.order();
     const attempts: FailedAttempt[] = [];
     for (const [i, node] of order.entries()) {
@@ -173,7 +182,9 @@ export class DynamoClient {
 
   /** Deletes the versions the context covers (every version with no context). */
   async delete(key: string, options?: WriteOptions): Promise<void> {
-    await this.call("write", options, undefined, ({ kv }, call) => kv.delete({ key, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call));
+    await this.call("write", options, undefined, ({ kv }, call) =>
+      kv.delete({ key, context: options?.context, w: options?.w, timeoutMs: call.timeoutMs }, call),
+    );
   }
 
   /**

@@ -52,7 +52,12 @@ describe("DynamoClient against a three-node cluster", () => {
     const reads: string[] = [];
     const readers = Array.from({ length: 8 }, async (_, r) => {
       for (let i = r; reading; i++) {
-        reads.push(await c.get(`failover-${i % 9}`).then((found) => (found ? "found" : "missing"), (err: DynamoError) => `${err.codeName}: ${err.rawMessage}`));
+        reads.push(
+          await c.get(`failover-${i % 9}`).then(
+            (found) => (found ? "found" : "missing"),
+            (err: DynamoError) => `${err.codeName}: ${err.rawMessage}`,
+          ),
+        );
       }
     });
     try {
@@ -136,17 +141,20 @@ describe("DynamoClient against a three-node cluster", () => {
       expect(blocks.length).toBeGreaterThanOrEqual(3);
     });
 
-    it.each(blocks.map((code, i) => [i + 1, code.split("\n").find((l) => l.startsWith("//")) ?? "", code] as const))("example %i %s", async (_i, _title, code) => {
-      const source = code.replace(/127\.0\.0\.1:700(\d)/g, (_m, n: string) => cluster.address(`node${n}`));
-      const expected = [...code.matchAll(/\/\/ → (.*)$/gm)].map((m) => m[1]!.trim());
-      const { FORCE_COLOR: _color, ...env } = process.env; // console.log as on a pipe: no colours
-      const ran = await runProcess(process.execPath, ["--input-type=module-typescript", "-e", source], {
-        cwd: PACKAGE_DIR,
-        env: { ...env, NO_COLOR: "1", DYNAMO_CLUSTER_SECRET: cluster.secret },
-      });
-      expect(ran.stderr).toBe("");
-      expect(ran.code).toBe(0);
-      expect(ran.stdout.toString().trimEnd().split("\n").filter(Boolean)).toEqual(expected);
-    });
+    it.each(blocks.map((code, i) => [i + 1, code.split("\n").find((l) => l.startsWith("//")) ?? "", code] as const))(
+      "example %i %s",
+      async (_i, _title, code) => {
+        const source = code.replace(/127\.0\.0\.1:700(\d)/g, (_m, n: string) => cluster.address(`node${n}`));
+        const expected = [...code.matchAll(/\/\/ → (.*)$/gm)].map((m) => m[1]!.trim());
+        const { FORCE_COLOR: _color, ...env } = process.env; // console.log as on a pipe: no colours
+        const ran = await runProcess(process.execPath, ["--input-type=module-typescript", "-e", source], {
+          cwd: PACKAGE_DIR,
+          env: { ...env, NO_COLOR: "1", DYNAMO_CLUSTER_SECRET: cluster.secret },
+        });
+        expect(ran.stderr).toBe("");
+        expect(ran.code).toBe(0);
+        expect(ran.stdout.toString().trimEnd().split("\n").filter(Boolean)).toEqual(expected);
+      },
+    );
   });
 });

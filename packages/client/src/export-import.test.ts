@@ -11,7 +11,13 @@ const contentType = fc.constantFrom(undefined, "text/plain", "application/json; 
 const value = fc.record({ value: bytes, contentType }).map(({ value, contentType }) => (contentType === undefined ? { value } : { value, contentType }));
 const key = fc.string({ minLength: 1, maxLength: 20, unit: "binary" }).filter((k) => k.isWellFormed());
 const exportLine: fc.Arbitrary<ExportLine> = fc
-  .record({ key, deleted: fc.boolean(), siblings: fc.array(value, { minLength: 1, maxLength: 4 }), context: bytes, record: fc.uint8Array({ minLength: 1, maxLength: 60 }) })
+  .record({
+    key,
+    deleted: fc.boolean(),
+    siblings: fc.array(value, { minLength: 1, maxLength: 4 }),
+    context: bytes,
+    record: fc.uint8Array({ minLength: 1, maxLength: 60 }),
+  })
   .map((l) => ({ ...l, siblings: l.deleted ? [] : l.siblings, record: new Uint8Array(l.record) }));
 
 /** Decodes `text` as line `line`: the line, or the ExportLineError; any other exception fails the test. */
@@ -47,14 +53,24 @@ describe("export line codec", () => {
       context: new Uint8Array([1, 2]),
       record: new Uint8Array([3]),
     });
-    expect(text).toBe('{"key":"cart","siblings":[{"value":"YXBwbGVz","contentType":"text/plain"},{"value":"AP8="}],"deleted":false,"context":"AQI=","record":"Aw=="}\n');
+    expect(text).toBe(
+      '{"key":"cart","siblings":[{"value":"YXBwbGVz","contentType":"text/plain"},{"value":"AP8="}],"deleted":false,"context":"AQI=","record":"Aw=="}\n',
+    );
   });
 
   it("gives a typed error with the line number for any text that is not a valid line, never a crash", () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: "binary" }), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v))), fc.integer({ min: 1, max: 1e9 }), (text, n) => {
-        attempt(text, n);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: "binary" }),
+          fc.json(),
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+        ),
+        fc.integer({ min: 1, max: 1e9 }),
+        (text, n) => {
+          attempt(text, n);
+        },
+      ),
       { seed: SEED + 1, numRuns: 2000 },
     );
   });
@@ -62,14 +78,23 @@ describe("export line codec", () => {
   it("refuses valid lines with one thing damaged: a character cut, added or replaced, a field changed", () => {
     const damage = fc.oneof(
       fc.record({ at: fc.nat(), kind: fc.constant("cut" as const), char: fc.constant("") }),
-      fc.record({ at: fc.nat(), kind: fc.constantFrom("add" as const, "replace" as const), char: fc.constantFrom('"', "{", "}", "[", "]", ",", ":", "\\", "=", "A", "0", "é", "\u0000", " ") }),
+      fc.record({
+        at: fc.nat(),
+        kind: fc.constantFrom("add" as const, "replace" as const),
+        char: fc.constantFrom('"', "{", "}", "[", "]", ",", ":", "\\", "=", "A", "0", "é", "\u0000", " "),
+      }),
     );
     let refused = 0;
     fc.assert(
       fc.property(exportLine, damage, fc.integer({ min: 1, max: 1e6 }), (line, { at, kind, char }, n) => {
         const text = encodeExportLine(line).slice(0, -1);
         const i = at % (text.length + 1);
-        const damaged = kind === "cut" ? text.slice(0, i) + text.slice(i + 1) : kind === "add" ? text.slice(0, i) + char + text.slice(i) : text.slice(0, i) + char + text.slice(i + 1);
+        const damaged =
+          kind === "cut"
+            ? text.slice(0, i) + text.slice(i + 1)
+            : kind === "add"
+              ? text.slice(0, i) + char + text.slice(i)
+              : text.slice(0, i) + char + text.slice(i + 1);
         if (attempt(damaged, n) instanceof ExportLineError) refused++;
       }),
       { seed: SEED + 2, numRuns: 2000 },
@@ -95,6 +120,12 @@ describe("export line codec", () => {
     expect(reason(JSON.stringify({ ...valid, siblings: [{ value: "dg==", type: "x" }] }))).toBe('siblings[0] has an unknown field "type"');
     expect(reason(JSON.stringify({ ...valid, record: "" }))).toBe('"record" is empty');
     expect(reason(JSON.stringify({ ...valid, context: "!!" }))).toBe('"context" must be a base64 string');
-    expect(attempt(JSON.stringify(valid), 7)).toEqual({ key: "k", siblings: [{ value: new TextEncoder().encode("v") }], deleted: false, context: new Uint8Array(), record: new Uint8Array([1]) });
+    expect(attempt(JSON.stringify(valid), 7)).toEqual({
+      key: "k",
+      siblings: [{ value: new TextEncoder().encode("v") }],
+      deleted: false,
+      context: new Uint8Array(),
+      record: new Uint8Array([1]),
+    });
   });
 });

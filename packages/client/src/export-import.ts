@@ -377,7 +377,8 @@ export async function runImport(options: ExportImportOptions, io: ExportImportIo
   };
 
   const input: Readable = options.file === undefined ? process.stdin : createReadStream(options.file);
-  const opened = options.file === undefined ? Promise.resolve() : Promise.race([once(input, "open"), once(input, "error").then(([err]) => Promise.reject(err as Error))]);
+  const opened =
+    options.file === undefined ? Promise.resolve() : Promise.race([once(input, "open"), once(input, "error").then(([err]) => Promise.reject(err as Error))]);
   const inFlight = new Set<Promise<void>>();
   let batch: PendingRecord[] = [];
   let batchBytes = 0;

@@ -60,10 +60,7 @@ const id = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }) },
   { weight: 1, arbitrary: fc.constant("x".repeat(MAX_ID_BYTES)) },
 );
-const address = fc.oneof(
-  { weight: 4, arbitrary: id.map((x) => `${x}:7946`) },
-  { weight: 1, arbitrary: fc.constant("h".repeat(MAX_ADDRESS_BYTES)) },
-);
+const address = fc.oneof({ weight: 4, arbitrary: id.map((x) => `${x}:7946`) }, { weight: 1, arbitrary: fc.constant("h".repeat(MAX_ADDRESS_BYTES)) });
 const incarnation = fc.oneof(fc.nat(20), fc.constant(Number.MAX_SAFE_INTEGER - 1), fc.constant(Number.MAX_SAFE_INTEGER), fc.maxSafeNat());
 const seq = fc.oneof(fc.nat(10), fc.constant(MAX_SEQ), fc.nat(MAX_SEQ));
 const sender = fc.record({ id, address, incarnation });
@@ -202,7 +199,11 @@ type Mutation =
 const position = fc.nat({ max: 1 << 20 });
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }),
-  fc.record({ kind: fc.constant("set" as const), at: position, byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x7f, 0x80, 0xff), fc.nat({ max: 255 })) }),
+  fc.record({
+    kind: fc.constant("set" as const),
+    at: position,
+    byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x7f, 0x80, 0xff), fc.nat({ max: 255 })),
+  }),
   fc.record({ kind: fc.constant("truncate" as const), at: position }),
   fc.record({ kind: fc.constant("extend" as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
   fc.record({ kind: fc.constant("insert" as const), at: position, bytes: fc.uint8Array({ minLength: 1, maxLength: 9 }) }),
@@ -274,7 +275,16 @@ function encodesAll(out: readonly Outgoing[], after: string): void {
 /** A member that already knows a few peers, as a node does. */
 function member(seed: number): Swim {
   const swim = new Swim({ id: SELF, address: `${SELF}:7946`, incarnation: 3, random: mulberry32(seed), now: 0 });
-  swim.receive("", { type: "sync-response", seq: 0, from: { id: "a", address: "a:7946", incarnation: 1 }, updates: [{ id: "b", address: "b:7946", state: "alive", incarnation: 1 }] }, 0);
+  swim.receive(
+    "",
+    {
+      type: "sync-response",
+      seq: 0,
+      from: { id: "a", address: "a:7946", incarnation: 1 },
+      updates: [{ id: "b", address: "b:7946", state: "alive", incarnation: 1 }],
+    },
+    0,
+  );
   swim.drainChanges();
   return swim;
 }
@@ -357,7 +367,9 @@ describe("validation of message objects", () => {
     const hostile = fc.oneof(
       fc.anything(),
       // Almost-valid messages with one field replaced by anything.
-      fc.tuple(message, fc.constantFrom("type", "seq", "from", "targetId", "target", "updates"), fc.anything()).map(([m, key, value]) => ({ ...m, [key]: value })),
+      fc
+        .tuple(message, fc.constantFrom("type", "seq", "from", "targetId", "target", "updates"), fc.anything())
+        .map(([m, key, value]) => ({ ...m, [key]: value })),
       fc.tuple(message, fc.constantFrom("id", "address", "incarnation"), fc.anything()).map(([m, key, value]) => ({ ...m, from: { ...m.from, [key]: value } })),
       fc.tuple(message, fc.anything()).map(([m, value]) => ({ ...m, updates: [...m.updates, value] })),
     );

@@ -5,8 +5,7 @@ import { GossipDecodeError, GossipEncodeError } from "./errors.js";
 import type { GossipMessage, MemberUpdate } from "./types.js";
 import { MAX_ID_BYTES } from "./validate.js";
 
-const text = (maxLength: number) =>
-  fc.string({ unit: "grapheme", minLength: 1, maxLength }).filter((s) => new TextEncoder().encode(s).length <= MAX_ID_BYTES);
+const text = (maxLength: number) => fc.string({ unit: "grapheme", minLength: 1, maxLength }).filter((s) => new TextEncoder().encode(s).length <= MAX_ID_BYTES);
 const incarnation = fc.oneof(fc.nat(1000), fc.constant(Number.MAX_SAFE_INTEGER), fc.maxSafeNat());
 const seq = fc.nat(0xffff_ffff);
 const sender = fc.record({ id: text(20), address: text(30), incarnation });

@@ -27,14 +27,7 @@ const TYPE_CODES: Readonly<Record<GossipMessageType, number>> = {
   "sync-request": 4,
   "sync-response": 5,
 };
-const TYPES_BY_CODE: readonly (GossipMessageType | undefined)[] = [
-  undefined,
-  "ping",
-  "ack",
-  "ping-req",
-  "sync-request",
-  "sync-response",
-];
+const TYPES_BY_CODE: readonly (GossipMessageType | undefined)[] = [undefined, "ping", "ack", "ping-req", "sync-request", "sync-response"];
 const STATE_CODES: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
 const STATES_BY_CODE: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
 

@@ -32,8 +32,6 @@ describe("config", () => {
 
   it("fills in defaults and rejects unknown keys", () => {
     expect(resolveSwimConfig({ indirectChecks: 5 })).toEqual({ ...defaultSwimConfig, indirectChecks: 5 });
-    expect(() => resolveSwimConfig({ pingTimeout: 3 } as unknown as Partial<SwimConfig>)).toThrow(
-      /unknown gossip config key "pingTimeout"/,
-    );
+    expect(() => resolveSwimConfig({ pingTimeout: 3 } as unknown as Partial<SwimConfig>)).toThrow(/unknown gossip config key "pingTimeout"/);
   });
 });

@@ -45,10 +45,7 @@ describe("dissemination by piggybacking", () => {
       const rounds = seeds.map((seed) => roundsToReachAll(n, seed));
       results.push({ n, rounds, bound: C * Math.log2(n) });
     }
-    console.log(
-      "dissemination rounds: " +
-        results.map((r) => `n=${r.n}: ${r.rounds.join(", ")} (log2 n = ${Math.log2(r.n)}, bound ${r.bound})`).join("; "),
-    );
+    console.log("dissemination rounds: " + results.map((r) => `n=${r.n}: ${r.rounds.join(", ")} (log2 n = ${Math.log2(r.n)}, bound ${r.bound})`).join("; "));
     for (const r of results) expect(Math.max(...r.rounds)).toBeLessThanOrEqual(r.bound);
   }, 60_000); // a simulation of 128 members: an upper bound for a loaded machine, not a timing check
 });

@@ -16,7 +16,13 @@ describe("join through one seed", () => {
     console.log(`join of 4 members through one seed: full view everywhere after ${took} ms`);
     expect(took).toBeDefined();
     expect(took as number).toBeLessThanOrEqual(3 * PERIOD);
-    for (const id of ids) expect(sim.node(id).members().map((m) => m.id)).toEqual(ids);
+    for (const id of ids)
+      expect(
+        sim
+          .node(id)
+          .members()
+          .map((m) => m.id),
+      ).toEqual(ids);
   });
 
   it("keeps retrying while the seed is not up yet, then converges", () => {

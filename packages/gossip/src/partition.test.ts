@@ -25,8 +25,7 @@ describe("partition and heal, 10 members split 6 | 4", () => {
       const left = ids.slice(0, 6);
       const right = ids.slice(6);
       sim.partition([left, right]);
-      const sidesDead = () =>
-        left.every((a) => right.every((b) => sim.view(a, b)?.state === "dead" && sim.view(b, a)?.state === "dead"));
+      const sidesDead = () => left.every((a) => right.every((b) => sim.view(a, b)?.state === "dead" && sim.view(b, a)?.state === "dead"));
       const split = sim.runUntil(sidesDead, 60_000);
       expect(split, `seed ${seed}: sides did not mark each other dead`).toBeDefined();
       splitTimes.push(split as number);
@@ -52,7 +51,9 @@ describe("partition and heal, 10 members split 6 | 4", () => {
       sim.runFor(60_000);
       expect(sim.allAlive(ids)).toBe(true);
     }
-    console.log(`partition 6|4: sides see each other dead after ms ${JSON.stringify(stat(splitTimes))}; all-alive after heal in ms ${JSON.stringify(stat(healTimes))}, bound ${HEAL_BOUND_MS}`);
+    console.log(
+      `partition 6|4: sides see each other dead after ms ${JSON.stringify(stat(splitTimes))}; all-alive after heal in ms ${JSON.stringify(stat(healTimes))}, bound ${HEAL_BOUND_MS}`,
+    );
     expect(Math.max(...healTimes)).toBeLessThanOrEqual(HEAL_BOUND_MS);
   });
 });

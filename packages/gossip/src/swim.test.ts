@@ -121,11 +121,7 @@ describe("Swim receive", () => {
 
   it("relays a ping-req: pings the target with its own seq and relays the ack with the requester's seq", () => {
     const swim = makeSwim("helper");
-    const [ping] = swim.receive(
-      address("req"),
-      { type: "ping-req", seq: 77, from: info("req"), target: { id: "t", address: address("t") }, updates: [] },
-      0,
-    );
+    const [ping] = swim.receive(address("req"), { type: "ping-req", seq: 77, from: info("req"), target: { id: "t", address: address("t") }, updates: [] }, 0);
     expect(ping?.to).toBe(address("t"));
     expect(ping?.message.type).toBe("ping");
     const relayed = swim.receive(address("t"), { type: "ack", seq: ping?.message.seq ?? -1, from: info("t"), updates: [] }, 10);
@@ -218,7 +214,12 @@ describe("Swim failure detection", () => {
     const target = ping?.message.targetId ?? "";
     // The process stalled for 5 s: the tick arrives far beyond the probe's deadline.
     const late = swim.tick(6000);
-    expect(ofType(late.map((out) => ({ out })), "ping-req")).toHaveLength(3);
+    expect(
+      ofType(
+        late.map((out) => ({ out })),
+        "ping-req",
+      ),
+    ).toHaveLength(3);
     expect(swim.member(target)?.state).toBe("alive");
     expect(swim.nextDeadline()).toBeGreaterThan(6000);
   });

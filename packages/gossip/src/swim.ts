@@ -2,15 +2,7 @@ import { BroadcastQueue } from "./broadcast-queue.js";
 import { resolveSwimConfig, type SwimConfig } from "./config.js";
 import { GossipConfigError } from "./errors.js";
 import { supersedes } from "./precedence.js";
-import type {
-  GossipMessage,
-  Member,
-  MemberState,
-  MembershipChange,
-  MemberUpdate,
-  Outgoing,
-  SenderInfo,
-} from "./types.js";
+import type { GossipMessage, Member, MemberState, MembershipChange, MemberUpdate, Outgoing, SenderInfo } from "./types.js";
 import { addressProblem, idProblem, incarnationProblem, MAX_SEQ, MAX_SYNC_MEMBERS, messageProblem } from "./validate.js";
 
 export interface SwimOptions {
@@ -126,9 +118,7 @@ export class Swim {
 
   constructor(options: SwimOptions) {
     const problem =
-      idProblem(options.id, "member id") ??
-      addressProblem(options.address, "member address") ??
-      incarnationProblem(options.incarnation ?? 0, "incarnation");
+      idProblem(options.id, "member id") ?? addressProblem(options.address, "member address") ?? incarnationProblem(options.incarnation ?? 0, "incarnation");
     if (problem !== undefined) throw new GossipConfigError(problem);
     if (typeof options.random !== "function") throw new GossipConfigError("random must be a function returning [0, 1)");
     if (!Number.isFinite(options.now)) throw new GossipConfigError("now must be a finite number");

@@ -79,9 +79,7 @@ export function messageProblem(m: unknown): string | undefined {
   const from = m["from"];
   if (!isRecord(from)) return "from must be an object";
   const fromProblem =
-    idProblem(from["id"], "from.id") ??
-    addressProblem(from["address"], "from.address") ??
-    incarnationProblem(from["incarnation"], "from.incarnation");
+    idProblem(from["id"], "from.id") ?? addressProblem(from["address"], "from.address") ?? incarnationProblem(from["incarnation"], "from.incarnation");
   if (fromProblem !== undefined) return fromProblem;
   if (type === "ping") {
     const p = idProblem(m["targetId"], "targetId");

@@ -25,9 +25,7 @@ export interface CurrentHint {
   readonly planned: PlannedPut | undefined;
 }
 
-type Effect =
-  | { readonly kind: "add"; readonly put: PlannedPut }
-  | { readonly kind: "remove"; readonly target: string; readonly seq: number };
+type Effect = { readonly kind: "add"; readonly put: PlannedPut } | { readonly kind: "remove"; readonly target: string; readonly seq: number };
 
 /**
  * One group-commit batch being planned: the LevelDB operations plus an overlay over the index that

@@ -1,12 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { HintStoreFullError, HintStoreInputError } from "./errors.js";
-import {
-  DEFAULT_MAX_BYTES,
-  DEFAULT_MAX_BYTES_PER_TARGET,
-  DEFAULT_MAX_RECORD_BYTES,
-  HintStore,
-  type HintStoreOptions,
-} from "./hint-store.js";
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_BYTES_PER_TARGET, DEFAULT_MAX_RECORD_BYTES, HintStore, type HintStoreOptions } from "./hint-store.js";
 import { concatenate } from "./test-support/merges.js";
 import { TempDirs } from "./test-support/temp-dirs.js";
 
@@ -118,7 +112,14 @@ describe("maxBytesPerTarget and maxBytes", () => {
     );
     // 10 + 20 + 10 = 40 fit; the 20-byte hints after that do not, the 10-byte one does (50).
     expect(results.map((result) => result.status)).toEqual([
-      "fulfilled", "fulfilled", "fulfilled", "rejected", "fulfilled", "rejected", "rejected", "rejected",
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "rejected",
+      "fulfilled",
+      "rejected",
+      "rejected",
+      "rejected",
     ]);
     expect(store.bytes()).toBe(50);
     expect(store.counters()).toMatchObject({ stored: 4, refused: 4 });
@@ -135,7 +136,10 @@ describe("maxBytesPerTarget and maxBytes", () => {
     await store.close();
     const reopened = await open(dir, { maxBytes: 16 });
     expect(reopened.bytes()).toBe(15);
-    expect(reopened.targets().map((summary) => [summary.target, summary.bytes])).toEqual([["t", 10], ["u", 5]]);
+    expect(reopened.targets().map((summary) => [summary.target, summary.bytes])).toEqual([
+      ["t", 10],
+      ["u", 5],
+    ]);
     expect(await refusal(reopened.enqueue("v", "c", recordOf(1)))).toMatchObject({ cap: "maxBytes", current: 15 });
   });
 });

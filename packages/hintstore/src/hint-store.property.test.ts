@@ -28,7 +28,15 @@ type Command =
 
 const targetIndex = fc.nat({ max: TARGETS.length - 1 });
 const operationArb: fc.Arbitrary<Operation> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ kind: fc.constant("enqueue" as const), target: targetIndex, key: fc.nat({ max: KEYS.length - 1 }), bytes: fc.uniqueArray(fc.nat({ max: 15 }), { minLength: 1, maxLength: 3 }) }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant("enqueue" as const),
+      target: targetIndex,
+      key: fc.nat({ max: KEYS.length - 1 }),
+      bytes: fc.uniqueArray(fc.nat({ max: 15 }), { minLength: 1, maxLength: 3 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("ack" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.constant({ kind: "expire" as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("dropTarget" as const), target: targetIndex }) },
@@ -243,7 +251,7 @@ async function expectAgreement(store: HintStore, model: Model, listSeed: number)
 
     // A bounded listing is the prefix that stops at `limit` hints, or once the records reach `maxBytes`.
     const limit = 1 + ((listSeed + i) % 4);
-    const maxBytes = 1 + ((listSeed >> 2) + i * 3) % 20;
+    const maxBytes = 1 + (((listSeed >> 2) + i * 3) % 20);
     const bounded = await store.list(target, limit, maxBytes);
     let count = 0;
     let recordBytes = 0;

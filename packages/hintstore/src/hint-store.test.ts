@@ -1,13 +1,7 @@
 import { ClassicLevel } from "classic-level";
 import { afterEach, describe, expect, it } from "vitest";
 import { FORMAT_KEY } from "./codec.js";
-import {
-  HintStoreClosedError,
-  HintStoreFormatError,
-  HintStoreFullError,
-  HintStoreInputError,
-  HintStoreOpenError,
-} from "./errors.js";
+import { HintStoreClosedError, HintStoreFormatError, HintStoreFullError, HintStoreInputError, HintStoreOpenError } from "./errors.js";
 import { HintStore, type HintStoreOptions } from "./hint-store.js";
 import { FakeClock, hintBytes, recordFor, TempDirs } from "./test-support/temp-dirs.js";
 
@@ -80,9 +74,7 @@ describe("enqueue and list", () => {
     for (const [i, target] of targets.entries()) {
       expect(keysOf(await store.list(target))).toEqual([`${target}-1`, `${target}-2`].slice(0, (i % 2) + 1));
     }
-    expect(store.targets().map((t) => [t.target, t.count])).toEqual(
-      [...targets].sort().map((t) => [t, (targets.indexOf(t) % 2) + 1]),
-    );
+    expect(store.targets().map((t) => [t.target, t.count])).toEqual([...targets].sort().map((t) => [t, (targets.indexOf(t) % 2) + 1]));
   });
 
   it("lists many concurrent enqueues (one group commit) in call order", async () => {
@@ -314,9 +306,7 @@ describe("maxHints", () => {
 
   it("counts in-flight enqueues against the limit", async () => {
     const store = await open(tempDirs.create(), { maxHints: 10 });
-    const results = await Promise.allSettled(
-      Array.from({ length: 15 }, (_, i) => store.enqueue("t", `k${i}`, recordFor(`k${i}`))),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 15 }, (_, i) => store.enqueue("t", `k${i}`, recordFor(`k${i}`))));
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(10);
     const rejected = results.filter((r) => r.status === "rejected");
     expect(rejected).toHaveLength(5);

@@ -540,8 +540,7 @@ export class HintStore {
     while (taken < this.writeQueue.length) {
       const request = this.writeQueue[taken]!;
       const requestOps = request.kind === "enqueue" ? 2 : request.removal.kind === "ack" ? request.removal.hints.length : 1;
-      const requestBytes =
-        request.kind === "enqueue" ? request.record.length + (this.index.queue(request.target)?.entryForKey(request.key)?.bytes ?? 0) : 0;
+      const requestBytes = request.kind === "enqueue" ? request.record.length + (this.index.queue(request.target)?.entryForKey(request.key)?.bytes ?? 0) : 0;
       if (taken > 0 && (ops + requestOps > MAX_BATCH_OPS || bytes + requestBytes > MAX_BATCH_BYTES)) {
         break;
       }
@@ -690,7 +689,9 @@ export class HintStore {
   private mergeInto(current: CurrentHint, request: EnqueueRequest, older: Uint8Array): Uint8Array {
     const merged = this.merge(older, request.record);
     if (!(merged instanceof Uint8Array)) {
-      throw new HintStoreInputError(`the merge option returned ${typeof merged}, not a Uint8Array (merging into hint ${formatHintId(current.seq, request.target)})`);
+      throw new HintStoreInputError(
+        `the merge option returned ${typeof merged}, not a Uint8Array (merging into hint ${formatHintId(current.seq, request.target)})`,
+      );
     }
     return merged;
   }

@@ -1,6 +1,16 @@
 import { ClassicLevel } from "classic-level";
 import { afterEach, describe, expect, it } from "vitest";
-import { ALL_HINTS_RANGE, decodeHintKey, decodeSeqValue, encodeHintKey, encodeHintValue, encodeSeqValue, FORMAT_KEY, FORMAT_MARKER, NEXT_SEQ_KEY } from "./codec.js";
+import {
+  ALL_HINTS_RANGE,
+  decodeHintKey,
+  decodeSeqValue,
+  encodeHintKey,
+  encodeHintValue,
+  encodeSeqValue,
+  FORMAT_KEY,
+  FORMAT_MARKER,
+  NEXT_SEQ_KEY,
+} from "./codec.js";
 import { HintStoreError, HintStoreInputError } from "./errors.js";
 import { HintStore, type HintStoreOptions } from "./hint-store.js";
 import { bytes, concatenate, text } from "./test-support/merges.js";
@@ -20,8 +30,7 @@ async function open(dir: string, options?: HintStoreOptions): Promise<HintStore>
   return store;
 }
 
-const summaryOf = async (store: HintStore, target: string) =>
-  (await store.list(target, 1000)).map((hint) => `${hint.key}=${text(hint.record)}`);
+const summaryOf = async (store: HintStore, target: string) => (await store.list(target, 1000)).map((hint) => `${hint.key}=${text(hint.record)}`);
 
 describe("one hint per (target, key)", () => {
   it("merges a second enqueue of a key into the stored hint, under a new id at the back of the queue", async () => {

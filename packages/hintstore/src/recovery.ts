@@ -151,10 +151,9 @@ async function mergeDuplicates(db: Db, index: HintIndex, options: RecoveryOption
     try {
       merged = options.merge(merged, record);
     } catch (error) {
-      throw new HintStoreError(
-        `cannot merge the ${seqs.length} hints stored for key ${JSON.stringify(key)} of target "${target}": ${messageOf(error)}`,
-        { cause: error },
-      );
+      throw new HintStoreError(`cannot merge the ${seqs.length} hints stored for key ${JSON.stringify(key)} of target "${target}": ${messageOf(error)}`, {
+        cause: error,
+      });
     }
     if (!(merged instanceof Uint8Array)) {
       throw new HintStoreError(`the merge option returned ${typeof merged}, not a Uint8Array`);

@@ -21,7 +21,8 @@ function build(range: TokenRange, depth: number, entries: ReadonlyMap<string, Ui
   return tree;
 }
 
-type Modification = { kind: "add"; key: string; digest: Uint8Array } | { kind: "remove"; index: number } | { kind: "change"; index: number; digest: Uint8Array };
+type Modification =
+  { kind: "add"; key: string; digest: Uint8Array } | { kind: "remove"; index: number } | { kind: "change"; index: number; digest: Uint8Array };
 
 const modificationArb: fc.Arbitrary<Modification> = fc.oneof(
   fc.record({ kind: fc.constant("add" as const), key: keyArb, digest: digestArb }),
@@ -53,7 +54,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 function trueDifference(a: ReadonlyMap<string, Uint8Array>, b: ReadonlyMap<string, Uint8Array>) {
   const onlyLocal = [...a.keys()].filter((key) => !b.has(key)).sort();
   const onlyRemote = [...b.keys()].filter((key) => !a.has(key)).sort();
-  const different = [...a].filter(([key, digest]) => b.has(key) && !sameBytes(digest, b.get(key)!)).map(([key]) => key).sort();
+  const different = [...a]
+    .filter(([key, digest]) => b.has(key) && !sameBytes(digest, b.get(key)!))
+    .map(([key]) => key)
+    .sort();
   return { onlyLocal, onlyRemote, different };
 }
 
@@ -95,7 +99,9 @@ describe("diffTrees + diffEntries", () => {
           }).toEqual(expected);
 
           // Exactly the leaves holding a differing key are reported, in ascending order.
-          const expectedLeaves = [...new Set([...expected.onlyLocal, ...expected.onlyRemote, ...expected.different].map((key) => local.leafOf(tokenOfKey(range, key))))].sort((a, b) => a - b);
+          const expectedLeaves = [
+            ...new Set([...expected.onlyLocal, ...expected.onlyRemote, ...expected.different].map((key) => local.leafOf(tokenOfKey(range, key)))),
+          ].sort((a, b) => a - b);
           expect(leaves).toEqual(expectedLeaves);
           // The descent never compares more than every node once.
           expect(hashesCompared).toBeLessThanOrEqual(2 ** (depth + 1) - 1);

@@ -14,11 +14,7 @@ export function nodeHashes(tree: MerkleTree, level: number, indices: ReadonlyArr
 }
 
 /** Indices (ascending) of the given nodes at `level` whose local hash differs from the peer's. */
-export function differingNodes(
-  local: MerkleTree,
-  level: number,
-  remoteHashes: ReadonlyArray<RemoteNodeHash>,
-): number[] {
+export function differingNodes(local: MerkleTree, level: number, remoteHashes: ReadonlyArray<RemoteNodeHash>): number[] {
   const differing: number[] = [];
   for (const { index, hash } of remoteHashes) {
     assertHash(hash, `remote hash of node (${level}, ${index})`);
@@ -33,11 +29,7 @@ export function differingNodes(
  * indices at level + 1 to request next — both children of every differing node. Empty at the
  * leaf level (use differingNodes there to learn which leaves differ).
  */
-export function differingChildren(
-  local: MerkleTree,
-  level: number,
-  remoteHashes: ReadonlyArray<RemoteNodeHash>,
-): number[] {
+export function differingChildren(local: MerkleTree, level: number, remoteHashes: ReadonlyArray<RemoteNodeHash>): number[] {
   const differing = differingNodes(local, level, remoteHashes);
   if (level === local.depth) return [];
   return differing.flatMap((index) => [2 * index, 2 * index + 1]);
@@ -73,8 +65,7 @@ export function diffTrees(a: MerkleTree, b: MerkleTree): TreeDiff {
 function assertSameShape(a: MerkleTree, b: MerkleTree): void {
   if (a.depth !== b.depth || a.range.start !== b.range.start || a.range.end !== b.range.end) {
     throw new TreeShapeMismatchError(
-      `cannot compare a tree over (${a.range.start}, ${a.range.end}] depth ${a.depth} ` +
-        `with one over (${b.range.start}, ${b.range.end}] depth ${b.depth}`,
+      `cannot compare a tree over (${a.range.start}, ${a.range.end}] depth ${a.depth} ` + `with one over (${b.range.start}, ${b.range.end}] depth ${b.depth}`,
     );
   }
 }
@@ -106,10 +97,7 @@ export function diffEntries(
   return { onlyLocal: onlyLocal.sort(), onlyRemote: onlyRemote.sort(), different: different.sort() };
 }
 
-function indexByKey(
-  entries: ReadonlyArray<{ readonly key: string; readonly digest: Uint8Array }>,
-  side: string,
-): Map<string, Uint8Array> {
+function indexByKey(entries: ReadonlyArray<{ readonly key: string; readonly digest: Uint8Array }>, side: string): Map<string, Uint8Array> {
   const byKey = new Map<string, Uint8Array>();
   for (const { key, digest } of entries) {
     if (typeof key !== "string" || !(digest instanceof Uint8Array)) {

@@ -77,9 +77,7 @@ export function equalHashes(a: Uint8Array, b: Uint8Array): boolean {
 
 export function assertHash(hash: Uint8Array, what: string): void {
   if (!(hash instanceof Uint8Array) || hash.length !== HASH_BYTES) {
-    throw new InvalidMerkleArgumentError(
-      `${what} must be a ${HASH_BYTES}-byte Uint8Array (hash format v${HASH_FORMAT_VERSION})`,
-    );
+    throw new InvalidMerkleArgumentError(`${what} must be a ${HASH_BYTES}-byte Uint8Array (hash format v${HASH_FORMAT_VERSION})`);
   }
 }
 

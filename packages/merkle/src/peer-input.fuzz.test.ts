@@ -51,7 +51,9 @@ function filledTree(range: TokenRange, depth: number, keys: number): MerkleTree 
   return tree;
 }
 
-const tree = fc.tuple(fc.constantFrom(...ranges), fc.integer({ min: 1, max: MAX_DEPTH }), fc.integer({ min: 0, max: 60 })).map(([range, depth, keys]) => filledTree(range, depth, keys));
+const tree = fc
+  .tuple(fc.constantFrom(...ranges), fc.integer({ min: 1, max: MAX_DEPTH }), fc.integer({ min: 0, max: 60 }))
+  .map(([range, depth, keys]) => filledTree(range, depth, keys));
 
 describe("tree reads driven by a peer's query", () => {
   it("hashAt / nodeHashes / leafEntries answer or throw MerkleError for any level and index", () => {

@@ -9,9 +9,7 @@ export function assertValidRange(range: TokenRange): void {
     throw new InvalidMerkleArgumentError("range must be an object { start, end }");
   }
   if (!isToken(range.start) || !isToken(range.end)) {
-    throw new InvalidMerkleArgumentError(
-      `range bounds must be integers in [0, 2^32): got start=${String(range.start)}, end=${String(range.end)}`,
-    );
+    throw new InvalidMerkleArgumentError(`range bounds must be integers in [0, 2^32): got start=${String(range.start)}, end=${String(range.end)}`);
   }
 }
 

@@ -1,14 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { rangeContains, type TokenRange } from "@dynamo-ts/ring";
-import {
-  HASH_BYTES,
-  InvalidMerkleArgumentError,
-  MerkleError,
-  MerkleTree,
-  TokenOutOfRangeError,
-  entryHash,
-} from "./index.js";
+import { HASH_BYTES, InvalidMerkleArgumentError, MerkleError, MerkleTree, TokenOutOfRangeError, entryHash } from "./index.js";
 import { toHex } from "./hash.js";
 import { digestArb, digestOf, keyArb, operationArb, rangeArb, spanOf, tokenAt, tokenOfKey } from "./test-support/arbitraries.js";
 import { referenceEntryHash, referenceLeafOf, referenceTree } from "./test-support/reference.js";
@@ -124,7 +117,7 @@ describe("token placement", () => {
         fc.oneof(fc.integer({ min: 0, max: TWO_32 - 1 }), fc.constantFrom(0, 1, -1, -2)),
         (range, depth, rawOffset) => {
           const span = spanOf(range);
-          const offset = (((rawOffset % span) + span) % span);
+          const offset = ((rawOffset % span) + span) % span;
           const token = tokenAt(range, offset);
           const tree = new MerkleTree(range, { depth });
           const leaf = tree.leafOf(token);
@@ -217,7 +210,11 @@ describe("order independence and incremental updates", () => {
   it("returns to the previous root after inserting then removing a key", () => {
     fc.assert(
       fc.property(rangeArb, entriesArb, keyArb, digestArb, (range, entries, key, digest) => {
-        const tree = build(range, 6, entries.filter((e) => e.key !== key));
+        const tree = build(
+          range,
+          6,
+          entries.filter((e) => e.key !== key),
+        );
         const before = allHashes(tree);
         tree.set(key, tokenOfKey(range, key), digest);
         expect(tree.get(key)?.digest).toEqual(digest);
@@ -264,7 +261,11 @@ describe("order independence and incremental updates", () => {
           if (step.digest === undefined) final.delete(step.key);
           else final.set(step.key, step.digest);
         }
-        const rebuilt = build(range, depth, [...final].map(([key, digest]) => ({ key, digest })));
+        const rebuilt = build(
+          range,
+          depth,
+          [...final].map(([key, digest]) => ({ key, digest })),
+        );
         expect(allHashes(tree)).toEqual(allHashes(rebuilt));
         expect(tree.size).toBe(final.size);
         for (let leaf = 0; leaf < 2 ** depth; leaf++) {

@@ -1,13 +1,6 @@
 import { isToken, rangeSize, type TokenRange } from "@dynamo-ts/ring";
 import { InvalidMerkleArgumentError, TokenOutOfRangeError } from "./errors.js";
-import {
-  EMPTY_SUBTREE_HASHES,
-  HASH_BYTES,
-  MAX_DEPTH,
-  addInto,
-  entryHash,
-  innerHash,
-} from "./hash.js";
+import { EMPTY_SUBTREE_HASHES, HASH_BYTES, MAX_DEPTH, addInto, entryHash, innerHash } from "./hash.js";
 import { assertValidRange, offsetInRange } from "./range.js";
 
 export const DEFAULT_DEPTH = 10;
@@ -72,9 +65,7 @@ export class MerkleTree {
     assertValidRange(range);
     const depth = options.depth ?? DEFAULT_DEPTH;
     if (!Number.isInteger(depth) || depth < MIN_DEPTH || depth > MAX_DEPTH) {
-      throw new InvalidMerkleArgumentError(
-        `depth must be an integer in ${MIN_DEPTH}..${MAX_DEPTH}: got ${String(depth)}`,
-      );
+      throw new InvalidMerkleArgumentError(`depth must be an integer in ${MIN_DEPTH}..${MAX_DEPTH}: got ${String(depth)}`);
     }
     this.range = Object.freeze({ start: range.start, end: range.end });
     this.depth = depth;
@@ -112,9 +103,7 @@ export class MerkleTree {
     }
     const existing = this.entries.get(key);
     if (existing !== undefined && existing.token !== token) {
-      throw new InvalidMerkleArgumentError(
-        `key ${JSON.stringify(key)} is already in the tree with token ${existing.token}, not ${token}`,
-      );
+      throw new InvalidMerkleArgumentError(`key ${JSON.stringify(key)} is already in the tree with token ${existing.token}, not ${token}`);
     }
     const leafPosition = this.firstLeafPosition + leaf;
     const leafOffset = leafPosition * HASH_BYTES;
@@ -218,9 +207,7 @@ export class MerkleTree {
     }
     const width = 2 ** level;
     if (!Number.isInteger(index) || index < 0 || index >= width) {
-      throw new InvalidMerkleArgumentError(
-        `index at level ${level} must be an integer in 0..${width - 1}: got ${String(index)}`,
-      );
+      throw new InvalidMerkleArgumentError(`index at level ${level} must be an integer in 0..${width - 1}: got ${String(index)}`);
     }
   }
 

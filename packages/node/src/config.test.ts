@@ -6,7 +6,17 @@ const SECRET = ["--cluster-secret", "0123456789abcdef"];
 describe("parseConfig", () => {
   it("applies defaults and adds this node to the peers", () => {
     const c = parseConfig(["--node-id", "a", ...SECRET], {});
-    expect(c).toMatchObject({ nodeId: "a", listen: "127.0.0.1:7001", advertise: "127.0.0.1:7001", n: 3, r: 2, w: 2, vnodes: 256, sync: false, dataDir: "./data/a" });
+    expect(c).toMatchObject({
+      nodeId: "a",
+      listen: "127.0.0.1:7001",
+      advertise: "127.0.0.1:7001",
+      n: 3,
+      r: 2,
+      w: 2,
+      vnodes: 256,
+      sync: false,
+      dataDir: "./data/a",
+    });
     expect(c.peers).toEqual([{ id: "a", address: "127.0.0.1:7001" }]);
   });
 

@@ -112,7 +112,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "request-timeout-ms", help: "Default deadline of a client request", default: "5000" },
   { flag: "max-key-bytes", help: "Largest key, in UTF-8 bytes", default: "256" },
   { flag: "max-value-bytes", help: "Largest value, in bytes", default: String(1024 * 1024) },
-  { flag: "max-siblings", help: "Most siblings a write may leave a key with; more is refused (FailedPrecondition: resolve them). Warns at a quarter", default: "100" },
+  {
+    flag: "max-siblings",
+    help: "Most siblings a write may leave a key with; more is refused (FailedPrecondition: resolve them). Warns at a quarter",
+    default: "100",
+  },
   {
     flag: "max-record-bytes",
     help: "Largest a write may make a key's record (all its siblings); at least twice --max-value-bytes plus 64 KiB. Warns at half",
@@ -131,7 +135,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
   { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },
   { flag: "hint-ttl-ms", help: "Hints older than this are dropped (anti-entropy repairs their keys)", default: String(3 * 3600_000) },
-  { flag: "max-hint-bytes", help: "Most bytes of hints kept for all targets together; further hints are refused (anti-entropy repairs their keys)", default: String(1024 ** 3) },
+  {
+    flag: "max-hint-bytes",
+    help: "Most bytes of hints kept for all targets together; further hints are refused (anti-entropy repairs their keys)",
+    default: String(1024 ** 3),
+  },
   { flag: "max-hint-bytes-per-target", help: "Most bytes of hints kept for one target", default: String(256 * 1024 ** 2) },
   { flag: "disk-probe-interval-ms", help: "How often the node checks that its data directory takes writes (0: only when a write fails)", default: "10000" },
   { flag: "read-repair", help: "Repair stale replicas after a Get: on, off, or a probability 0..1", default: "on" },
@@ -216,7 +224,10 @@ function parseBoolean(raw: Map<string, string>, flag: string): boolean {
 export function parsePeers(text: string): PeerAddress[] {
   const peers: PeerAddress[] = [];
   const ids = new Set<string>();
-  for (const item of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const item of text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const at = item.indexOf("@");
     if (at <= 0) throw new ConfigError(`--peers entries must be id@host:port, got '${item}'`);
     const id = item.slice(0, at);
@@ -232,7 +243,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   const raw = readRawOptions(argv, env);
   const nodeId = raw.get("node-id");
   if (!nodeId) throw new ConfigError("--node-id is required");
-  if (!NODE_ID.test(nodeId)) throw new ConfigError(`--node-id must be 1-64 of letters, digits, '.', '_', '-' and start with a letter or digit, got '${nodeId}'`);
+  if (!NODE_ID.test(nodeId))
+    throw new ConfigError(`--node-id must be 1-64 of letters, digits, '.', '_', '-' and start with a letter or digit, got '${nodeId}'`);
   const listen = parseHostPort(raw.get("listen") ?? "127.0.0.1:7001", "--listen");
   const advertise = parseHostPort(raw.get("advertise") ?? listen, "--advertise");
   if (/^(0\.0\.0\.0|\[::\]):/.test(advertise)) {
@@ -257,7 +269,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     addresses.add(p.address);
   }
 
-  const seeds = (raw.get("seeds") ?? "").split(",").map((x) => x.trim()).filter(Boolean).map((x) => parseHostPort(x, "--seeds entries"));
+  const seeds = (raw.get("seeds") ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map((x) => parseHostPort(x, "--seeds entries"));
   const gossipIntervalMs = parseInteger(raw, "gossip-interval-ms", 50, 60_000);
   const gossipSuspicionMs = parseInteger(raw, "gossip-suspicion-ms", 100, 600_000);
   const gossipSyncIntervalMs = parseInteger(raw, "gossip-sync-interval-ms", 100, 3_600_000);
@@ -291,7 +307,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   // Two concurrent writes of the largest value must fit, as siblings, in one record.
   const minRecordBytes = 2 * maxValueBytes + RECORD_OVERHEAD_BYTES;
   if (maxRecordBytes < minRecordBytes) {
-    throw new ConfigError(`--max-record-bytes (${maxRecordBytes}) must be at least twice --max-value-bytes plus 64 KiB (${minRecordBytes}), so two concurrent values of the largest size fit`);
+    throw new ConfigError(
+      `--max-record-bytes (${maxRecordBytes}) must be at least twice --max-value-bytes plus 64 KiB (${minRecordBytes}), so two concurrent values of the largest size fit`,
+    );
   }
   const antiEntropyIntervalMs = parseInteger(raw, "anti-entropy-interval-ms", 0, 24 * 3600_000);
   if (antiEntropyIntervalMs > 0 && antiEntropyIntervalMs < 100) {

@@ -112,7 +112,13 @@ export class DynamoNode {
     this.handoff = new HintDelivery(
       hints,
       (hint) => this.replicas.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
-      { intervalMs: config.hintIntervalMs, batchSize: 64, batchBytes: 4 * 1024 * 1024, backoff: { baseMs: 500, maxMs: 30_000 }, onHintStoreFailure: hintStoreFailed },
+      {
+        intervalMs: config.hintIntervalMs,
+        batchSize: 64,
+        batchBytes: 4 * 1024 * 1024,
+        backoff: { baseMs: 500, maxMs: 30_000 },
+        onHintStoreFailure: hintStoreFailed,
+      },
       this.metrics,
       log,
     );
@@ -128,7 +134,8 @@ export class DynamoNode {
       storage,
       () => this.ring,
       this.replicas,
-      (node, key, record) => (node === config.nodeId ? this.replica.purge(key, record) : this.replicas.observe(node, this.peers.purge(node, key, record, 5_000))),
+      (node, key, record) =>
+        node === config.nodeId ? this.replica.purge(key, record) : this.replicas.observe(node, this.peers.purge(node, key, record, 5_000)),
       this.metrics,
       log,
     );
@@ -187,7 +194,12 @@ export class DynamoNode {
         dataDir: config.dataDir,
       });
     }
-    identity = { nodeId: config.nodeId, cluster, createdAt: identity?.createdAt ?? new Date().toISOString(), rebuilding: startsWithoutData || (identity?.rebuilding ?? false) };
+    identity = {
+      nodeId: config.nodeId,
+      cluster,
+      createdAt: identity?.createdAt ?? new Date().toISOString(),
+      rebuilding: startsWithoutData || (identity?.rebuilding ?? false),
+    };
     // Recorded before the store is created: a crash right after must not forget the rebuild.
     try {
       saveIdentity(config.dataDir, identity);
@@ -432,7 +444,13 @@ export class DynamoNode {
       key,
       deadline.signal,
     );
-    this.log.info("repaired a key's version clock", { key, replicas: result.replicas, siblings: result.siblings, clockEntriesBefore: result.clockEntriesBefore, attempts: result.attempts });
+    this.log.info("repaired a key's version clock", {
+      key,
+      replicas: result.replicas,
+      siblings: result.siblings,
+      clockEntriesBefore: result.clockEntriesBefore,
+      attempts: result.attempts,
+    });
     return result;
   }
 
@@ -480,7 +498,10 @@ function logUnexpectedErrors(log: Logger): Interceptor {
       return await next(req);
     } catch (err) {
       if (!(err instanceof ConnectError)) {
-        log.error("request failed with an unexpected error", { method: `${req.service.typeName}/${req.method.name}`, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+        log.error("request failed with an unexpected error", {
+          method: `${req.service.typeName}/${req.method.name}`,
+          error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+        });
       }
       throw err;
     }

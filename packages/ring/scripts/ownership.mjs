@@ -51,8 +51,6 @@ for (const k of nodeCounts) {
       worstMax = Math.max(worstMax, max / ideal);
       worstMin = Math.min(worstMin, min / ideal);
     }
-    console.log(
-      `| ${k} | ${vnodes} | ${percent(sumCv / clusters)} | ${(sumMax / clusters).toFixed(3)} | ${worstMax.toFixed(3)} | ${worstMin.toFixed(3)} |`,
-    );
+    console.log(`| ${k} | ${vnodes} | ${percent(sumCv / clusters)} | ${(sumMax / clusters).toFixed(3)} | ${worstMax.toFixed(3)} | ${worstMin.toFixed(3)} |`);
   }
 }

@@ -77,11 +77,7 @@ describe("hashKey", () => {
 
   it("gives a string and its UTF-8 bytes the same unsigned 32-bit hash", () => {
     const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((unit) => String.fromCharCode(unit));
-    const keys = fc.oneof(
-      fc.string({ maxLength: 40 }),
-      fc.string({ unit: "binary", maxLength: 40 }),
-      fc.string({ unit: anyCodeUnit, maxLength: 40 }),
-    );
+    const keys = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: "binary", maxLength: 40 }), fc.string({ unit: anyCodeUnit, maxLength: 40 }));
     fc.assert(
       fc.property(keys, (key) => {
         const hash = hashKey(key);

@@ -65,7 +65,10 @@ describe("rangeSize", () => {
 describe("rangeIntervals", () => {
   it("gives one interval for a plain range, two for a wrapping one, the whole ring for start === end", () => {
     expect(rangeIntervals({ start: 10, end: 20 })).toEqual([[11, 20]]);
-    expect(rangeIntervals({ start: MAX - 5, end: 5 })).toEqual([[MAX - 4, MAX], [0, 5]]);
+    expect(rangeIntervals({ start: MAX - 5, end: 5 })).toEqual([
+      [MAX - 4, MAX],
+      [0, 5],
+    ]);
     expect(rangeIntervals({ start: MAX, end: 5 })).toEqual([[0, 5]]);
     expect(rangeIntervals({ start: 7, end: 7 })).toEqual([[0, MAX]]);
   });

@@ -152,7 +152,10 @@ describe("preference lists", () => {
     expect(hashKey(`${COLLIDING_A}#0`)).toBe(hashKey(`${COLLIDING_B}#0`));
     expect(COLLIDING_A < COLLIDING_B).toBe(true);
     const collisionToken = hashKey(`${COLLIDING_A}#0`);
-    for (const order of [[COLLIDING_A, COLLIDING_B], [COLLIDING_B, COLLIDING_A]]) {
+    for (const order of [
+      [COLLIDING_A, COLLIDING_B],
+      [COLLIDING_B, COLLIDING_A],
+    ]) {
       const ring = new Ring(order, { vnodes: 1 });
       // One distinct token: a single segment spanning the whole ring, owned by the lower node id.
       expect(ring.segments()).toEqual([{ start: collisionToken, end: collisionToken }]);
@@ -297,10 +300,7 @@ describe("sloppyPreferenceList", () => {
       { node: third },
     ]);
     // Only two nodes up: two placements, never a down node.
-    expect(ring.sloppyPreferenceList("cart:42", 3, (node) => node === third || node === fifth)).toEqual([
-      { node: fifth, standsInFor: first },
-      { node: third },
-    ]);
+    expect(ring.sloppyPreferenceList("cart:42", 3, (node) => node === third || node === fifth)).toEqual([{ node: fifth, standsInFor: first }, { node: third }]);
     expect(ring.sloppyPreferenceList("cart:42", 3, () => false)).toEqual([]);
   });
 });

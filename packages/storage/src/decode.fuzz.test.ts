@@ -40,7 +40,11 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     out[at % out.length] = value;
     return out;
   }),
-  fc.nat().map((length): Mutation => (bytes) => bytes.slice(0, length % (bytes.length + 1))),
+  fc.nat().map(
+    (length): Mutation =>
+      (bytes) =>
+        bytes.slice(0, length % (bytes.length + 1)),
+  ),
   fc.record({ at: fc.nat(), inserted: fc.uint8Array({ minLength: 1, maxLength: 8 }) }).map(({ at, inserted }): Mutation => (bytes) => {
     const i = at % (bytes.length + 1);
     return Uint8Array.from([...bytes.subarray(0, i), ...inserted, ...bytes.subarray(i)]);
@@ -49,7 +53,11 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     const i = at % (bytes.length + 1);
     return Uint8Array.from([...bytes.subarray(0, i), ...bytes.subarray(i + count)]);
   }),
-  fc.uint8Array({ minLength: 1, maxLength: 8 }).map((tail): Mutation => (bytes) => Uint8Array.from([...bytes, ...tail])),
+  fc.uint8Array({ minLength: 1, maxLength: 8 }).map(
+    (tail): Mutation =>
+      (bytes) =>
+        Uint8Array.from([...bytes, ...tail]),
+  ),
 );
 
 /** A valid input damaged by one to three edits. */
@@ -77,8 +85,12 @@ const siblingSetArbitrary: fc.Arbitrary<SiblingSet> = fc
     }),
     { minLength: 1, maxLength: 5 },
   )
-  .map((writes) =>
-    writes.reduce<SiblingSet | undefined>((current, w) => update(current, w.withContext ? (current?.clock ?? new Map()) : new Map(), w.node, w.value, w.timestamp), undefined) as SiblingSet,
+  .map(
+    (writes) =>
+      writes.reduce<SiblingSet | undefined>(
+        (current, w) => update(current, w.withContext ? (current?.clock ?? new Map()) : new Map(), w.node, w.value, w.timestamp),
+        undefined,
+      ) as SiblingSet,
   );
 
 const validRecord = siblingSetArbitrary.map(encodeSiblingSet);
@@ -110,9 +122,16 @@ describe("parseDataKey", () => {
   it("returns an exact key or throws StorageCorruptionError for arbitrary and damaged bytes", () => {
     const outcomes = { valid: 0, corrupt: 0 };
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 40 }), mutated(validDataKey), fc.uint8Array({ maxLength: 8 }).map((b) => Uint8Array.of(0x64, ...b))), (bytes) => {
-        outcomes[checkParse(bytes)]++;
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 40 }),
+          mutated(validDataKey),
+          fc.uint8Array({ maxLength: 8 }).map((b) => Uint8Array.of(0x64, ...b)),
+        ),
+        (bytes) => {
+          outcomes[checkParse(bytes)]++;
+        },
+      ),
       { numRuns: 3000, seed: SEED },
     );
     // Both branches were exercised (a mutation can hit a byte that leaves the key valid, e.g. truncation to its full length).

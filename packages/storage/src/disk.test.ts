@@ -80,7 +80,7 @@ function large(label: string): (current: SiblingSet | undefined) => SiblingSet {
   return (current) => update(current, current?.clock ?? new Map(), "n1", bytes, 1);
 }
 
-const labelOf = (set: SiblingSet | undefined): string => (set === undefined ? "" : values(set)[0]?.split(".")[0] ?? "");
+const labelOf = (set: SiblingSet | undefined): string => (set === undefined ? "" : (values(set)[0]?.split(".")[0] ?? ""));
 
 /** Writes large records until one fails; returns the acknowledged keys and the failure. */
 async function fillUntilWriteFails(store: Storage): Promise<{ acknowledged: string[]; failure: unknown }> {

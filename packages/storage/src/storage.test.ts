@@ -40,7 +40,10 @@ const decoder = new TextDecoder();
 const text = (s: string): Uint8Array => encoder.encode(s);
 const values = (set: SiblingSet | undefined): string[] => (set === undefined ? [] : liveValues(set).map((v) => decoder.decode(v)));
 /** A blind write of `value` coordinated by `node`. */
-const write = (node: string, value: string, timestamp = 1) => (current: SiblingSet | undefined) => update(current, NONE, node, text(value), timestamp);
+const write =
+  (node: string, value: string, timestamp = 1) =>
+  (current: SiblingSet | undefined) =>
+    update(current, NONE, node, text(value), timestamp);
 
 describe("update and get", () => {
   it("stores and reads back a set; absent keys are undefined", async () => {
@@ -317,9 +320,7 @@ describe("scan and count", () => {
     await fc.assert(
       fc.asyncProperty(fc.record({ start: token, end: token }), async (range: TokenRange) => {
         const distance = (t: number) => (t - range.start - 1 + 2 ** 32) % 2 ** 32;
-        const expected = keys
-          .filter((k) => rangeContains(range, hashKey(k)))
-          .sort((a, b) => distance(hashKey(a)) - distance(hashKey(b)) || (a < b ? -1 : 1));
+        const expected = keys.filter((k) => rangeContains(range, hashKey(k))).sort((a, b) => distance(hashKey(a)) - distance(hashKey(b)) || (a < b ? -1 : 1));
         const scanned = await collect(store.scan(range));
         expect(scanned.map((e) => e.key)).toEqual(expected);
         for (const entry of scanned) {
@@ -505,9 +506,7 @@ describe("health, probe and reopen", () => {
     ];
     await Promise.all([reopening, ...calls]);
     expect(events[0]).toBe("reopened");
-    expect(events).toEqual(
-      expect.arrayContaining(["get v1", "update fn", "merge false", "removeIf predicate", "probe"]),
-    );
+    expect(events).toEqual(expect.arrayContaining(["get v1", "update fn", "merge false", "removeIf predicate", "probe"]));
     // count and scan include acknowledged writes; the removal may still be in flight.
     expect(events.find((e) => e.startsWith("count"))).toMatch(/^count (19|20)$/);
     expect(events.find((e) => e.startsWith("scan"))).toMatch(/^scan (19|20)$/);

@@ -2,11 +2,22 @@ import { decodeSiblingSet, encodeSiblingSet } from "./encoding.js";
 import { liveValues, type SiblingSet, sync } from "./siblings.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type CausalContext, contextAfterWrite, decodeClientContext, encodeClientContext, MAX_CONTEXT_DOTS, normalize, writeWithContext } from "./client-context.js";
+import {
+  type CausalContext,
+  contextAfterWrite,
+  decodeClientContext,
+  encodeClientContext,
+  MAX_CONTEXT_DOTS,
+  normalize,
+  writeWithContext,
+} from "./client-context.js";
 
 const EMPTY: CausalContext = { clock: new Map(), dots: [] };
 const bytes = (s: string) => new TextEncoder().encode(s);
-const values = (set: SiblingSet) => liveValues(set).map((v) => new TextDecoder().decode(v)).sort();
+const values = (set: SiblingSet) =>
+  liveValues(set)
+    .map((v) => new TextDecoder().decode(v))
+    .sort();
 
 describe("client causal context", () => {
   it("encodes a plain clock exactly like vclock's context", () => {
@@ -17,9 +28,19 @@ describe("client causal context", () => {
   });
 
   it("round-trips dots and folds those that extend the clock", () => {
-    const ctx = normalize({ clock: new Map([["a", 2]]), dots: [{ node: "a", counter: 3 }, { node: "a", counter: 5 }, { node: "b", counter: 2 }] });
+    const ctx = normalize({
+      clock: new Map([["a", 2]]),
+      dots: [
+        { node: "a", counter: 3 },
+        { node: "a", counter: 5 },
+        { node: "b", counter: 2 },
+      ],
+    });
     expect([...ctx.clock]).toEqual([["a", 3]]);
-    expect(ctx.dots).toEqual([{ node: "a", counter: 5 }, { node: "b", counter: 2 }]);
+    expect(ctx.dots).toEqual([
+      { node: "a", counter: 5 },
+      { node: "b", counter: 2 },
+    ]);
     const back = decodeClientContext(encodeClientContext(ctx));
     expect(back).toEqual(ctx);
   });
@@ -30,7 +51,14 @@ describe("client causal context", () => {
   });
 
   it("rejects malformed dotted contexts", () => {
-    for (const bad of [[0xd1], [0xd1, 0x00, 0x00], [0xd1, 0x05], [0xd1, 0x00, 0x01, 0x01, 0x61, 0x00], [0xd1, 0x00, 0x01, 0x01, 0xff, 0x01], [0xd1, 0x00, 0x01, 0x01, 0x61, 0x01, 0x00]]) {
+    for (const bad of [
+      [0xd1],
+      [0xd1, 0x00, 0x00],
+      [0xd1, 0x05],
+      [0xd1, 0x00, 0x01, 0x01, 0x61, 0x00],
+      [0xd1, 0x00, 0x01, 0x01, 0xff, 0x01],
+      [0xd1, 0x00, 0x01, 0x01, 0x61, 0x01, 0x00],
+    ]) {
       expect(() => decodeClientContext(Uint8Array.from(bad)), JSON.stringify(bad)).toThrow();
     }
   });
@@ -50,7 +78,11 @@ describe("client causal context", () => {
     const op = fc.record({ client: fc.integer({ min: 0, max: 2 }), node: fc.constantFrom("a", "b", "c"), kind: fc.constantFrom("read", "write", "sync") });
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 40 }), (ops) => {
-        const replicas = new Map<string, SiblingSet | undefined>([["a", undefined], ["b", undefined], ["c", undefined]]);
+        const replicas = new Map<string, SiblingSet | undefined>([
+          ["a", undefined],
+          ["b", undefined],
+          ["c", undefined],
+        ]);
         // Per client: its context and the values it has seen (what its context may replace).
         const clients = [0, 1, 2].map(() => ({ ctx: EMPTY, seen: new Set<string>() }));
         const written = new Set<string>();

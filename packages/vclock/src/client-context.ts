@@ -27,7 +27,6 @@ const DOTTED_CONTEXT_FORMAT = 0xd1;
 /** Dropping a dot only ever keeps a value as a sibling that could have been replaced, so a cap is safe. */
 export const MAX_CONTEXT_DOTS = 64;
 
-
 /** Removes dots the clock covers, folds dots that extend the clock by one, caps the rest. */
 export function normalize(context: CausalContext): CausalContext {
   if (context.dots.length === 0) return context;

@@ -12,7 +12,17 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
-import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, MAX_NODE_ID_BYTES, SIBLING_SET_FORMAT_V1, SIBLING_SET_FORMAT_V2, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
+import {
+  CONTEXT_FORMAT_V1,
+  MAX_CLOCK_ENTRIES,
+  MAX_NODE_ID_BYTES,
+  SIBLING_SET_FORMAT_V1,
+  SIBLING_SET_FORMAT_V2,
+  decodeContext,
+  decodeSiblingSet,
+  encodeContext,
+  encodeSiblingSet,
+} from "./encoding.js";
 import { InvalidContextError, InvalidEncodingError } from "./errors.js";
 import type { SiblingSet } from "./siblings.js";
 import { anySiblingSet } from "./test-support/arbitraries.js";
@@ -233,7 +243,11 @@ type Mutation =
 const position = fc.nat({ max: 1 << 20 });
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }),
-  fc.record({ kind: fc.constant("set" as const), at: position, byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x02, 0x7f, 0x80, 0xc1, 0xff), fc.nat({ max: 255 })) }),
+  fc.record({
+    kind: fc.constant("set" as const),
+    at: position,
+    byte: fc.oneof(fc.constantFrom(0x00, 0x01, 0x02, 0x7f, 0x80, 0xc1, 0xff), fc.nat({ max: 255 })),
+  }),
   fc.record({ kind: fc.constant("truncate" as const), at: position }),
   fc.record({ kind: fc.constant("extend" as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
   fc.record({ kind: fc.constant("insert" as const), at: position, bytes: fc.uint8Array({ minLength: 1, maxLength: 9 }) }),
@@ -370,7 +384,10 @@ describe("decodeSiblingSet under mutation", () => {
       fc.property(encodedSet, encodedSet, mutations, (valid, other, ms) => {
         const relabelled = Uint8Array.from([valid[0] === SIBLING_SET_FORMAT_V1 ? SIBLING_SET_FORMAT_V2 : SIBLING_SET_FORMAT_V1, ...valid.subarray(1)]);
         setContract(relabelled, tally);
-        setContract(mutate(relabelled, other, ms, () => []), tally);
+        setContract(
+          mutate(relabelled, other, ms, () => []),
+          tally,
+        );
       }),
       { seed: SEED + 8, numRuns: 2000 },
     );
@@ -389,7 +406,11 @@ describe("decodeSiblingSet under mutation", () => {
       fc.property(encodedContext, encodedSet, mutations, (context, other, ms) => {
         setContract(context, tally);
         // A context with its format byte made a set's: only an exact set encoding may decode.
-        if (context.length > 0) setContract(mutate(Uint8Array.from([SIBLING_SET_FORMAT_V1, ...context.subarray(1)]), other, ms, () => []), tally);
+        if (context.length > 0)
+          setContract(
+            mutate(Uint8Array.from([SIBLING_SET_FORMAT_V1, ...context.subarray(1)]), other, ms, () => []),
+            tally,
+          );
       }),
       { seed: SEED + 3, numRuns: 1000 },
     );
@@ -412,11 +433,16 @@ describe("decodeContext under mutation", () => {
   it("survives every varint field of a context set huge, to a boundary, overlong or unterminated", () => {
     const tally = newTally();
     fc.assert(
-      fc.property(encodedContext.filter((c) => c.length > 0), fc.nat(), fieldReplacement, (valid, which, replacement) => {
-        const fields = contextFields(valid);
-        const field = fields[which % fields.length]!;
-        contextContract(replaceField(valid, field, replacement), tally);
-      }),
+      fc.property(
+        encodedContext.filter((c) => c.length > 0),
+        fc.nat(),
+        fieldReplacement,
+        (valid, which, replacement) => {
+          const fields = contextFields(valid);
+          const field = fields[which % fields.length]!;
+          contextContract(replaceField(valid, field, replacement), tally);
+        },
+      ),
       { seed: SEED + 5, numRuns: 3000 },
     );
     expect(tally.rejected).toBeGreaterThan(0);
@@ -427,7 +453,10 @@ describe("decodeContext under mutation", () => {
     fc.assert(
       fc.property(encodedSet, encodedContext, mutations, (set, other, ms) => {
         contextContract(set, tally);
-        contextContract(mutate(Uint8Array.from([CONTEXT_FORMAT_V1, ...set.subarray(1)]), other, ms, () => []), tally);
+        contextContract(
+          mutate(Uint8Array.from([CONTEXT_FORMAT_V1, ...set.subarray(1)]), other, ms, () => []),
+          tally,
+        );
       }),
       { seed: SEED + 6, numRuns: 1000 },
     );

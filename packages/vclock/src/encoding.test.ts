@@ -1,7 +1,16 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { VersionVector } from "./clock.js";
-import { CONTEXT_FORMAT_V1, MAX_CLOCK_ENTRIES, SIBLING_SET_FORMAT_V1, SIBLING_SET_FORMAT_V2, decodeContext, decodeSiblingSet, encodeContext, encodeSiblingSet } from "./encoding.js";
+import {
+  CONTEXT_FORMAT_V1,
+  MAX_CLOCK_ENTRIES,
+  SIBLING_SET_FORMAT_V1,
+  SIBLING_SET_FORMAT_V2,
+  decodeContext,
+  decodeSiblingSet,
+  encodeContext,
+  encodeSiblingSet,
+} from "./encoding.js";
 import { InvalidContextError, InvalidEncodingError, InvalidVersionError } from "./errors.js";
 import { emptySet, equalSets, sync, update } from "./siblings.js";
 import type { SiblingSet } from "./siblings.js";
@@ -103,7 +112,10 @@ describe("encodeSiblingSet / decodeSiblingSet", () => {
 
   it("refuses content types a set may not carry", () => {
     const base = update(undefined, new Map(), "a", text("v"), 1);
-    const withType = (contentType: string, value: Uint8Array | null = text("v")): SiblingSet => ({ clock: base.clock, siblings: [{ ...base.siblings[0]!, value, contentType }] });
+    const withType = (contentType: string, value: Uint8Array | null = text("v")): SiblingSet => ({
+      clock: base.clock,
+      siblings: [{ ...base.siblings[0]!, value, contentType }],
+    });
     for (const set of [withType(""), withType("t\u00e9xt"), withType("a\nb"), withType("x".repeat(256)), withType("text/plain", null)]) {
       expect(() => encodeSiblingSet(set)).toThrow(InvalidVersionError);
     }

@@ -142,7 +142,11 @@ export function encodeSiblingSet(set: SiblingSet): Uint8Array {
     }
     const { contentType } = sibling;
     if (contentType !== undefined && (sibling.value === null || !isValidContentType(contentType))) {
-      throw new InvalidVersionError(sibling.value === null ? "a tombstone has no content type" : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`);
+      throw new InvalidVersionError(
+        sibling.value === null
+          ? "a tombstone has no content type"
+          : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`,
+      );
     }
     previousIndex = index;
     previousCounter = counter;

@@ -1,7 +1,18 @@
 export type { ClockOrder, Dot, NodeId, VersionVector } from "./clock.js";
 export { compare, compareNodeIds, covers, emptyClock, equalClocks, mergeClocks } from "./clock.js";
 export type { Sibling, SiblingSet } from "./siblings.js";
-export { compareDots, emptySet, equalSets, isDeleted, isValidContentType, liveValues, MAX_CONTENT_TYPE_BYTES, resolveLastWriteWins, sync, update } from "./siblings.js";
+export {
+  compareDots,
+  emptySet,
+  equalSets,
+  isDeleted,
+  isValidContentType,
+  liveValues,
+  MAX_CONTENT_TYPE_BYTES,
+  resolveLastWriteWins,
+  sync,
+  update,
+} from "./siblings.js";
 export {
   CONTEXT_FORMAT_V1,
   MAX_CLOCK_ENTRIES,

@@ -140,7 +140,10 @@ describe("sync", () => {
     expect(values(sync(x, y))).toEqual(["y"]);
     expect(values(sync(z, x))).toEqual(["x"]);
     // The same value and timestamp under two content types (or one and none): still one winner.
-    const typed = (contentType?: string): SiblingSet => ({ clock, siblings: [{ dot: { node: "a", counter: 1 }, value: text("x"), timestamp: 5, ...(contentType ? { contentType } : {}) }] });
+    const typed = (contentType?: string): SiblingSet => ({
+      clock,
+      siblings: [{ dot: { node: "a", counter: 1 }, value: text("x"), timestamp: 5, ...(contentType ? { contentType } : {}) }],
+    });
     const [plain, json, textual] = [typed(), typed("application/json"), typed("text/plain")];
     sameBytes(sync(json, textual), sync(textual, json));
     sameBytes(sync(plain, json), sync(json, plain));

@@ -65,14 +65,21 @@ export function update(
     throw new InvalidVersionError(`timestamp must be a non-negative integer number of ms, got ${timestamp}`);
   }
   if (contentType !== undefined && (value === null || !isValidContentType(contentType))) {
-    throw new InvalidVersionError(value === null ? "a tombstone has no content type" : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`);
+    throw new InvalidVersionError(
+      value === null
+        ? "a tombstone has no content type"
+        : `content type ${JSON.stringify(contentType)} is not 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters`,
+    );
   }
   const base = stored ?? emptySet();
   const counter = Math.max(base.clock.get(coordinator) ?? 0, context.get(coordinator) ?? 0) + 1;
   if (!Number.isSafeInteger(counter)) {
     throw new InvalidVersionError(`counter of node ${JSON.stringify(coordinator)} would exceed 2^53 - 1`);
   }
-  const written: Sibling = contentType === undefined ? { dot: { node: coordinator, counter }, value, timestamp } : { dot: { node: coordinator, counter }, value, timestamp, contentType };
+  const written: Sibling =
+    contentType === undefined
+      ? { dot: { node: coordinator, counter }, value, timestamp }
+      : { dot: { node: coordinator, counter }, value, timestamp, contentType };
 
   const siblings: Sibling[] = [];
   let inserted = false;

@@ -71,7 +71,11 @@ export class LocalCluster {
     const child = spawn(process.execPath, [LOCAL_CLUSTER, "--nodes", String(nodes), "--base-port", String(base), "--data-dir", dataDir, "--quiet", ...args], {
       stdio: ["pipe", "pipe", "pipe"],
     });
-    const cluster = new LocalCluster(child, dataDir, Array.from({ length: nodes }, (_, i) => `127.0.0.1:${base + i}`));
+    const cluster = new LocalCluster(
+      child,
+      dataDir,
+      Array.from({ length: nodes }, (_, i) => `127.0.0.1:${base + i}`),
+    );
     try {
       await cluster.waitFor("cluster ready", 30_000);
       await cluster.waitSettled();
@@ -159,12 +163,21 @@ export interface Ran {
 }
 
 /** Runs a command to completion; resolves with its exit code and output, whatever the code. */
-export function runProcess(command: string, args: readonly string[], options: { input?: Uint8Array; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: { input?: Uint8Array; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Ran> {
   return new Promise((done) => {
-    const child = execFile(command, args, { encoding: "buffer", maxBuffer: 64 * 1024 * 1024, cwd: options.cwd, env: options.env ?? process.env }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
-      done({ code, stdout, stderr: stderr.toString() });
-    });
+    const child = execFile(
+      command,
+      args,
+      { encoding: "buffer", maxBuffer: 64 * 1024 * 1024, cwd: options.cwd, env: options.env ?? process.env },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+        done({ code, stdout, stderr: stderr.toString() });
+      },
+    );
     child.stdin!.end(options.input ?? new Uint8Array());
   });
 }

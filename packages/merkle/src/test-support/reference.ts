@@ -47,12 +47,7 @@ function bigIntToLittleEndian(value: bigint): Uint8Array {
 }
 
 /** Every node hash, as levels[level][index]. */
-export function referenceTree(
-  start: number,
-  end: number,
-  depth: number,
-  entries: ReadonlyArray<ReferenceEntry>,
-): Uint8Array[][] {
+export function referenceTree(start: number, end: number, depth: number, entries: ReadonlyArray<ReferenceEntry>): Uint8Array[][] {
   const sums = new Array<bigint>(2 ** depth).fill(0n);
   for (const { key, token, digest } of entries) {
     const leaf = referenceLeafOf(start, end, depth, token);
@@ -62,9 +57,7 @@ export function referenceTree(
   levels[depth] = sums.map(bigIntToLittleEndian);
   for (let level = depth - 1; level >= 0; level--) {
     const below = levels[level + 1]!;
-    levels[level] = Array.from({ length: 2 ** level }, (_, index) =>
-      sha256Prefix(new Uint8Array([1]), below[2 * index]!, below[2 * index + 1]!),
-    );
+    levels[level] = Array.from({ length: 2 ** level }, (_, index) => sha256Prefix(new Uint8Array([1]), below[2 * index]!, below[2 * index + 1]!));
   }
   return levels;
 }

@@ -158,7 +158,11 @@ export class HintDelivery {
         await this.hints.ack(rejected);
         this.metrics.count("hints_rejected", rejected.length);
         const reason = (results[batch.indexOf(rejected[0]!)] as PromiseRejectedResult).reason;
-        this.log.warn("hints refused by their target as invalid were dropped (anti-entropy repairs their keys)", { target, hints: rejected.length, reason: String(reason) });
+        this.log.warn("hints refused by their target as invalid were dropped (anti-entropy repairs their keys)", {
+          target,
+          hints: rejected.length,
+          reason: String(reason),
+        });
       }
       if (delivered.length + rejected.length < batch.length) {
         this.hints.recordFailure(target);

@@ -88,7 +88,14 @@ export class TombstoneCollector {
   private async collect(key: string): Promise<boolean> {
     const replicas = this.ring().preferenceList(key, this.options.n);
     const signal = AbortSignal.timeout(5_000);
-    const replies = await Promise.all(replicas.map((node) => this.replicas.endpoint(node).read(key, signal).catch(() => undefined)));
+    const replies = await Promise.all(
+      replicas.map((node) =>
+        this.replicas
+          .endpoint(node)
+          .read(key, signal)
+          .catch(() => undefined),
+      ),
+    );
     if (!isPurgeable(replies, replicas.length, this.now(), this.options.graceMs)) return false;
     const record = encodeSiblingSet(replies[0]!);
     const results = await Promise.all(replicas.map((node) => this.purge(node, key, record).catch(() => false)));

@@ -19,7 +19,16 @@ describe("5 nodes formed from one seed", () => {
       nodes: 5,
       n: 3,
       seedOnly: true,
-      args: ["--gossip-interval-ms", String(INTERVAL_MS), "--gossip-suspicion-ms", String(SUSPICION_MS), "--gossip-sync-interval-ms", "1000", "--hint-interval-ms", "200"],
+      args: [
+        "--gossip-interval-ms",
+        String(INTERVAL_MS),
+        "--gossip-suspicion-ms",
+        String(SUSPICION_MS),
+        "--gossip-sync-interval-ms",
+        "1000",
+        "--hint-interval-ms",
+        "200",
+      ],
     });
   });
   afterAll(async () => cluster?.stop());

@@ -144,7 +144,13 @@ export class Membership {
       this.addresses.set(member.id, member.address);
       if (member.id === this.options.nodeId) continue;
       if (previous !== member.state) {
-        this.log.info("member state", { member: member.id, address: member.address, from: previous ?? "unknown", to: member.state, incarnation: member.incarnation });
+        this.log.info("member state", {
+          member: member.id,
+          address: member.address,
+          from: previous ?? "unknown",
+          to: member.state,
+          incarnation: member.incarnation,
+        });
       }
       // Alive again, or alive at a new incarnation (it restarted): worth telling.
       if (member.state === "alive" && previous !== undefined) for (const l of this.upListeners) l(member.id);

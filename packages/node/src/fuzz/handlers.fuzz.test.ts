@@ -80,7 +80,9 @@ const CLIENT_CODES = new Set<Code>([
 
 function expectClientError(error: unknown, what: string): void {
   if (!(error instanceof ConnectError)) {
-    throw new Error(`${what}: threw ${error instanceof Error ? `${error.constructor.name}: ${error.message}` : String(error)} instead of a ConnectError`, { cause: error });
+    throw new Error(`${what}: threw ${error instanceof Error ? `${error.constructor.name}: ${error.message}` : String(error)} instead of a ConnectError`, {
+      cause: error,
+    });
   }
   if (!CLIENT_CODES.has(error.code)) throw new Error(`${what}: answered ${Code[error.code]} (${error.rawMessage}), not a client-error code`, { cause: error });
 }
@@ -145,7 +147,11 @@ const validGossip = (rng: Rng): GossipMessage => {
 
 const OPEN = { start: 1, end: 1, depth: 4, nodeId: "b", hashFormatVersion: HASH_FORMAT_VERSION };
 type SchemaCase = [string, DescMessage, (rng: Rng) => gen.Init<DescMessage>];
-const schemaCase = <D extends DescMessage>(name: string, schema: D, make: (rng: Rng) => gen.Init<D>): SchemaCase => [name, schema, make as (rng: Rng) => gen.Init<DescMessage>];
+const schemaCase = <D extends DescMessage>(name: string, schema: D, make: (rng: Rng) => gen.Init<D>): SchemaCase => [
+  name,
+  schema,
+  make as (rng: Rng) => gen.Init<DescMessage>,
+];
 const REQUEST_SCHEMAS: SchemaCase[] = [
   schemaCase("KVService.Get", GetRequestSchema, gen.getRequest),
   schemaCase("KVService.Put", PutRequestSchema, (rng) => gen.putRequest(rng, rng.bytes(rng.int(40)))),
@@ -460,9 +466,16 @@ describe("anti-entropy responder on hostile exchange streams", () => {
       req.header.set(CLUSTER_SECRET_HEADER, SECRET);
       return next(req);
     };
-    const transport = createRouterTransport((router) => router.service(AntiEntropyService, antiEntropyService(antiEntropy, (ctx) => requireInternal(ctx, SECRET))), {
-      transport: { interceptors: [addSecret] },
-    });
+    const transport = createRouterTransport(
+      (router) =>
+        router.service(
+          AntiEntropyService,
+          antiEntropyService(antiEntropy, (ctx) => requireInternal(ctx, SECRET)),
+        ),
+      {
+        transport: { interceptors: [addSecret] },
+      },
+    );
     client = createClient(AntiEntropyService, transport);
   });
 
@@ -498,7 +511,18 @@ describe("anti-entropy responder on hostile exchange streams", () => {
         const rng = new Rng(seed);
         const requests: ExchangeRequest[] = [];
         // Mostly starting with the open a responder accepts, so the later steps reach the tree.
-        if (rng.chance(0.8)) requests.push(fromBinary(ExchangeRequestSchema, gen.encode(ExchangeRequestSchema, { step: { case: "open", value: { range: { start: open.start, end: open.end }, depth: open.depth, hashFormatVersion: open.hashFormatVersion, nodeId: open.nodeId } } })));
+        if (rng.chance(0.8))
+          requests.push(
+            fromBinary(
+              ExchangeRequestSchema,
+              gen.encode(ExchangeRequestSchema, {
+                step: {
+                  case: "open",
+                  value: { range: { start: open.start, end: open.end }, depth: open.depth, hashFormatVersion: open.hashFormatVersion, nodeId: open.nodeId },
+                },
+              }),
+            ),
+          );
         for (let k = 0; k < 1 + rng.int(5); k++) {
           const request = hostileMessage(rng, ExchangeRequestSchema, (r) => gen.exchangeRequest(r, open));
           if (request !== undefined) requests.push(request);

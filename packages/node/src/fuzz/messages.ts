@@ -66,7 +66,8 @@ export function anyRecord(rng: Rng): Uint8Array {
   }
 }
 
-const optionalUint32 = (rng: Rng): number | undefined => (rng.chance(0.5) ? undefined : rng.pick([0, 1, 2, 3, 4, 600_000, 600_001, 2 ** 31, 2 ** 32 - 1, rng.int(10_000)]));
+const optionalUint32 = (rng: Rng): number | undefined =>
+  rng.chance(0.5) ? undefined : rng.pick([0, 1, 2, 3, 4, 600_000, 600_001, 2 ** 31, 2 ** 32 - 1, rng.int(10_000)]);
 
 export type Init<D extends DescMessage> = MessageInitShape<D>;
 
@@ -120,7 +121,10 @@ export function sendRequest(message: Uint8Array): Init<typeof SendRequestSchema>
 }
 
 /** An exchange step; `open` is the (range, depth, node) a responder would accept, to get past it. */
-export function exchangeRequest(rng: Rng, open: { start: number; end: number; depth: number; nodeId: string; hashFormatVersion: number }): Init<typeof ExchangeRequestSchema> {
+export function exchangeRequest(
+  rng: Rng,
+  open: { start: number; end: number; depth: number; nodeId: string; hashFormatVersion: number },
+): Init<typeof ExchangeRequestSchema> {
   const uint32 = () => rng.pick([0, 1, open.depth, open.depth + 1, 2 ** 16, 2 ** 31, 2 ** 32 - 1, rng.int(64), rng.int(2 ** 16)]);
   switch (rng.int(6)) {
     case 0: {
@@ -144,7 +148,9 @@ export function exchangeRequest(rng: Rng, open: { start: number; end: number; de
     case 3:
       return { step: { case: "fetch", value: { keys: Array.from({ length: rng.pick([0, 1, 5, 257]) }, () => anyKey(rng)) } } };
     case 4:
-      return { step: { case: "push", value: { records: Array.from({ length: rng.pick([0, 1, 4, 257]) }, () => ({ key: anyKey(rng), record: anyRecord(rng) })) } } };
+      return {
+        step: { case: "push", value: { records: Array.from({ length: rng.pick([0, 1, 4, 257]) }, () => ({ key: anyKey(rng), record: anyRecord(rng) })) } },
+      };
     default:
       return {};
   }
@@ -161,7 +167,13 @@ export function utf8Bytes(text: string): Uint8Array {
 const anyToken = (rng: Rng): number => rng.pick([0, 1, 2 ** 31, 2 ** 32 - 1, rng.int(2 ** 31) * 2]);
 
 export function scanRequest(rng: Rng): Init<typeof ScanRequestSchema> {
-  return { afterToken: anyToken(rng), afterKey: rng.chance(0.5) ? "" : anyKey(rng), lastToken: anyToken(rng), maxKeys: optionalUint32(rng) ?? 0, maxBytes: optionalUint32(rng) ?? 0 };
+  return {
+    afterToken: anyToken(rng),
+    afterKey: rng.chance(0.5) ? "" : anyKey(rng),
+    lastToken: anyToken(rng),
+    maxKeys: optionalUint32(rng) ?? 0,
+    maxBytes: optionalUint32(rng) ?? 0,
+  };
 }
 
 export function exportRequest(rng: Rng): Init<typeof ExportRequestSchema> {

@@ -189,7 +189,18 @@ export function forgedVarint(rng: Rng): Uint8Array {
 
 export type ByteMutation = "flip" | "set" | "truncate" | "extend" | "insert" | "delete" | "duplicate" | "splice" | "length-huge" | "varint-forged";
 
-export const BYTE_MUTATIONS: readonly ByteMutation[] = ["flip", "set", "truncate", "extend", "insert", "delete", "duplicate", "splice", "length-huge", "varint-forged"];
+export const BYTE_MUTATIONS: readonly ByteMutation[] = [
+  "flip",
+  "set",
+  "truncate",
+  "extend",
+  "insert",
+  "delete",
+  "duplicate",
+  "splice",
+  "length-huge",
+  "varint-forged",
+];
 
 /**
  * One mutation of `valid` (protobuf bytes); `other` is a second valid encoding a splice takes its

@@ -7,7 +7,12 @@ import { isDeleted, liveValues, type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { dynamo, eventually, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
-const text = (set: SiblingSet | undefined) => (set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : undefined);
+const text = (set: SiblingSet | undefined) =>
+  set
+    ? liveValues(set)
+        .map((v) => new TextDecoder().decode(v))
+        .sort()
+    : undefined;
 
 function adminClient(cluster: TestCluster, id: string): DynamoClient {
   return new DynamoClient({ node: cluster.node(id).address, clusterSecret: TEST_SECRET, timeoutMs: 60_000 });
@@ -57,10 +62,14 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
       nodes: 3,
       n: 3,
       args: [
-        "--hinted-handoff", "false",
-        "--anti-entropy-interval-ms", "500",
-        "--anti-entropy-keys-per-second", "1000000",
-        "--anti-entropy-bytes-per-second", String(1024 * 1024 * 1024),
+        "--hinted-handoff",
+        "false",
+        "--anti-entropy-interval-ms",
+        "500",
+        "--anti-entropy-keys-per-second",
+        "1000000",
+        "--anti-entropy-bytes-per-second",
+        String(1024 * 1024 * 1024),
       ],
     });
   }, 30_000);
@@ -113,13 +122,17 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
 
   it("moves no keys when the cluster is idle and converged: only roots are compared", async () => {
     // Converged: each node's repair finds nothing to do.
-    await eventually(async () => {
-      for (const id of ["n1", "n2", "n3"]) {
-        const res = await repair(cluster, id);
-        expect(res.exchanges.length).toBeGreaterThan(0);
-        for (const e of res.exchanges) expect([e.outcome, e.keysFetched, e.keysPushed]).toEqual(["in-sync", 0n, 0n]);
-      }
-    }, 30_000, 200);
+    await eventually(
+      async () => {
+        for (const id of ["n1", "n2", "n3"]) {
+          const res = await repair(cluster, id);
+          expect(res.exchanges.length).toBeGreaterThan(0);
+          for (const e of res.exchanges) expect([e.outcome, e.keysFetched, e.keysPushed]).toEqual(["in-sync", 0n, 0n]);
+        }
+      },
+      30_000,
+      200,
+    );
     const before = await Promise.all(["n1", "n2", "n3"].map((id) => counters(cluster, id)));
 
     // Explicit repairs: one root per range and peer, nothing else.
@@ -132,12 +145,16 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
       }
     }
     // And several periodic rounds on every node: exchanges happen, keys do not move.
-    await eventually(async () => {
-      for (const [i, id] of ["n1", "n2", "n3"].entries()) {
-        const now = await counters(cluster, id);
-        expect((now["anti_entropy_rounds"] ?? 0) - (before[i]!["anti_entropy_rounds"] ?? 0)).toBeGreaterThanOrEqual(3);
-      }
-    }, 30_000, 200);
+    await eventually(
+      async () => {
+        for (const [i, id] of ["n1", "n2", "n3"].entries()) {
+          const now = await counters(cluster, id);
+          expect((now["anti_entropy_rounds"] ?? 0) - (before[i]!["anti_entropy_rounds"] ?? 0)).toBeGreaterThanOrEqual(3);
+        }
+      },
+      30_000,
+      200,
+    );
     let exchanges = 0;
     for (const [i, id] of ["n1", "n2", "n3"].entries()) {
       const now = await counters(cluster, id);
@@ -157,7 +174,9 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
     const all = await dynamo("repair", "--node", n1, "--secret", TEST_SECRET);
     expect(all.stderr).toBe("");
     expect(all.code).toBe(0);
-    expect(all.stdout).toMatch(/^2 exchanges over 1 ranges with n2, n3 in \S+: 2 in sync, 0 keys repaired \(0 fetched, 0 pushed\), 0 B moved, 2 hashes compared\n$/);
+    expect(all.stdout).toMatch(
+      /^2 exchanges over 1 ranges with n2, n3 in \S+: 2 in sync, 0 keys repaired \(0 fetched, 0 pushed\), 0 B moved, 2 hashes compared\n$/,
+    );
 
     const one = await dynamo("repair", "--node", n1, "--secret", TEST_SECRET, "--range", "100:200", "--json");
     expect(one.code).toBe(0);
@@ -201,12 +220,16 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
       expect(text(await cluster.readReplica("n2", "restore-20"))).toEqual(["original-20"]);
 
       // No reads through the API: anti-entropy alone brings n2 up to date.
-      await eventually(async () => {
-        for (let i = 0; i < 20; i++) expect(text(await cluster.readReplica("n2", `restore-${i}`))).toEqual([`updated-${i}`]);
-        for (let i = 20; i < 40; i++) expect(isDeleted((await cluster.readReplica("n2", `restore-${i}`))!)).toBe(true);
-        for (let i = 40; i < 60; i++) expect(text(await cluster.readReplica("n2", `restore-${i}`))).toEqual([`original-${i}`]);
-        for (let i = 0; i < 20; i++) expect(text(await cluster.readReplica("n2", `restore-new-${i}`))).toEqual([`new-${i}`]);
-      }, 30_000, 200);
+      await eventually(
+        async () => {
+          for (let i = 0; i < 20; i++) expect(text(await cluster.readReplica("n2", `restore-${i}`))).toEqual([`updated-${i}`]);
+          for (let i = 20; i < 40; i++) expect(isDeleted((await cluster.readReplica("n2", `restore-${i}`))!)).toBe(true);
+          for (let i = 40; i < 60; i++) expect(text(await cluster.readReplica("n2", `restore-${i}`))).toEqual([`original-${i}`]);
+          for (let i = 0; i < 20; i++) expect(text(await cluster.readReplica("n2", `restore-new-${i}`))).toEqual([`new-${i}`]);
+        },
+        30_000,
+        200,
+      );
       // The stale values did not travel the other way either.
       for (const id of ["n1", "n3"]) {
         for (let i = 20; i < 40; i++) expect(isDeleted((await cluster.readReplica(id, `restore-${i}`))!)).toBe(true);
@@ -226,11 +249,16 @@ describe("3 nodes, N=3, short tombstone grace: the tombstone rule", () => {
       nodes: 3,
       n: 3,
       args: [
-        "--hinted-handoff", "false",
-        "--hint-ttl-ms", "1000",
-        "--tombstone-grace-ms", "2000",
-        "--tombstone-sweep-interval-ms", "250",
-        "--anti-entropy-interval-ms", "300",
+        "--hinted-handoff",
+        "false",
+        "--hint-ttl-ms",
+        "1000",
+        "--tombstone-grace-ms",
+        "2000",
+        "--tombstone-sweep-interval-ms",
+        "250",
+        "--anti-entropy-interval-ms",
+        "300",
       ],
     });
   }, 30_000);
@@ -266,10 +294,14 @@ describe("3 nodes, N=3, short tombstone grace: the tombstone rule", () => {
       // Anti-entropy repairs what is legitimately missing...
       await eventually(async () => expect(text(await cluster.readReplica("n2", "missed-by-n2"))).toEqual(["kept"]), 20_000, 100);
       // ...and withholds the old key that only the restored replica holds, on every side.
-      await eventually(async () => {
-        const withheld = await Promise.all(["n1", "n2", "n3"].map(async (id) => (await counters(cluster, id))["anti_entropy_keys_withheld"] ?? 0));
-        expect(withheld.every((count) => count > 0)).toBe(true);
-      }, 20_000, 200);
+      await eventually(
+        async () => {
+          const withheld = await Promise.all(["n1", "n2", "n3"].map(async (id) => (await counters(cluster, id))["anti_entropy_keys_withheld"] ?? 0));
+          expect(withheld.every((count) => count > 0)).toBe(true);
+        },
+        20_000,
+        200,
+      );
       for (const id of ["n1", "n2"]) expect(await cluster.readReplica(id, "zombie")).toBeUndefined();
       const res = await repair(cluster, "n3");
       expect(res.exchanges.map((e) => [e.peer, e.keysWithheld])).toEqual([

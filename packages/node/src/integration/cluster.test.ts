@@ -233,7 +233,10 @@ describe("a 4-node cluster, N=3: a node outside a key's preference list", () => 
   afterAll(async () => cluster?.stop());
 
   it("forwards the write to a replica and reads it back", async () => {
-    const ring = new Ring(cluster.nodes.map((x) => x.id), { vnodes: 256 });
+    const ring = new Ring(
+      cluster.nodes.map((x) => x.id),
+      { vnodes: 256 },
+    );
     // Find keys whose preference list leaves out n4, then write them through n4.
     const keys: string[] = [];
     for (let i = 0; keys.length < 10; i++) {

@@ -28,7 +28,11 @@ describe("3 nodes, N=3: a node restarted without its data", () => {
 
       // R=1 through the wiped node: its own (empty) replica must not be the one answering.
       const reader = cluster.client("n3");
-      for (const key of keys) expect((await reader.get(key, { r: 1 }))?.values.map((v) => Buffer.from(v).toString()), key).toEqual([`value-of-${key}`]);
+      for (const key of keys)
+        expect(
+          (await reader.get(key, { r: 1 }))?.values.map((v) => Buffer.from(v).toString()),
+          key,
+        ).toEqual([`value-of-${key}`]);
 
       await cluster.waitRebuilt();
       for (const key of keys) expect(await cluster.readReplica("n3", key), key).toBeDefined();

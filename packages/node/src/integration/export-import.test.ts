@@ -24,7 +24,9 @@ interface Line {
 }
 
 function readExport(path: string): Map<string, Line> {
-  const lines = readFileSync(path, "utf8").split("\n").filter((l) => l !== "");
+  const lines = readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l !== "");
   return new Map(lines.map((text) => JSON.parse(text) as Line).map((line) => [line.key, line]));
 }
 
@@ -47,6 +49,17 @@ async function forEachBounded(count: number, parallel: number, work: (i: number)
   );
 }
 
+/** TestCluster.start, tried again when a node was not healthy in time (a machine under heavy load). */
+async function startCluster(options: Parameters<typeof TestCluster.start>[0]): Promise<TestCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await TestCluster.start(options);
+    } catch (err) {
+      if (attempt === 3 || !/did not become healthy/.test(String(err))) throw err;
+    }
+  }
+}
+
 const text = (b64: string) => Buffer.from(b64, "base64").toString();
 const str = (bytes: Uint8Array) => Buffer.from(bytes).toString();
 const sessions: Http2SessionManager[] = [];
@@ -65,8 +78,10 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dynamo-export-"));
-    [a, b] = await Promise.all([TestCluster.start({ nodes: 3, n: 3 }), TestCluster.start({ nodes: 3, n: 3, args: ["--cluster-secret", OTHER_SECRET] })]);
-  }, 60_000);
+    // One after the other: six node processes starting at once can take longer than a start may.
+    a = await startCluster({ nodes: 3, n: 3 });
+    b = await startCluster({ nodes: 3, n: 3, args: ["--cluster-secret", OTHER_SECRET] });
+  }, 240_000);
 
   afterAll(async () => {
     for (const session of sessions) session.abort();
@@ -84,7 +99,11 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
       const writer = writers[i % 3]!;
       const want = expected(i);
       if (want.contentType !== undefined) {
-        const res = await fetch(`http://${a.node("n1").address}/kv/${key}`, { method: "PUT", body: want.values[0], headers: { "content-type": want.contentType } });
+        const res = await fetch(`http://${a.node("n1").address}/kv/${key}`, {
+          method: "PUT",
+          body: want.values[0],
+          headers: { "content-type": want.contentType },
+        });
         expect(res.status).toBe(204);
         return;
       }
@@ -148,7 +167,9 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
       expect(Buffer.from(res.context).toString("base64")).toBe(linesB.get(key)!.context);
     }
     // Contexts are sealed per cluster: A's is refused by B, B's own resolves the siblings.
-    const err = await readerB.put({ key: "key-0", value: Buffer.from("x"), context: Buffer.from(linesA.get("key-0")!.context, "base64") }).catch((e: unknown) => ConnectError.from(e));
+    const err = await readerB
+      .put({ key: "key-0", value: Buffer.from("x"), context: Buffer.from(linesA.get("key-0")!.context, "base64") })
+      .catch((e: unknown) => ConnectError.from(e));
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
     await readerB.put({ key: "key-0", value: Buffer.from("resolved"), context: Buffer.from(linesB.get("key-0")!.context, "base64") });
     expect((await readerB.get({ key: "key-0" })).siblings.map((s) => str(s.value))).toEqual(["resolved"]);
@@ -190,9 +211,22 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
 
   it("reports each bad line by its number and imports the others; --stop-on-error stops at the first", async () => {
     const good = [...readExport(join(dir, "a.ndjson")).values()].slice(0, 3).map((l) => JSON.stringify(l));
-    const line = (key: string, set: SiblingSet, values = set.siblings.filter((s) => s.value).map((s) => ({ value: Buffer.from(s.value!).toString("base64") }))) =>
-      JSON.stringify({ key, siblings: values, deleted: values.length === 0, context: "", record: encodeSiblingSet(set).length ? Buffer.from(encodeSiblingSet(set)).toString("base64") : "" });
-    const v = (node: string, value: string, counter = 1): SiblingSet => ({ clock: new Map([[node, counter]]), siblings: [{ dot: { node, counter }, value: Buffer.from(value), timestamp: Date.now() }] });
+    const line = (
+      key: string,
+      set: SiblingSet,
+      values = set.siblings.filter((s) => s.value).map((s) => ({ value: Buffer.from(s.value!).toString("base64") })),
+    ) =>
+      JSON.stringify({
+        key,
+        siblings: values,
+        deleted: values.length === 0,
+        context: "",
+        record: encodeSiblingSet(set).length ? Buffer.from(encodeSiblingSet(set)).toString("base64") : "",
+      });
+    const v = (node: string, value: string, counter = 1): SiblingSet => ({
+      clock: new Map([[node, counter]]),
+      siblings: [{ dot: { node, counter }, value: Buffer.from(value), timestamp: Date.now() }],
+    });
     let many = emptySet();
     for (let i = 0; i < 101; i++) many = sync(many, v(`w${i}`, `s${i}`));
     const file = join(dir, "bad.ndjson");

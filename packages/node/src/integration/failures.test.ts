@@ -5,7 +5,12 @@ import { isDeleted, liveValues, type SiblingSet } from "@dynamo-ts/vclock";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { eventually, TestCluster } from "../test-support/cluster.js";
 
-const text = (set: SiblingSet | undefined) => (set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : undefined);
+const text = (set: SiblingSet | undefined) =>
+  set
+    ? liveValues(set)
+        .map((v) => new TextDecoder().decode(v))
+        .sort()
+    : undefined;
 
 function keysWhere(ring: Ring, n: number, predicate: (pref: string[]) => boolean, count = 1, prefix = "k"): string[] {
   const keys: string[] = [];
@@ -21,7 +26,10 @@ describe("4 nodes, N=3: sloppy quorum and hinted handoff", () => {
   let ring: Ring;
   beforeAll(async () => {
     cluster = await TestCluster.start({ nodes: 4, n: 3, args: ["--hint-interval-ms", "200"] });
-    ring = new Ring(cluster.nodes.map((x) => x.id), { vnodes: 256 });
+    ring = new Ring(
+      cluster.nodes.map((x) => x.id),
+      { vnodes: 256 },
+    );
   }, 30_000);
   afterAll(async () => cluster?.stop());
   // A failed test must not leave nodes down for the next one.

@@ -53,7 +53,10 @@ describe("3 nodes, N=3, one replica down: one hint per key", () => {
 describe("3 nodes, N=3, a 1 MiB hint cap per target", () => {
   let cluster: TestCluster;
   beforeAll(async () => {
-    cluster = await TestCluster.start({ nodes: 3, args: ["--hint-interval-ms", "200", "--max-hint-bytes-per-target", String(1024 * 1024), "--anti-entropy-interval-ms", "500"] });
+    cluster = await TestCluster.start({
+      nodes: 3,
+      args: ["--hint-interval-ms", "200", "--max-hint-bytes-per-target", String(1024 * 1024), "--anti-entropy-interval-ms", "500"],
+    });
   }, 30_000);
   afterAll(async () => cluster?.stop());
 

@@ -61,7 +61,12 @@ describe("the plain HTTP key API on a 3-node cluster, N=3 R=2 W=2", () => {
     const got = await call("n2", "/kv/raw");
     expect([got.status, got.body.equals(bytes), got.headers.get("content-type"), got.headers.get("content-length")]).toEqual([200, true, "image/x-test", "7"]);
     const head = await call("n3", "/kv/raw", { method: "HEAD" });
-    expect([head.status, head.body.length, head.headers.get("content-type"), head.headers.get("x-dynamo-context")]).toEqual([200, 0, "image/x-test", got.headers.get("x-dynamo-context")]);
+    expect([head.status, head.body.length, head.headers.get("content-type"), head.headers.get("x-dynamo-context")]).toEqual([
+      200,
+      0,
+      "image/x-test",
+      got.headers.get("x-dynamo-context"),
+    ]);
     const untyped = await call("n1", "/kv/untyped", { method: "PUT", body: Buffer.from("v") });
     expect(untyped.status).toBe(204);
     expect((await call("n2", "/kv/untyped")).headers.get("content-type")).toBe("application/octet-stream");
@@ -97,7 +102,11 @@ describe("the plain HTTP key API on a 3-node cluster, N=3 R=2 W=2", () => {
     expect(doc.siblings).toEqual(expected);
     expect(doc.context).toBe(json.headers.get("x-dynamo-context"));
 
-    const resolved = await call("n2", "/kv/cart", { method: "PUT", body: "apples,pears", headers: { "x-dynamo-context": context, "content-type": "text/csv" } });
+    const resolved = await call("n2", "/kv/cart", {
+      method: "PUT",
+      body: "apples,pears",
+      headers: { "x-dynamo-context": context, "content-type": "text/csv" },
+    });
     expect(resolved.status).toBe(204);
     const after = await call("n3", "/kv/cart");
     expect([after.status, after.body.toString(), after.headers.get("content-type")]).toEqual([200, "apples,pears", "text/csv"]);

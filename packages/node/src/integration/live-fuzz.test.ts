@@ -63,8 +63,39 @@ const LIMITS = messageLimits({ maxKeyBytes: 256, maxValueBytes: MAX_VALUE_BYTES,
 
 // --- codes -----------------------------------------------------------------------------------------
 
-const CODE_NAMES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"];
-const CLIENT_CODES = new Set(["ok", "canceled", "invalid_argument", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "unauthenticated"]);
+const CODE_NAMES = [
+  "ok",
+  "canceled",
+  "unknown",
+  "invalid_argument",
+  "deadline_exceeded",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "internal",
+  "unavailable",
+  "data_loss",
+  "unauthenticated",
+];
+const CLIENT_CODES = new Set([
+  "ok",
+  "canceled",
+  "invalid_argument",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "unauthenticated",
+]);
 const JUSTIFIABLE = new Set(["unavailable", "deadline_exceeded"]);
 
 type Protocol = "connect-json/h1" | "connect-proto/h1" | "connect-proto/h2" | "grpc/h2" | "grpc-web/h1";
@@ -86,13 +117,62 @@ interface Method {
 const METHODS: readonly Method[] = [
   // A Get of a key never written is NotFound. Puts are blind writes to a few keys: once a key
   // holds --max-siblings (100) concurrent values, a further blind write is FailedPrecondition.
-  { kind: "get", path: "/dynamo.v1.KVService/Get", schema: GetRequestSchema, limit: LIMITS.publicReadMaxBytes, idempotent: true, baseline: ["ok", "not_found"] },
-  { kind: "put", path: "/dynamo.v1.KVService/Put", schema: PutRequestSchema, limit: LIMITS.publicReadMaxBytes, idempotent: false, baseline: ["ok", "failed_precondition"] },
-  { kind: "delete", path: "/dynamo.v1.KVService/Delete", schema: DeleteRequestSchema, limit: LIMITS.publicReadMaxBytes, idempotent: false, baseline: ["ok", "failed_precondition"] },
-  { kind: "health", path: "/grpc.health.v1.Health/Check", schema: HealthCheckRequestSchema, limit: LIMITS.controlReadMaxBytes, idempotent: false, baseline: ["ok"] },
-  { kind: "status", path: "/dynamo.v1.AdminService/Status", schema: StatusRequestSchema, limit: LIMITS.controlReadMaxBytes, idempotent: true, baseline: ["ok"] },
-  { kind: "replica-write", path: "/dynamo.v1.ReplicaService/Write", schema: WriteRequestSchema, limit: LIMITS.internalReadMaxBytes, idempotent: false, baseline: ["permission_denied"] },
-  { kind: "replica-read", path: "/dynamo.v1.ReplicaService/Read", schema: ReadRequestSchema, limit: LIMITS.internalReadMaxBytes, idempotent: false, baseline: ["permission_denied"] },
+  {
+    kind: "get",
+    path: "/dynamo.v1.KVService/Get",
+    schema: GetRequestSchema,
+    limit: LIMITS.publicReadMaxBytes,
+    idempotent: true,
+    baseline: ["ok", "not_found"],
+  },
+  {
+    kind: "put",
+    path: "/dynamo.v1.KVService/Put",
+    schema: PutRequestSchema,
+    limit: LIMITS.publicReadMaxBytes,
+    idempotent: false,
+    baseline: ["ok", "failed_precondition"],
+  },
+  {
+    kind: "delete",
+    path: "/dynamo.v1.KVService/Delete",
+    schema: DeleteRequestSchema,
+    limit: LIMITS.publicReadMaxBytes,
+    idempotent: false,
+    baseline: ["ok", "failed_precondition"],
+  },
+  {
+    kind: "health",
+    path: "/grpc.health.v1.Health/Check",
+    schema: HealthCheckRequestSchema,
+    limit: LIMITS.controlReadMaxBytes,
+    idempotent: false,
+    baseline: ["ok"],
+  },
+  {
+    kind: "status",
+    path: "/dynamo.v1.AdminService/Status",
+    schema: StatusRequestSchema,
+    limit: LIMITS.controlReadMaxBytes,
+    idempotent: true,
+    baseline: ["ok"],
+  },
+  {
+    kind: "replica-write",
+    path: "/dynamo.v1.ReplicaService/Write",
+    schema: WriteRequestSchema,
+    limit: LIMITS.internalReadMaxBytes,
+    idempotent: false,
+    baseline: ["permission_denied"],
+  },
+  {
+    kind: "replica-read",
+    path: "/dynamo.v1.ReplicaService/Read",
+    schema: ReadRequestSchema,
+    limit: LIMITS.internalReadMaxBytes,
+    idempotent: false,
+    baseline: ["permission_denied"],
+  },
 ];
 
 // --- requests ----------------------------------------------------------------------------------------
@@ -251,7 +331,12 @@ function timeoutValue(rng: Rng, protocol: Protocol): { value: string; tiny: bool
 /** A valid body of exactly `target` bytes: JSON padded with whitespace, protobuf with a large field. */
 function bodyOfSize(protocol: Protocol, method: Method, target: number): Uint8Array {
   if (isJson(protocol)) {
-    const json = Buffer.from(toJsonString(method.schema, create(method.schema, (method.kind === "status" ? {} : method.kind === "health" ? { service: "" } : { key: "fuzz-big" }) as never)));
+    const json = Buffer.from(
+      toJsonString(
+        method.schema,
+        create(method.schema, (method.kind === "status" ? {} : method.kind === "health" ? { service: "" } : { key: "fuzz-big" }) as never),
+      ),
+    );
     return Buffer.concat([json, Buffer.alloc(Math.max(0, target - json.byteLength), 0x20)]);
   }
   const make = (filler: number): MessageShape<DescMessage> => {
@@ -295,7 +380,13 @@ function rawStringField(raw: Uint8Array, rest: Uint8Array = new Uint8Array()): U
   return Uint8Array.from([0x0a, ...varintBytes(raw.byteLength), ...raw, ...rest]);
 }
 
-const INVALID_UTF8 = [Uint8Array.from([0x66, 0x75, 0xff, 0x7a]), Uint8Array.from([0xc3, 0x28]), Uint8Array.from([0xed, 0xa0, 0x80]), Uint8Array.from([0xf8, 0x88, 0x80, 0x80, 0x80]), Uint8Array.from([0xe2, 0x82])];
+const INVALID_UTF8 = [
+  Uint8Array.from([0x66, 0x75, 0xff, 0x7a]),
+  Uint8Array.from([0xc3, 0x28]),
+  Uint8Array.from([0xed, 0xa0, 0x80]),
+  Uint8Array.from([0xf8, 0x88, 0x80, 0x80, 0x80]),
+  Uint8Array.from([0xe2, 0x82]),
+];
 
 /** A request that asks for a deadline of a few ms may legitimately miss its quorum. */
 function tinyDeadline(message: object): { justification?: string } {
@@ -363,7 +454,22 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     build: (rng, protocol, method) => {
       if (!isJson(protocol) || !["get", "put", "delete"].includes(method.kind)) return undefined;
       const field = method.kind === "get" ? rng.pick(["r", "timeoutMs"]) : rng.pick(["w", "timeoutMs"]);
-      const value = rng.pick(["1e400", "-1e400", "99999999999999999999", "-1", "4294967296", "1.5", "-0.0", "1e-7", "NaN", '"Infinity"', '"-1"', '"99999999999999999999"', "0x10", "1_0"]);
+      const value = rng.pick([
+        "1e400",
+        "-1e400",
+        "99999999999999999999",
+        "-1",
+        "4294967296",
+        "1.5",
+        "-0.0",
+        "1e-7",
+        "NaN",
+        '"Infinity"',
+        '"-1"',
+        '"99999999999999999999"',
+        "0x10",
+        "1_0",
+      ]);
       return { request: post(protocol, method, utf8.encode(`{"key":"${saneKey(rng)}","${field}":${value}}`)) };
     },
   },
@@ -371,8 +477,26 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     weight: 4,
     build: (rng, protocol, method) => {
       if (!isJson(protocol)) return undefined;
-      const field = rng.pick(method.kind === "put" ? ["key", "value", "context", "w"] : method.kind === "health" ? ["service"] : method.kind === "status" ? ["nodeId", "bogus"] : ["key", "r", "context"]);
-      const value = rng.pick(["123", "true", "null", "[]", "{}", '"%%%not base64%%%"', '"AAAA"', '{"nested":{"deep":[1,2,3]}}', '"' + "A".repeat(rng.int(50)) + '"']);
+      const field = rng.pick(
+        method.kind === "put"
+          ? ["key", "value", "context", "w"]
+          : method.kind === "health"
+            ? ["service"]
+            : method.kind === "status"
+              ? ["nodeId", "bogus"]
+              : ["key", "r", "context"],
+      );
+      const value = rng.pick([
+        "123",
+        "true",
+        "null",
+        "[]",
+        "{}",
+        '"%%%not base64%%%"',
+        '"AAAA"',
+        '{"nested":{"deep":[1,2,3]}}',
+        '"' + "A".repeat(rng.int(50)) + '"',
+      ]);
       return { request: post(protocol, method, utf8.encode(`{"${field}":${value}}`)) };
     },
   },
@@ -384,7 +508,10 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
       const variants = [
         () => text.slice(0, rng.int(text.length)),
         () => text + rng.pick(["}", "]", ",", "garbage", "\u0000", "{}"]),
-        () => Buffer.from(mutateBytes(rng, utf8.encode(text), utf8.encode(text), rng.pick(["flip", "set", "insert", "delete", "duplicate"] as const))).toString("latin1"),
+        () =>
+          Buffer.from(mutateBytes(rng, utf8.encode(text), utf8.encode(text), rng.pick(["flip", "set", "insert", "delete", "duplicate"] as const))).toString(
+            "latin1",
+          ),
         () => rng.pick(["null", "[]", "true", "0", '""', "{", "}", "{}{}", " ", "\ufeff{}"]),
         () => "[".repeat(100_000) + "]".repeat(100_000),
         () => `{${Array.from({ length: 20_000 }, (_, i) => `"f${i}":1`).join(",")}}`,
@@ -409,14 +536,20 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         { q: `connect=v1&encoding=proto&base64=1&message=${rng.pick(["!!!!", "%25%25", "a", "@@", "%FF"])}`, expect: ["invalid_argument"] },
         { q: `connect=v1&encoding=proto&base64=1&message=====`, expect: undefined }, // padding only: the empty message
         { q: `connect=v1&encoding=json&base64=1&message=${rng.pick(["!!!!", "e30", "%7B%7D"])}`, expect: undefined },
-        { q: `connect=v1&encoding=proto&message=${encodeURIComponent(Buffer.from(mutateBytes(rng, toBinary(method.schema, message), toBinary(method.schema, message))).toString("latin1"))}`, expect: undefined },
+        {
+          q: `connect=v1&encoding=proto&message=${encodeURIComponent(Buffer.from(mutateBytes(rng, toBinary(method.schema, message), toBinary(method.schema, message))).toString("latin1"))}`,
+          expect: undefined,
+        },
         { q: `connect=v1&encoding=xml&message=x`, expect: undefined },
         { q: `connect=v9&encoding=json&message=%7B%7D`, expect: undefined },
         { q: `encoding=json`, expect: undefined },
         { q: `connect=v1&encoding=json&message=${"%".repeat(rng.int(5))}`, expect: undefined },
       ];
       const pick = rng.pick(queries);
-      return { request: { method: "GET", path: `${method.path}?${pick.q}`, headers: {}, body: new Uint8Array() }, ...(pick.expect ? { expect: pick.expect } : {}) };
+      return {
+        request: { method: "GET", path: `${method.path}?${pick.q}`, headers: {}, body: new Uint8Array() },
+        ...(pick.expect ? { expect: pick.expect } : {}),
+      };
     },
   },
   "content-type": {
@@ -452,7 +585,8 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     build: (rng, protocol, method) => {
       const timeout = timeoutValue(rng, protocol);
       const request = post(protocol, method, bodyOf(protocol, method, saneMessage(rng, method)), { [timeoutHeader(protocol)]: timeout.value });
-      if (timeout.tiny) return { request, expect: [...method.baseline, "deadline_exceeded", "unavailable"], justification: `a timeout header of ${timeout.value}` };
+      if (timeout.tiny)
+        return { request, expect: [...method.baseline, "deadline_exceeded", "unavailable"], justification: `a timeout header of ${timeout.value}` };
       // A huge deadline is clamped to the node's longest one: the request must go through as usual.
       if (timeout.huge) return { request, expect: method.baseline };
       // A malformed header (out of the protocol's format) may be refused, or ignored.
@@ -515,7 +649,14 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
   "unknown-method": {
     weight: 1,
     build: (rng, protocol, method) => {
-      const path = rng.pick(["/dynamo.v1.KVService/Nope", "/dynamo.v1.Nope/Get", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/", "/dynamo.v1.KVService/get", "/dynamo.v1.KVService/Get/extra"]);
+      const path = rng.pick([
+        "/dynamo.v1.KVService/Nope",
+        "/dynamo.v1.Nope/Get",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/",
+        "/dynamo.v1.KVService/get",
+        "/dynamo.v1.KVService/Get/extra",
+      ]);
       return { request: { ...post(protocol, method, bodyOf(protocol, method, saneMessage(rng, method))), path }, expect: ["unimplemented"] };
     },
   },
@@ -533,7 +674,11 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         // The node supports no compression: an encoding it does not know is Unimplemented (gRPC spec).
         () => ({ body: envelope(binary, 0x01), headers: { "grpc-encoding": "gzip" }, expect: ["unimplemented", "invalid_argument"] }), // not gzip data either
         () => ({ body: envelope(gzipSync(binary), 0x01), headers: { "grpc-encoding": "gzip" }, expect: ["unimplemented"] }),
-        () => ({ body: envelope(binary, 0x01), headers: { "grpc-encoding": rng.pick(["br", "x-garbage", "identity, gzip"]) }, expect: ["unimplemented", "invalid_argument"] }),
+        () => ({
+          body: envelope(binary, 0x01),
+          headers: { "grpc-encoding": rng.pick(["br", "x-garbage", "identity, gzip"]) },
+          expect: ["unimplemented", "invalid_argument"],
+        }),
         () => ({ body: envelope(binary, 0x00), headers: { "grpc-encoding": "gzip" }, expect: [...method.baseline, "unimplemented"] }), // not flagged: nothing to decompress
         () => ({ body: envelope(binary).subarray(0, rng.int(5)) }), // header cut short
         () => ({ body: Buffer.concat([envelope(binary), envelope(binary)]) }), // two messages for a unary method
@@ -752,12 +897,20 @@ async function run(c: Case, node: TestNode): Promise<Outcome> {
   try {
     answer = await (h2 ? sendH2(node, c.request) : sendH1(node, c.request, c.index));
   } catch (err) {
-    const code = `transport:${(err as Error).message.split("(")[0]!.replace(/127\.0\.0\.1:\d+/g, "node").trim()}`;
+    const code = `transport:${(err as Error).message
+      .split("(")[0]!
+      .replace(/127\.0\.0\.1:\d+/g, "node")
+      .trim()}`;
     return { c, node: node.id, code, verdict: "transport", detail: (err as Error).message };
   }
   const code = decodeAnswer(answer);
   const message = c.protocol.startsWith("grpc")
-    ? decodeURIComponent(header(answer.trailers, "grpc-message") ?? header(answer.headers, "grpc-message") ?? /grpc-message: ?(.*)/i.exec(answer.body.toString("latin1"))?.[1] ?? "")
+    ? decodeURIComponent(
+        header(answer.trailers, "grpc-message") ??
+          header(answer.headers, "grpc-message") ??
+          /grpc-message: ?(.*)/i.exec(answer.body.toString("latin1"))?.[1] ??
+          "",
+      )
     : answer.body.subarray(0, 300).toString("utf8");
   return { c, node: node.id, code, verdict: judge(c, code), detail: message.slice(0, 200) };
 }
@@ -766,7 +919,8 @@ async function run(c: Case, node: TestNode): Promise<Outcome> {
 
 function shellBytes(bytes: Uint8Array): string {
   let out = "";
-  for (const b of bytes) out += b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c && b !== 0x25 ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, "0")}`;
+  for (const b of bytes)
+    out += b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c && b !== 0x25 ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, "0")}`;
   return out;
 }
 
@@ -787,7 +941,11 @@ function reproduction(c: Case, address: string): string {
 
 function table(outcomes: readonly Outcome[]): string {
   const codes = [...new Set(outcomes.map((o) => o.code))].sort();
-  const rows = PROTOCOLS.map((p) => [p, ...codes.map((code) => String(outcomes.filter((o) => o.c.protocol === p && o.code === code).length)), String(outcomes.filter((o) => o.c.protocol === p).length)]);
+  const rows = PROTOCOLS.map((p) => [
+    p,
+    ...codes.map((code) => String(outcomes.filter((o) => o.c.protocol === p && o.code === code).length)),
+    String(outcomes.filter((o) => o.c.protocol === p).length),
+  ]);
   const head = ["protocol \\ code", ...codes, "total"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((cell, i) => cell.padStart(widths[i]!)).join(" | ");
@@ -830,7 +988,10 @@ describe("live fuzzing of a 3-node cluster", () => {
           const node = new Rng(index ^ SEED).pick(cluster.nodes);
           const outcome = await run(c, node);
           outcomes.push(outcome);
-          if (TRACE) console.log(`case ${index} -> ${node.id}: ${c.protocol} ${c.method.kind} ${c.mutation} ${c.request.method} ${c.request.path} ${JSON.stringify(c.request.headers)} ${c.request.body.byteLength} bytes ${Buffer.from(c.request.body.subarray(0, 512)).toString("hex")} => ${outcome.code}`);
+          if (TRACE)
+            console.log(
+              `case ${index} -> ${node.id}: ${c.protocol} ${c.method.kind} ${c.mutation} ${c.request.method} ${c.request.path} ${JSON.stringify(c.request.headers)} ${c.request.body.byteLength} bytes ${Buffer.from(c.request.body.subarray(0, 512)).toString("hex")} => ${outcome.code}`,
+            );
           for (const n of cluster.nodes) if (!n.running && !exits.has(n.id)) exits.set(n.id, index);
         }
       };
@@ -857,21 +1018,41 @@ describe("live fuzzing of a 3-node cluster", () => {
         const before = earlier
           .map((i) => byIndex.get(i))
           .filter((o): o is Outcome => o !== undefined)
-          .map((o) => `\n      before it on the connection: case ${o.c.index} ${o.c.protocol} ${o.c.method.kind} ${o.c.mutation} (${o.c.request.body.byteLength} bytes) -> ${o.code}`)
+          .map(
+            (o) =>
+              `\n      before it on the connection: case ${o.c.index} ${o.c.protocol} ${o.c.method.kind} ${o.c.mutation} (${o.c.request.body.byteLength} bytes) -> ${o.code}`,
+          )
           .join("");
-        report.push(`${key}: ${list.length}x, e.g. case ${smallest.c.index} -> ${smallest.detail.replace(/\s+/g, " ").slice(0, 200)}${before}\n    ${reproduction(smallest.c, address).replaceAll("\n", "\n    ")}`);
+        report.push(
+          `${key}: ${list.length}x, e.g. case ${smallest.c.index} -> ${smallest.detail.replace(/\s+/g, " ").slice(0, 200)}${before}\n    ${reproduction(smallest.c, address).replaceAll("\n", "\n    ")}`,
+        );
       }
       const justified = outcomes.filter((o) => o.verdict === "justified");
-      console.log(`Unavailable/DeadlineExceeded with a reason (${justified.length}): ${[...new Set(justified.map((o) => `${o.c.protocol} ${o.c.mutation} -> ${o.code} (${o.c.justification})`))].join("; ") || "none"}`);
+      console.log(
+        `Unavailable/DeadlineExceeded with a reason (${justified.length}): ${[...new Set(justified.map((o) => `${o.c.protocol} ${o.c.mutation} -> ${o.code} (${o.c.justification})`))].join("; ") || "none"}`,
+      );
       console.log(`\nFAILURES (${failing.length} requests in ${groups.size} groups):\n${report.join("\n") || "none"}\n`);
 
-      const unexpected = cluster.nodes.flatMap((n) => n.output.join("").split("\n").filter((line) => /uncaught exception|unexpected error/.test(line)).map((line) => `${n.id}: ${line.slice(0, 300)}`));
-      console.log(`node log lines about unexpected errors: ${unexpected.length}${unexpected.length ? `\n${[...new Set(unexpected.map((l) => l.replace(/"time":"[^"]*",?/, "")))].slice(0, 20).join("\n")}` : ""}`);
+      const unexpected = cluster.nodes.flatMap((n) =>
+        n.output
+          .join("")
+          .split("\n")
+          .filter((line) => /uncaught exception|unexpected error/.test(line))
+          .map((line) => `${n.id}: ${line.slice(0, 300)}`),
+      );
+      console.log(
+        `node log lines about unexpected errors: ${unexpected.length}${unexpected.length ? `\n${[...new Set(unexpected.map((l) => l.replace(/"time":"[^"]*",?/, "")))].slice(0, 20).join("\n")}` : ""}`,
+      );
 
       // Still serving: every process up, the control key readable and writable through every
       // node (over HTTP/2 Connect, gRPC and gRPC-Web), and every node's health SERVING.
       for (const [id, index] of exits) {
-        const tail = cluster.node(id).output.join("").split("\n").filter((line) => !line.startsWith('{"time"') || /error|uncaught/i.test(line)).slice(-25);
+        const tail = cluster
+          .node(id)
+          .output.join("")
+          .split("\n")
+          .filter((line) => !line.startsWith('{"time"') || /error|uncaught/i.test(line))
+          .slice(-25);
         console.log(`NODE ${id} EXITED (noticed after case ${index}); last output:\n${tail.join("\n")}`);
       }
       expect([...exits].map(([id, index]) => `${id} exited (noticed after case ${index})`)).toEqual([]);

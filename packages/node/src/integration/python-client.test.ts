@@ -54,7 +54,10 @@ async function findPython(): Promise<{ python: string } | { missing: string }> {
 async function prerequisites(): Promise<{ python: string } | { missing: string }> {
   const missing: string[] = [];
   if ((await run("protoc", ["--version"], { timeoutMs: PROBE_TIMEOUT_MS })).code !== 0) missing.push("protoc not found");
-  if (!existsSync(process.env.GRPC_PYTHON_PLUGIN ?? "/usr/bin/grpc_python_plugin") && (await run("sh", ["-c", "command -v grpc_python_plugin"], { timeoutMs: PROBE_TIMEOUT_MS })).code !== 0) {
+  if (
+    !existsSync(process.env.GRPC_PYTHON_PLUGIN ?? "/usr/bin/grpc_python_plugin") &&
+    (await run("sh", ["-c", "command -v grpc_python_plugin"], { timeoutMs: PROBE_TIMEOUT_MS })).code !== 0
+  ) {
     missing.push("grpc_python_plugin not found");
   }
   const python = await findPython();
@@ -91,7 +94,10 @@ describe.skipIf("missing" in found)(`${SUITE}${"missing" in found ? ` (skipped: 
   it("puts, reads, resolves two siblings with the context, deletes, and maps errors to gRPC codes", async () => {
     const key = "py-example";
     const node = cluster.node("n1").address;
-    const res = await run(python, [EXAMPLE, node, "--key", key], { env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" }, timeoutMs: 50_000 });
+    const res = await run(python, [EXAMPLE, node, "--key", key], {
+      env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" },
+      timeoutMs: 50_000,
+    });
     expect(res.stderr).toBe("");
     expect(res.code).toBe(0);
 

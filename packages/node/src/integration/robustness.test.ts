@@ -122,7 +122,12 @@ describe("3 nodes, N=3: contexts, damaged clocks and record limits", () => {
 
   it("takes a value of the documented limit over every protocol, Connect JSON included", async () => {
     const value = new Uint8Array(1024 * 1024).fill(7);
-    for (const [protocol, httpVersion] of [["connect", "1.1"], ["connect", "2"], ["grpc", "2"], ["grpc-web", "1.1"]] as const) {
+    for (const [protocol, httpVersion] of [
+      ["connect", "1.1"],
+      ["connect", "2"],
+      ["grpc", "2"],
+      ["grpc-web", "1.1"],
+    ] as const) {
       await cluster.client("n3", { protocol, httpVersion }).put(`limit-${protocol}-${httpVersion}`, value);
     }
     const json = await fetch(`http://${cluster.node("n1").address}/dynamo.v1.KVService/Put`, {

@@ -4,7 +4,13 @@ import { describe, expect, it } from "vitest";
 import { ContextSealer, SEALED_CONTEXT_FORMAT } from "./context-seal.js";
 
 const sealer = new ContextSealer("a-cluster-secret-of-some-length");
-const payload = encodeClientContext({ clock: new Map([["n1", 3], ["n2", 1]]), dots: [{ node: "n3", counter: 7 }] });
+const payload = encodeClientContext({
+  clock: new Map([
+    ["n1", 3],
+    ["n2", 1],
+  ]),
+  dots: [{ node: "n3", counter: 7 }],
+});
 
 describe("sealed client contexts", () => {
   it("opens what it sealed for the same key, and keeps the empty context empty", () => {

@@ -40,13 +40,17 @@ export class ContextSealer {
   open(key: string, sealed: Uint8Array): Uint8Array {
     if (sealed.byteLength === 0) return sealed;
     if (sealed[0] !== SEALED_CONTEXT_FORMAT) {
-      throw new InvalidContextError("it was not issued by this cluster (unsealed or from an older version): pass the context a Get or Put of this key returned");
+      throw new InvalidContextError(
+        "it was not issued by this cluster (unsealed or from an older version): pass the context a Get or Put of this key returned",
+      );
     }
     if (sealed.byteLength < 1 + TAG_BYTES + 1) throw new InvalidContextError("it is truncated");
     const payload = sealed.subarray(1, sealed.byteLength - TAG_BYTES);
     const given = sealed.subarray(sealed.byteLength - TAG_BYTES);
     if (!timingSafeEqual(this.tag(key, payload), given)) {
-      throw new InvalidContextError("it was not issued by this cluster for this key (its seal does not match): pass the context a Get or Put of this key returned");
+      throw new InvalidContextError(
+        "it was not issued by this cluster for this key (its seal does not match): pass the context a Get or Put of this key returned",
+      );
     }
     return payload;
   }

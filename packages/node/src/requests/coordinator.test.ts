@@ -160,7 +160,9 @@ describe("coordinator: reads", () => {
       expect([contentType, err.code]).toEqual([contentType, Code.InvalidArgument]);
       expect(err.rawMessage).toMatch(/content type must be 1\.\.255 printable ASCII characters/);
     }
-    const del = await failure(bench.coordinator.write({ key: "k", value: null, contentType: "text/plain", context: new Uint8Array(), w: undefined, deadline: bench.deadline() }, false));
+    const del = await failure(
+      bench.coordinator.write({ key: "k", value: null, contentType: "text/plain", context: new Uint8Array(), w: undefined, deadline: bench.deadline() }, false),
+    );
     expect(del.code).toBe(Code.InvalidArgument);
     expect(bench.valuesOn("n1", "k")).toEqual([]);
   });

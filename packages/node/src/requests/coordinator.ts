@@ -170,7 +170,12 @@ export class Coordinator {
    * Read repair: once every replica has answered (or the deadline passed), the ones that
    * hold less than the merged state get it. Replies that came after the quorum count too.
    */
-  private async repair(key: string, calls: ReadonlyArray<readonly [string, Promise<SiblingSet | undefined>]>, quorumMerged: SiblingSet, deadline: Deadline): Promise<void> {
+  private async repair(
+    key: string,
+    calls: ReadonlyArray<readonly [string, Promise<SiblingSet | undefined>]>,
+    quorumMerged: SiblingSet,
+    deadline: Deadline,
+  ): Promise<void> {
     const results = await Promise.allSettled(calls.map(([, call]) => call));
     let merged = quorumMerged;
     for (const result of results) if (result.status === "fulfilled" && result.value) merged = sync(merged, result.value);
@@ -223,7 +228,9 @@ export class Coordinator {
     }
     if (args.contentType !== undefined && (value === null || !isValidContentType(args.contentType))) {
       throw new ConnectError(
-        value === null ? "a delete has no content type" : `content type must be 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters, got ${JSON.stringify(args.contentType.slice(0, 300))}`,
+        value === null
+          ? "a delete has no content type"
+          : `content type must be 1..${MAX_CONTENT_TYPE_BYTES} printable ASCII characters, got ${JSON.stringify(args.contentType.slice(0, 300))}`,
         Code.InvalidArgument,
       );
     }
@@ -237,7 +244,10 @@ export class Coordinator {
       if (!replicas.includes(self)) return this.forward(replicas, args);
       if (!this.deps.localWritable()) {
         this.deps.metrics.count("writes_forwarded_disk_failing");
-        return this.forward(replicas.filter((node) => node !== self), args);
+        return this.forward(
+          replicas.filter((node) => node !== self),
+          args,
+        );
       }
     } else if (!this.deps.localWritable()) {
       throw notCoordinatedError(`${self} cannot write to its data store now; another replica must coordinate`);
@@ -291,7 +301,16 @@ export class Coordinator {
       throw verdict.error;
     }
     const ring = this.deps.ring();
-    await this.replicate(key, versionedRecord(merged), ring, ring.preferenceList(key, this.options.n), this.options.w, deadline, "acknowledged the import", undefined);
+    await this.replicate(
+      key,
+      versionedRecord(merged),
+      ring,
+      ring.preferenceList(key, this.options.n),
+      this.options.w,
+      deadline,
+      "acknowledged the import",
+      undefined,
+    );
     this.deps.metrics.count("imports_applied");
     return "imported";
   }
@@ -340,7 +359,9 @@ export class Coordinator {
         // Prefer a fallback the failure detector believes up; failing that, try one it
         // believes down (it may be back already) rather than give up on the slot.
         const standIn = (usable: (node: string) => boolean) =>
-          ring.sloppyPreferenceList(key, this.options.n, (node) => !failed.has(node) && (node === self || usable(node))).find((p) => p.standsInFor === primary && !used.has(p.node));
+          ring
+            .sloppyPreferenceList(key, this.options.n, (node) => !failed.has(node) && (node === self || usable(node)))
+            .find((p) => p.standsInFor === primary && !used.has(p.node));
         const fallback = standIn((node) => this.deps.replicas.isAvailable(node)) ?? standIn(() => true);
         if (!fallback) {
           // Last resort: the primary the detector believed down may be back already.
@@ -363,10 +384,13 @@ export class Coordinator {
         [
           node,
           writeSlot(node).catch(async (err: unknown) => {
-            await this.deps.replicas.endpoint(self).write(key, record, node, deadline.replicaSignal).then(
-              () => this.deps.metrics.count("coordinator_hints"),
-              () => this.deps.metrics.count("coordinator_hints_failed"),
-            );
+            await this.deps.replicas
+              .endpoint(self)
+              .write(key, record, node, deadline.replicaSignal)
+              .then(
+                () => this.deps.metrics.count("coordinator_hints"),
+                () => this.deps.metrics.count("coordinator_hints_failed"),
+              );
             throw err;
           }),
         ] as const,
@@ -443,11 +467,7 @@ export class Coordinator {
  * can no longer be met, or the deadline passes. Calls still running carry on (a late
  * replica write still lands, a late read still feeds read repair); nobody waits for them.
  */
-export function waitForQuorum<T>(
-  tracker: QuorumTracker<T>,
-  calls: ReadonlyArray<readonly [string, Promise<T>]>,
-  deadline: Deadline,
-): Promise<void> {
+export function waitForQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): Promise<void> {
   return new Promise<void>((resolve) => {
     const onAbort = () => resolve();
     const settle = () => {

@@ -9,7 +9,10 @@ import { versionedRecord } from "./replicas.js";
 
 const NODES = ["n1", "n2", "n3"];
 const utf8 = new TextEncoder();
-const text = (set: SiblingSet) => liveValues(set).map((v) => new TextDecoder().decode(v)).sort();
+const text = (set: SiblingSet) =>
+  liveValues(set)
+    .map((v) => new TextDecoder().decode(v))
+    .sort();
 
 /** Member stores in memory, read in pages of `pageKeys`; a member in `failing` fails after `failAfterPages` pages. */
 class FakeStores {

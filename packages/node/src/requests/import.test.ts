@@ -98,9 +98,15 @@ describe("checkImportedRecord", () => {
   });
 
   it("refuses counters at 2^48 and above, too many node ids, ids no node can have, future timestamps, large values, empty records", () => {
-    const high = { clock: new Map([["n1", MAX_IMPORT_COUNTER]]), siblings: [{ dot: { node: "n1", counter: MAX_IMPORT_COUNTER }, value: utf8.encode("v"), timestamp: NOW }] };
+    const high = {
+      clock: new Map([["n1", MAX_IMPORT_COUNTER]]),
+      siblings: [{ dot: { node: "n1", counter: MAX_IMPORT_COUNTER }, value: utf8.encode("v"), timestamp: NOW }],
+    };
     expect(refused(high)).toMatch(/counter 281474976710656 for n1, at or above 2\^48/);
-    const wide = { clock: new Map(Array.from({ length: MAX_IMPORT_CLOCK_ENTRIES + 1 }, (_, i) => [`n${String(i).padStart(4, "0")}`, 1] as const)), siblings: [] };
+    const wide = {
+      clock: new Map(Array.from({ length: MAX_IMPORT_CLOCK_ENTRIES + 1 }, (_, i) => [`n${String(i).padStart(4, "0")}`, 1] as const)),
+      siblings: [],
+    };
     expect(refused({ ...wide, siblings: [{ dot: { node: "n0000", counter: 1 }, value: null, timestamp: NOW }] })).toMatch(/257 node ids/);
     expect(refused(version("bad id!", "v"))).toMatch(/not a node id/);
     expect(refused(update(emptySet(), new Map(), "n1", utf8.encode("v"), NOW + 2 * 24 * 3600 * 1000))).toMatch(/more than a day ahead/);

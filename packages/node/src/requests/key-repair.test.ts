@@ -5,7 +5,11 @@ import { type KeyRepairDeps, rebuildVersion, repairKey } from "./key-repair.js";
 
 const value = (s: string) => new TextEncoder().encode(s);
 const damaged: SiblingSet = {
-  clock: new Map([["a", Number.MAX_SAFE_INTEGER], ["forged-1", 5], ["forged-2", 9]]),
+  clock: new Map([
+    ["a", Number.MAX_SAFE_INTEGER],
+    ["forged-1", 5],
+    ["forged-2", 9],
+  ]),
   siblings: [
     { dot: { node: "a", counter: Number.MAX_SAFE_INTEGER }, value: value("x"), timestamp: 20 },
     { dot: { node: "forged-2", counter: 9 }, value: value("y"), timestamp: 10 },
@@ -37,7 +41,10 @@ describe("key repair", () => {
   it("keeps the sibling values under fresh dots of one node, in timestamp order", () => {
     const rebuilt = rebuildVersion(damaged, "a");
     expect([...rebuilt.clock]).toEqual([["a", 2]]);
-    expect(rebuilt.siblings.map((s) => [s.dot.counter, new TextDecoder().decode(s.value!), s.timestamp])).toEqual([[1, "y", 10], [2, "x", 20]]);
+    expect(rebuilt.siblings.map((s) => [s.dot.counter, new TextDecoder().decode(s.value!), s.timestamp])).toEqual([
+      [1, "y", 10],
+      [2, "x", 20],
+    ]);
     // Copies of one write (same value and time) seen twice are kept once.
     const twice = sync(rebuilt, damaged);
     expect(rebuildVersion(twice, "a").siblings).toHaveLength(2);

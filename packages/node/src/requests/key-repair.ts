@@ -38,8 +38,15 @@ const MAX_ATTEMPTS = 5;
  */
 export function rebuildVersion(merged: SiblingSet, node: string): SiblingSet {
   const ordered = [...merged.siblings].sort((a, b) => a.timestamp - b.timestamp || compareDots(a.dot, b.dot));
-  const distinct = ordered.filter((s, i) => !ordered.slice(0, i).some((t) => t.timestamp === s.timestamp && t.contentType === s.contentType && sameValue(t.value, s.value)));
-  const siblings: Sibling[] = distinct.map(({ value, timestamp, contentType }, i) => ({ dot: { node, counter: i + 1 }, value, timestamp, ...(contentType === undefined ? {} : { contentType }) }));
+  const distinct = ordered.filter(
+    (s, i) => !ordered.slice(0, i).some((t) => t.timestamp === s.timestamp && t.contentType === s.contentType && sameValue(t.value, s.value)),
+  );
+  const siblings: Sibling[] = distinct.map(({ value, timestamp, contentType }, i) => ({
+    dot: { node, counter: i + 1 },
+    value,
+    timestamp,
+    ...(contentType === undefined ? {} : { contentType }),
+  }));
   return { clock: new Map(siblings.length > 0 ? [[node, siblings.length]] : []), siblings };
 }
 
@@ -76,5 +83,8 @@ export async function repairKey(deps: KeyRepairDeps, key: string, signal: AbortS
       };
     }
   }
-  throw new ConnectError(`key ${JSON.stringify(key)} changed on a replica during each of ${MAX_ATTEMPTS} repair attempts; retry when writes to it pause`, Code.Aborted);
+  throw new ConnectError(
+    `key ${JSON.stringify(key)} changed on a replica during each of ${MAX_ATTEMPTS} repair attempts; retry when writes to it pause`,
+    Code.Aborted,
+  );
 }

@@ -37,7 +37,8 @@ export function recordSizeBound(set: SiblingSet | undefined): number {
   return size;
 }
 
-export type LimitVerdict = { readonly ok: true; readonly nearLimit: boolean } | { readonly ok: false; readonly error: ConnectError; readonly reason: "siblings" | "bytes" };
+export type LimitVerdict =
+  { readonly ok: true; readonly nearLimit: boolean } | { readonly ok: false; readonly error: ConnectError; readonly reason: "siblings" | "bytes" };
 
 /** Whether replacing `before` by `after` (the result of a client write) is within limits. */
 export function checkRecordLimits(key: string, before: SiblingSet | undefined, after: SiblingSet, limits: RecordLimits): LimitVerdict {
@@ -66,6 +67,7 @@ export function checkRecordLimits(key: string, before: SiblingSet | undefined, a
       ),
     };
   }
-  const nearLimit = siblings >= Math.max(2, Math.ceil(limits.maxSiblings * WARN_SIBLINGS_FRACTION)) || bytes >= limits.maxRecordBytes * WARN_RECORD_BYTES_FRACTION;
+  const nearLimit =
+    siblings >= Math.max(2, Math.ceil(limits.maxSiblings * WARN_SIBLINGS_FRACTION)) || bytes >= limits.maxRecordBytes * WARN_RECORD_BYTES_FRACTION;
   return { ok: true, nearLimit };
 }

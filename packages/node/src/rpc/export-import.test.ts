@@ -176,7 +176,12 @@ describe("AdminService.Export batches", () => {
 
 describe("AdminService.Import results", () => {
   const digest = (value: string) => createHash("sha256").update(value).digest();
-  const rec = (line: number, key: string, set: SiblingSet, values = liveValues(set).map((v) => ({ sha256: createHash("sha256").update(v).digest(), contentType: "" }))) => ({
+  const rec = (
+    line: number,
+    key: string,
+    set: SiblingSet,
+    values = liveValues(set).map((v) => ({ sha256: createHash("sha256").update(v).digest(), contentType: "" })),
+  ) => ({
     line: BigInt(line),
     key,
     record: encodeSiblingSet(set),

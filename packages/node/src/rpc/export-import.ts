@@ -6,7 +6,18 @@
 import { createHash } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import type { ExportedKeySchema, ExportRequest, ExportResponseSchema, ImportRecord, ImportRequest, ImportResponseSchema, ImportResultSchema, ScanRequest, ScanResponseSchema, ValueDigest } from "@dynamo-ts/proto";
+import type {
+  ExportedKeySchema,
+  ExportRequest,
+  ExportResponseSchema,
+  ImportRecord,
+  ImportRequest,
+  ImportResponseSchema,
+  ImportResultSchema,
+  ScanRequest,
+  ScanResponseSchema,
+  ValueDigest,
+} from "@dynamo-ts/proto";
 import { isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
 import type { Deadline } from "../requests/deadline.js";
 import type { ExportOptions, ExportWalk } from "../requests/export.js";
@@ -95,7 +106,11 @@ export async function* exportResponses(src: ExportImportSources, req: ExportRequ
 }
 
 /** AdminService.Import: every record merged (a few at a time), one result each, in order. */
-export async function importResponse(src: ExportImportSources, req: ImportRequest, ctx: Pick<HandlerContext, "signal" | "timeoutMs">): Promise<MessageInitShape<typeof ImportResponseSchema>> {
+export async function importResponse(
+  src: ExportImportSources,
+  req: ImportRequest,
+  ctx: Pick<HandlerContext, "signal" | "timeoutMs">,
+): Promise<MessageInitShape<typeof ImportResponseSchema>> {
   if (req.records.length > MAX_IMPORT_RECORDS) {
     throw new ConnectError(`at most ${MAX_IMPORT_RECORDS} records per import call, got ${req.records.length}`, Code.InvalidArgument);
   }

@@ -55,20 +55,25 @@ describe("parsing", () => {
   });
 
   it("takes r or w and timeout_ms, as decimal integers, once each", () => {
-    expect([...parseQuery("r=1&timeout_ms=250", "GET")]).toEqual([["r", 1], ["timeout_ms", 250]]);
+    expect([...parseQuery("r=1&timeout_ms=250", "GET")]).toEqual([
+      ["r", 1],
+      ["timeout_ms", 250],
+    ]);
     expect([...parseQuery("w=3", "PUT")]).toEqual([["w", 3]]);
     expect([...parseQuery("", "DELETE")]).toEqual([]);
     expect(invalid(() => parseQuery("w=1", "GET"))).toMatch(/unknown query parameter "w": GET takes r, timeout_ms/);
     expect(invalid(() => parseQuery("r=1", "PUT"))).toMatch(/unknown query parameter "r"/);
     expect(invalid(() => parseQuery("r=1&r=2", "HEAD"))).toMatch(/given twice/);
-    for (const bad of ["r=", "r", "r=-1", "r=1.5", "r=%31", "r=0x1", "r= 1"]) expect(invalid(() => parseQuery(bad, "GET"))).toMatch(/r must be a decimal integer/);
+    for (const bad of ["r=", "r", "r=-1", "r=1.5", "r=%31", "r=0x1", "r= 1"])
+      expect(invalid(() => parseQuery(bad, "GET"))).toMatch(/r must be a decimal integer/);
   });
 
   it("reads a base64 context header, refusing an empty or mangled one", () => {
     expect(requestContext(undefined)).toEqual(new Uint8Array());
     expect([...requestContext("AQID")]).toEqual([1, 2, 3]);
     expect([...requestContext("_-8")]).toEqual([255, 239]);
-    for (const bad of ["", "====", "a b", "AQID, AQID", ["AQID", "AQID"]]) expect(invalid(() => requestContext(bad))).toMatch(/X-Dynamo-Context must be the base64 context/);
+    for (const bad of ["", "====", "a b", "AQID, AQID", ["AQID", "AQID"]])
+      expect(invalid(() => requestContext(bad))).toMatch(/X-Dynamo-Context must be the base64 context/);
   });
 
   it("answers siblings in JSON only when the client prefers it", () => {
@@ -86,11 +91,18 @@ describe("parsing", () => {
     const { boundary, body } = multipartBody(values);
     const parts = parseMultipart(`multipart/mixed; boundary=${boundary}`, body);
     expect(parts.map((p) => p.body.toString())).toEqual(["a", "--", "\r\n--x\r\n", ""]);
-    expect(parts.map((p) => p.headers["content-type"])).toEqual(["text/plain", "application/octet-stream", "application/octet-stream", "application/octet-stream"]);
+    expect(parts.map((p) => p.headers["content-type"])).toEqual([
+      "text/plain",
+      "application/octet-stream",
+      "application/octet-stream",
+      "application/octet-stream",
+    ]);
   });
 
   it("maps Connect codes to Connect's HTTP statuses, but failed_precondition to 409", () => {
-    expect([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.Unavailable, Code.DeadlineExceeded, Code.Internal].map(httpStatusOf)).toEqual([400, 404, 409, 503, 504, 500]);
+    expect([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.Unavailable, Code.DeadlineExceeded, Code.Internal].map(httpStatusOf)).toEqual([
+      400, 404, 409, 503, 504, 500,
+    ]);
   });
 });
 
@@ -102,7 +114,9 @@ interface Reply {
   readonly body: Buffer;
 }
 
-async function startNode(bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" })): Promise<{ bench: CoordinatorBench; url: string; port: number; listener: DualProtocolListener }> {
+async function startNode(
+  bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" }),
+): Promise<{ bench: CoordinatorBench; url: string; port: number; listener: DualProtocolListener }> {
   const kv = createKvHttpHandler({ coordinator: bench.coordinator, defaultTimeoutMs: 2_000, maxValueBytes: MAX_VALUE, log: silentLog });
   const handler = createRpcHandler({ routes: () => {}, fallback: kv, maxTimeoutMs: 600_000, maxCheckedJsonBytes: 1 << 20, log: silentLog });
   const listener = new DualProtocolListener(handler, {});
@@ -144,9 +158,19 @@ describe("the key API over HTTP/1.1", () => {
     expect(put.status).toBe(204);
     expect(put.headers.get("x-dynamo-context")).toMatch(/^[A-Za-z0-9+/]+=*$/);
     const got = await call(`${url}/kv/hello`);
-    expect([got.status, got.body.toString(), got.headers.get("content-type"), got.headers.get("content-length")]).toEqual([200, "world", "text/plain; charset=utf-8", "5"]);
+    expect([got.status, got.body.toString(), got.headers.get("content-type"), got.headers.get("content-length")]).toEqual([
+      200,
+      "world",
+      "text/plain; charset=utf-8",
+      "5",
+    ]);
     const head = await call(`${url}/kv/hello`, { method: "HEAD" });
-    expect([head.status, head.body.length, head.headers.get("content-length"), head.headers.get("x-dynamo-context")]).toEqual([200, 0, "5", got.headers.get("x-dynamo-context")]);
+    expect([head.status, head.body.length, head.headers.get("content-length"), head.headers.get("x-dynamo-context")]).toEqual([
+      200,
+      0,
+      "5",
+      got.headers.get("x-dynamo-context"),
+    ]);
     // Any bytes, and no content type: application/octet-stream.
     const bytes = Buffer.from([0, 255, 13, 10, 0x80]);
     await call(`${url}/kv/bin`, { method: "PUT", body: bytes });
@@ -297,7 +321,11 @@ describe("the key API over HTTP/2", () => {
     await h2call(url, { ":method": "PUT", ":path": "/kv/h2/key" }, Buffer.from("sibling"));
     const siblings = await h2call(url, { ":method": "GET", ":path": "/kv/h2/key" });
     expect(siblings.status).toBe(300);
-    expect(parseMultipart(String(siblings.headers["content-type"]), siblings.body).map((p) => p.body.toString()).sort()).toEqual(["over h2", "sibling"]);
+    expect(
+      parseMultipart(String(siblings.headers["content-type"]), siblings.body)
+        .map((p) => p.body.toString())
+        .sort(),
+    ).toEqual(["over h2", "sibling"]);
     const big = await h2call(url, { ":method": "PUT", ":path": "/kv/big" }, Buffer.alloc(MAX_VALUE * 5));
     expect([big.status, JSON.parse(big.body.toString()).code]).toEqual([413, "invalid_argument"]);
     const missing = await h2call(url, { ":method": "DELETE", ":path": "/kv/%zz" });

@@ -81,7 +81,11 @@ function h2Get(session: http2.ClientHttp2Session, path = "/"): Promise<{ status:
   });
 }
 
-function h1Request(port: number, options: http.RequestOptions = {}, body?: string | Buffer): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+function h1Request(
+  port: number,
+  options: http.RequestOptions = {},
+  body?: string | Buffer,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: "127.0.0.1", port, agent: false, ...options }, (res) => {
       let text = "";
@@ -131,7 +135,9 @@ describe("a message over readMaxBytes (defect A)", () => {
     cleanups.push(() => sessions.abort());
     const client = createClient(KVService, createGrpcTransport({ baseUrl: url, sessionManager: sessions }));
     for (let i = 0; i < 7; i++) {
-      await expect(client.put({ key: "k", value: new Uint8Array(2 * 1024 * 1024) }, { timeoutMs: 5_000 })).rejects.toMatchObject({ code: Code.ResourceExhausted });
+      await expect(client.put({ key: "k", value: new Uint8Array(2 * 1024 * 1024) }, { timeoutMs: 5_000 })).rejects.toMatchObject({
+        code: Code.ResourceExhausted,
+      });
     }
     expect((await client.put({ key: "k", value: new Uint8Array(3) }, { timeoutMs: 5_000 })).context).toEqual(new Uint8Array([3]));
   });
@@ -141,7 +147,12 @@ describe("a message over readMaxBytes (defect A)", () => {
     const session = h2Session(url);
     const post = (size: number) =>
       new Promise<{ status: number; rst: number }>((resolve, reject) => {
-        const req = session.request({ ":method": "POST", ":path": "/dynamo.v1.KVService/Put", "content-type": "application/proto", "content-length": String(size) });
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/dynamo.v1.KVService/Put",
+          "content-type": "application/proto",
+          "content-length": String(size),
+        });
         let status = 0;
         req.on("response", (h) => (status = Number(h[":status"])));
         req.on("error", reject);

@@ -29,7 +29,6 @@ import { type ListenerOptions, type ListenerStats, type RequestHeaders, resolveO
 
 export { LISTENER_DEFAULTS, type ListenerOptions, type ListenerStats, type RequestHeaders } from "./listener-options.js";
 
-
 /** A socket this listener ended is destroyed if the other side has not closed it by then. */
 const LINGER_MS = 1_000;
 /** Connections over the cap that may be waiting for their refusal at once; beyond, they are dropped. */
@@ -110,7 +109,10 @@ export class DualProtocolListener {
       },
       counted as http.RequestListener,
     );
-    this.h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } }, counted as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    this.h2 = http2.createServer(
+      { settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } },
+      counted as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
     this.h2.on("session", (session: http2.ServerHttp2Session) => this.sessionOpened(session));
     this.tcp = net.createServer((socket) => this.accept(socket));
     // Node closes connections beyond this at once ("drop"): room for the admitted ones plus a

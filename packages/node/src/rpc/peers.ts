@@ -25,7 +25,6 @@ import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
 
-
 /**
  * A check of the cluster secret header in constant time, for the listener's `isTrusted`: the
  * requests of other nodes (their long-lived streams may be silent for minutes).
@@ -98,7 +97,10 @@ export class PeerPool {
 
     // Pings keep an idle session verified so a peer that vanished is noticed before a
     // request waits on a dead socket.
-    const link = new BulkLink(() => this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: this.idleConnectionTimeoutMs }), () => this.recycled++);
+    const link = new BulkLink(
+      () => this.connect(address, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: this.idleConnectionTimeoutMs }),
+      () => this.recycled++,
+    );
     const transport = link.transport;
     const replica = createClient(ReplicaService, transport);
     // Coordinators' replica reads and writes share one long-lived stream to the peer.
@@ -189,7 +191,14 @@ export class PeerPool {
   }
 
   /** A page of `node`'s store (ReplicaService.Scan), records decoded; for AdminService.Export. */
-  async scan(node: string, after: ScanPosition, lastToken: number, limits: { maxKeys: number; maxBytes: number }, signal: AbortSignal, timeoutMs: number): Promise<ScanPage> {
+  async scan(
+    node: string,
+    after: ScanPosition,
+    lastToken: number,
+    limits: { maxKeys: number; maxBytes: number },
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<ScanPage> {
     const res = await this.peer(node).replica.scan({ afterToken: after.token, afterKey: after.key, lastToken, ...limits }, { signal, timeoutMs });
     return { entries: res.keys.map(({ key, token, record }) => ({ key, token, record: { set: decodeSiblingSet(record), encoded: record } })), done: res.done };
   }
@@ -321,7 +330,6 @@ class BulkLink {
     this.retiring.clear();
   }
 }
-
 
 export class PeerUnknownError extends Error {
   constructor(node: string) {

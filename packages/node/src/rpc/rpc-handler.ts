@@ -140,7 +140,11 @@ function isPlainJson(req: UniversalServerRequest): boolean {
 }
 
 /** Reads a JSON body (up to `maxBytes`) and refuses it when a bytes field is not base64. */
-async function checkBytesFields(req: UniversalServerRequest, fields: readonly string[], maxBytes: number): Promise<UniversalServerRequest | UniversalServerResponse> {
+async function checkBytesFields(
+  req: UniversalServerRequest,
+  fields: readonly string[],
+  maxBytes: number,
+): Promise<UniversalServerRequest | UniversalServerResponse> {
   if (req.body === undefined || typeof (req.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] !== "function") return req;
   const it = (req.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   const chunks: Uint8Array[] = [];
@@ -187,12 +191,21 @@ const GRPC_WEB_TRAILER_FLAG = 0x80;
 
 async function correctInputErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
   const contentType = res.header?.get("content-type") ?? "";
-  if (contentType.startsWith("application/grpc-web")) return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, GRPC_WEB_TRAILER_FLAG, correctGrpcWebTrailer)) };
+  if (contentType.startsWith("application/grpc-web"))
+    return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, GRPC_WEB_TRAILER_FLAG, correctGrpcWebTrailer)) };
   if (contentType.startsWith("application/grpc")) {
     if (res.trailer) correctGrpcTrailer(res.trailer);
-    return { ...res, body: mapChunks(res.body, (chunk) => chunk, () => res.trailer && correctGrpcTrailer(res.trailer)) };
+    return {
+      ...res,
+      body: mapChunks(
+        res.body,
+        (chunk) => chunk,
+        () => res.trailer && correctGrpcTrailer(res.trailer),
+      ),
+    };
   }
-  if (contentType.startsWith("application/connect")) return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, CONNECT_END_STREAM_FLAG, correctEndStream)) };
+  if (contentType.startsWith("application/connect"))
+    return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, CONNECT_END_STREAM_FLAG, correctEndStream)) };
   if (res.status === 500 && contentType.startsWith("application/json") && res.body !== undefined) return correctConnectUnary(res);
   return res;
 }

@@ -62,69 +62,95 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   const internalLimits = { readMaxBytes: limits.internalReadMaxBytes };
   const controlLimits = { readMaxBytes: limits.controlReadMaxBytes };
 
-  router.service(KVService, {
-    async get(req, ctx) {
-      const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
-      return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
+  router.service(
+    KVService,
+    {
+      async get(req, ctx) {
+        const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
+        return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
+      },
+      async put(req, ctx) {
+        const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
+        const context = await coordinate(forwarded, () =>
+          coordinator.write(
+            {
+              key: req.key,
+              value: req.value,
+              contentType: req.contentType || undefined,
+              context: req.context,
+              w: req.w,
+              deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx),
+            },
+            forwarded,
+          ),
+        );
+        return { context };
+      },
+      async delete(req, ctx) {
+        const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
+        await coordinate(forwarded, () =>
+          coordinator.write(
+            { key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
+            forwarded,
+          ),
+        );
+        return {};
+      },
     },
-    async put(req, ctx) {
-      const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-      const context = await coordinate(forwarded, () =>
-        coordinator.write(
-          { key: req.key, value: req.value, contentType: req.contentType || undefined, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
-          forwarded,
-        ),
-      );
-      return { context };
-    },
-    async delete(req, ctx) {
-      const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-      await coordinate(forwarded, () =>
-        coordinator.write({ key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) }, forwarded),
-      );
-      return {};
-    },
-  }, publicLimits);
+    publicLimits,
+  );
 
-  router.service(ReplicaService, {
-    async write(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      await applyReplicaWrite(replica, req);
-      return {};
+  router.service(
+    ReplicaService,
+    {
+      async write(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        await applyReplicaWrite(replica, req);
+        return {};
+      },
+      async read(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        return { record: await readReplicaRecord(replica, req) };
+      },
+      async *stream(requests, ctx) {
+        requireInternal(ctx, clusterSecret);
+        yield* serveReplicaStream(replica, requests, ctx.signal, state.draining);
+      },
+      async purge(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+        return { purged: await replica.purge(req.key, req.record) };
+      },
+      async reset(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
+        return { replaced: await replica.reset(req.key, req.expected, decodeRecord(req.record)) };
+      },
+      async scan(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        return scanResponse(replica, req);
+      },
     },
-    async read(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      return { record: await readReplicaRecord(replica, req) };
-    },
-    async *stream(requests, ctx) {
-      requireInternal(ctx, clusterSecret);
-      yield* serveReplicaStream(replica, requests, ctx.signal, state.draining);
-    },
-    async purge(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
-      return { purged: await replica.purge(req.key, req.record) };
-    },
-    async reset(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
-      return { replaced: await replica.reset(req.key, req.expected, decodeRecord(req.record)) };
-    },
-    async scan(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      return scanResponse(replica, req);
-    },
-  }, internalLimits);
+    internalLimits,
+  );
 
-  router.service(GossipService, {
-    send(req, ctx) {
-      requireInternal(ctx, clusterSecret);
-      state.gossip(req.message);
-      return {};
+  router.service(
+    GossipService,
+    {
+      send(req, ctx) {
+        requireInternal(ctx, clusterSecret);
+        state.gossip(req.message);
+        return {};
+      },
     },
-  }, internalLimits);
+    internalLimits,
+  );
 
-  router.service(AntiEntropyService, antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)), internalLimits);
+  router.service(
+    AntiEntropyService,
+    antiEntropyService(state.antiEntropy, (ctx) => requireInternal(ctx, clusterSecret)),
+    internalLimits,
+  );
 
   const admin = adminService(state.admin);
   router.service(AdminService, admin, controlLimits);
@@ -138,35 +164,46 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     }
     return state.serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
-  router.service(Health, {
-    check(req) {
-      return { status: healthOf(req.service) };
-    },
-    async *watch(req, ctx) {
-      let last = healthOf(req.service);
-      yield { status: last };
-      // Ends when the client goes away or the node stops (after reporting NOT_SERVING).
-      const ended = () => ctx.signal.aborted || state.draining.aborted;
-      while (!ended()) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            off();
-            ctx.signal.removeEventListener("abort", done);
-            state.draining.removeEventListener("abort", done);
-            resolve();
-          };
-          const off = state.onServingChange(done);
-          ctx.signal.addEventListener("abort", done, { once: true });
-          state.draining.addEventListener("abort", done, { once: true });
-        });
-        const now = healthOf(req.service);
-        if (now !== last && !ctx.signal.aborted) {
-          last = now;
-          yield { status: now };
+  router.service(
+    Health,
+    {
+      check(req) {
+        return { status: healthOf(req.service) };
+      },
+      async *watch(req, ctx) {
+        let last = healthOf(req.service);
+        yield { status: last };
+        // Ends when the client goes away or the node stops (after reporting NOT_SERVING).
+        const ended = () => ctx.signal.aborted || state.draining.aborted;
+        while (!ended()) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              off();
+              ctx.signal.removeEventListener("abort", done);
+              state.draining.removeEventListener("abort", done);
+              resolve();
+            };
+            const off = state.onServingChange(done);
+            ctx.signal.addEventListener("abort", done, { once: true });
+            state.draining.addEventListener("abort", done, { once: true });
+          });
+          const now = healthOf(req.service);
+          if (now !== last && !ctx.signal.aborted) {
+            last = now;
+            yield { status: now };
+          }
         }
-      }
+      },
     },
-  }, controlLimits);
+    controlLimits,
+  );
 }
 
-const KNOWN_SERVICES = new Set([KVService.typeName, ReplicaService.typeName, AdminService.typeName, GossipService.typeName, AntiEntropyService.typeName, Health.typeName]);
+const KNOWN_SERVICES = new Set([
+  KVService.typeName,
+  ReplicaService.typeName,
+  AdminService.typeName,
+  GossipService.typeName,
+  AntiEntropyService.typeName,
+  Health.typeName,
+]);

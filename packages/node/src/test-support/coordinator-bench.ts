@@ -207,7 +207,11 @@ export class CoordinatorBench {
 
   valuesOn(node: string, key: string): string[] {
     const set = this.replica(node).store.get(key);
-    return set ? liveValues(set).map((v) => new TextDecoder().decode(v)).sort() : [];
+    return set
+      ? liveValues(set)
+          .map((v) => new TextDecoder().decode(v))
+          .sort()
+      : [];
   }
 }
 

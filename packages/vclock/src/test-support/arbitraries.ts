@@ -27,7 +27,9 @@ export const anySiblingSet: fc.Arbitrary<SiblingSet> = fc
   .chain((entries) => {
     const clock = new Map(entries);
     const dots = entries.map(([node, counter]) =>
-      fc.uniqueArray(fc.oneof(fc.integer({ min: 1, max: counter }), fc.constant(counter)), { maxLength: 3 }).map((counters) => counters.map((c) => ({ node, counter: c }))),
+      fc
+        .uniqueArray(fc.oneof(fc.integer({ min: 1, max: counter }), fc.constant(counter)), { maxLength: 3 })
+        .map((counters) => counters.map((c) => ({ node, counter: c }))),
     );
     return fc.tuple(fc.constant(clock), fc.tuple(...dots));
   })
@@ -49,6 +51,8 @@ export const anySiblingSet: fc.Arbitrary<SiblingSet> = fc
     // Half the sets carry no content type at all (format 0x01), the others some (format 0x02).
     return fc.tuple(siblings, fc.boolean()).map(([list, typed]): SiblingSet => ({
       clock,
-      siblings: [...(list as Sibling[])].map(({ contentType, ...sibling }) => (typed && contentType !== undefined ? { ...sibling, contentType } : sibling)).sort((x, y) => compareDots(x.dot, y.dot)),
+      siblings: [...(list as Sibling[])]
+        .map(({ contentType, ...sibling }) => (typed && contentType !== undefined ? { ...sibling, contentType } : sibling))
+        .sort((x, y) => compareDots(x.dot, y.dot)),
     }));
   });

@@ -83,10 +83,9 @@ class InProcessCluster {
       if (secret !== undefined) req.header.set(CLUSTER_SECRET_HEADER, secret);
       return next(req);
     };
-    const transport = createRouterTransport(
-      (router) => router.service(AntiEntropyService, antiEntropyServiceFor(this.nodes.get(peer)!.antiEntropy)),
-      { transport: { interceptors: [addSecret] } },
-    );
+    const transport = createRouterTransport((router) => router.service(AntiEntropyService, antiEntropyServiceFor(this.nodes.get(peer)!.antiEntropy)), {
+      transport: { interceptors: [addSecret] },
+    });
     return createClient(AntiEntropyService, transport);
   }
 
@@ -220,7 +219,9 @@ describe("exchanges between nodes (in process)", () => {
     const peer = replicas.find((id) => id !== "a")!;
     const outsider = ["a", "b", "c"].find((id) => !replicas.includes(id))!;
     const depth = treeDepthFor(range);
-    const open = (overrides: object) => ({ step: { case: "open" as const, value: { range, depth, hashFormatVersion: HASH_FORMAT_VERSION, nodeId: peer, ...overrides } } });
+    const open = (overrides: object) => ({
+      step: { case: "open" as const, value: { range, depth, hashFormatVersion: HASH_FORMAT_VERSION, nodeId: peer, ...overrides } },
+    });
     const client = cluster.client("a", SECRET);
     const answers = await exchange(client, [
       open({}),
@@ -245,7 +246,11 @@ describe("exchanges between nodes (in process)", () => {
     const a = await cluster.open("a");
     a.antiEntropy.start();
     const query = { step: { case: "nodeHashes" as const, value: { level: 1, indices: [0, 1] } } };
-    const codeOf = async (promise: Promise<unknown>) => promise.then(() => "ok", (err: unknown) => Code[ConnectError.from(err).code]);
+    const codeOf = async (promise: Promise<unknown>) =>
+      promise.then(
+        () => "ok",
+        (err: unknown) => Code[ConnectError.from(err).code],
+      );
     expect(await codeOf(exchange(cluster.client("a", undefined), [query]))).toBe("PermissionDenied");
     expect(await codeOf(exchange(cluster.client("a", "wrong-secret-0123456789"), [query]))).toBe("PermissionDenied");
     expect(await codeOf(exchange(cluster.client("a", SECRET), [query]))).toBe("FailedPrecondition");

@@ -245,7 +245,8 @@ export class Initiator {
       for (;;) {
         const part = await stream.next("fetched");
         for (const record of part.records) {
-          if (!wanted.delete(record.key)) throw new ExchangeProtocolError(`the peer sent key ${JSON.stringify(record.key)}, which was not asked for or sent twice`);
+          if (!wanted.delete(record.key))
+            throw new ExchangeProtocolError(`the peer sent key ${JSON.stringify(record.key)}, which was not asked for or sent twice`);
           records.push(record);
         }
         if (part.last) break;
@@ -280,7 +281,14 @@ export class Initiator {
   }
 
   /** Pushes this node's records of the keys it holds differently; the peer merges them. */
-  private async pushTo(stream: LockstepStream, peer: string, entry: RangeEntry, diff: LeafDiff, counters: ExchangeCounters, peerRebuilding: boolean): Promise<void> {
+  private async pushTo(
+    stream: LockstepStream,
+    peer: string,
+    entry: RangeEntry,
+    diff: LeafDiff,
+    counters: ExchangeCounters,
+    peerRebuilding: boolean,
+  ): Promise<void> {
     const lackedThere = new Set(diff.onlyLocal);
     // One record may use nearly all of a message the peer accepts; several share at most 1 MiB.
     const recordLimit = this.options.maxMessageBytes - MESSAGE_FRAMING_BYTES;
@@ -294,7 +302,10 @@ export class Initiator {
       if (ack.applied !== batch.length) throw new ExchangeProtocolError(`the peer applied ${ack.applied} of ${batch.length} pushed records`);
       counters.add("keysPushed", batch.length);
       counters.add("keysRepaired", ack.changed);
-      counters.add("bytesMoved", batch.reduce((sum, r) => sum + r.record.byteLength, 0));
+      counters.add(
+        "bytesMoved",
+        batch.reduce((sum, r) => sum + r.record.byteLength, 0),
+      );
       batch = [];
       batchBytes = 0;
     };

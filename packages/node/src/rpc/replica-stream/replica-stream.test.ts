@@ -151,7 +151,10 @@ describe("the replica stream between two nodes (real HTTP/2 on 127.0.0.1)", () =
   it("writes a record over the receiver's message limit in a call of its own: it fails alone, the stream's ops succeed", async () => {
     const huge = encodeSiblingSet(version("y".repeat(MAX_STREAMED_RECORD_BYTES + 100 * 1024)));
     const small = encodeSiblingSet(version("small"));
-    const [hugeWrite, smallWrite] = await Promise.allSettled([channel.write("huge", huge, undefined, later()), channel.write("small", small, undefined, later())]);
+    const [hugeWrite, smallWrite] = await Promise.allSettled([
+      channel.write("huge", huge, undefined, later()),
+      channel.write("small", small, undefined, later()),
+    ]);
     expect(hugeWrite).toMatchObject({ status: "rejected", reason: { code: Code.ResourceExhausted } });
     expect(smallWrite.status).toBe("fulfilled");
     expect(server.batchesReceived).toEqual([1]);
@@ -227,8 +230,14 @@ describe("replica ops that outlive their deadline or their stream", () => {
   });
 
   it("abandons a stream on which nothing came back for an op's whole deadline: its other ops fail, the next op gets a fresh stream", async () => {
-    const patient = channel.read("slow", later()).then(() => undefined, (e: unknown) => e);
-    const timedOut = channel.read("slow", AbortSignal.timeout(MIN_WEDGED_WAIT_MS + 50)).then(() => undefined, (e: unknown) => e);
+    const patient = channel.read("slow", later()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const timedOut = channel.read("slow", AbortSignal.timeout(MIN_WEDGED_WAIT_MS + 50)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(await timedOut).toMatchObject({ code: Code.DeadlineExceeded });
     expect(await patient).toMatchObject({ code: Code.Unavailable, rawMessage: expect.stringContaining("no answer on the replica stream to peer1") });
     await channel.write("fresh", encodeSiblingSet(version("x")), undefined, later());
@@ -251,7 +260,10 @@ describe("replica ops that outlive their deadline or their stream", () => {
   });
 
   it("fails ops in flight with Unavailable when the peer's connection drops", async () => {
-    const read = channel.read("slow", later()).then(() => undefined, (e: unknown) => e);
+    const read = channel.read("slow", later()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     // Wait until the op has reached the server, so it is really in flight on the stream.
     while (server.batchesReceived.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     await server.kill();
@@ -297,11 +309,14 @@ describe("serveReplicaStream", () => {
       write: () => Promise.resolve(),
     };
     async function* requests(): AsyncIterable<StreamRequest> {
-      yield { $typeName: "dynamo.v1.StreamRequest", ops: [
-        { $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "slow" } } },
-        { $typeName: "dynamo.v1.ReplicaOp", id: 2, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "fast" } } },
-        { $typeName: "dynamo.v1.ReplicaOp", id: 3, op: { case: undefined } },
-      ] };
+      yield {
+        $typeName: "dynamo.v1.StreamRequest",
+        ops: [
+          { $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "slow" } } },
+          { $typeName: "dynamo.v1.ReplicaOp", id: 2, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "fast" } } },
+          { $typeName: "dynamo.v1.ReplicaOp", id: 3, op: { case: undefined } },
+        ],
+      };
     }
     const answered: Array<[number | undefined, string | undefined]> = [];
     for await (const batch of serveReplicaStream(store, requests(), new AbortController().signal)) {
@@ -318,7 +333,10 @@ describe("serveReplicaStream", () => {
   it("stops answering when the call is cancelled", async () => {
     const store: ReplicaStore = { read: () => new Promise(() => {}), write: () => Promise.resolve() };
     async function* requests(): AsyncIterable<StreamRequest> {
-      yield { $typeName: "dynamo.v1.StreamRequest", ops: [{ $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "never" } } }] };
+      yield {
+        $typeName: "dynamo.v1.StreamRequest",
+        ops: [{ $typeName: "dynamo.v1.ReplicaOp", id: 1, op: { case: "read", value: { $typeName: "dynamo.v1.ReadRequest", key: "never" } } }],
+      };
       await new Promise(() => {});
     }
     const cancel = new AbortController();
