@@ -79,8 +79,10 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dynamo-export-"));
     // One after the other: six node processes starting at once can take longer than a start may.
-    a = await startCluster({ nodes: 3, n: 3 });
-    b = await startCluster({ nodes: 3, n: 3, args: ["--cluster-secret", OTHER_SECRET] });
+    // Generous request deadlines: these tests are about what moves, not how fast.
+    const slow = ["--request-timeout-ms", "15000"];
+    a = await startCluster({ nodes: 3, n: 3, args: slow });
+    b = await startCluster({ nodes: 3, n: 3, args: [...slow, "--cluster-secret", OTHER_SECRET] });
   }, 240_000);
 
   afterAll(async () => {
@@ -94,7 +96,7 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
     // values written through the HTTP key API with a content type.
     const writers = ["n1", "n2", "n3"].map((id) => kv(a, id));
     let started = Date.now();
-    await forEachBounded(KEYS, 64, async (i) => {
+    await forEachBounded(KEYS, 16, async (i) => {
       const key = `key-${i}`;
       const writer = writers[i % 3]!;
       const want = expected(i);
