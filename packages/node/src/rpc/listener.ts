@@ -433,7 +433,15 @@ export class DualProtocolListener {
   async close(graceMs: number): Promise<{ cutOff: number }> {
     this.closing = true;
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    for (const session of this.sessions) session.close();
+    for (const conn of this.connections.values()) {
+      if (!conn.session) continue;
+      // A session with nothing in flight is closed outright: a GOAWAY to a connect-node client
+      // with no open stream makes it destroy its session with an error nobody catches (an
+      // uncaught exception in the client's process). Sessions with streams get GOAWAY and finish.
+      if (conn.active === 0) conn.session.destroy();
+      else conn.session.close();
+    }
+    for (const session of this.sessions) if (!session.destroyed) session.close();
     this.h1.closeIdleConnections();
     for (const conn of this.connections.values()) {
       clearTimeout(conn.timer);
