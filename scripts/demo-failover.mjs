@@ -43,6 +43,7 @@ const cluster = spawn(
   ],
   {
     stdio: ["pipe", "pipe", "inherit"],
+    env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" }, // the cluster stops if this demo dies
   },
 );
 let clusterOut = "";

@@ -121,7 +121,8 @@ function startNode(node) {
     ...passThrough,
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, DYNAMO_CLUSTER_SECRET: secret },
+    // DYNAMO_EXIT_WITH_PARENT: a node stops by itself if this script is killed with SIGKILL.
+    env: { ...process.env, DYNAMO_CLUSTER_SECRET: secret, DYNAMO_EXIT_WITH_PARENT: "1" },
     stdio: ["ignore", "pipe", "pipe"],
     // Own process group: a terminal Ctrl-C reaches only this script, which then stops each
     // node once with SIGTERM (a node treats a second signal as "exit now").
@@ -172,6 +173,17 @@ process.on("exit", () => {
   for (const child of children.values()) child.kill("SIGKILL");
 });
 process.on("SIGTERM", () => stopAll("SIGTERM"));
+// Started by a test (or another script) with DYNAMO_EXIT_WITH_PARENT=1: stop the cluster when
+// that process dies, even by SIGKILL (Linux gives an orphan a new parent).
+if (process.env.DYNAMO_EXIT_WITH_PARENT === "1") {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    stopAll("parent exited");
+  }, 1000);
+  watch.unref();
+}
 
 for (const node of nodes) startNode(node);
 const ready = await Promise.all(nodes.map((node) => waitHealthy(node, Date.now() + 15_000)));

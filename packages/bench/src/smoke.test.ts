@@ -92,6 +92,7 @@ describe("dynamo-bench against a real three-node cluster", () => {
     basePort = await freePortRun(3);
     const child = spawn(process.execPath, [LOCAL_CLUSTER, "--nodes", "3", "--base-port", String(basePort), "--data-dir", join(dataDir, "cluster"), "--quiet"], {
       stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" }, // the cluster stops if this test process dies
     });
     cluster = child;
     await new Promise<void>((ready, fail) => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Entry point: `dynamo-node --node-id n1 ...` (see --help). Exit codes: 0 after a clean
-// shutdown, 2 for invalid configuration, 1 when start-up fails.
+// shutdown, 2 for invalid configuration, 1 when start-up fails. DYNAMO_EXIT_WITH_PARENT=1 (set
+// by the tests and scripts/local-cluster.mjs) makes it stop when the process that started it dies.
 import { ConfigError, helpText, parseConfig } from "./config.js";
 import { jsonLogger, rateLimited, survivePipeErrors } from "./observability/log.js";
 import { DynamoNode, StartupError } from "./node.js";
@@ -71,6 +72,22 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+  if (process.env.DYNAMO_EXIT_WITH_PARENT === "1") exitWithParent(() => shutdown("parent exited"));
+}
+
+/**
+ * For processes started by tests and scripts: stop cleanly once the parent is gone (killed
+ * with SIGKILL, it cannot stop its children), instead of living on as an orphan holding ports
+ * and CPU. Linux gives an orphan a new parent, so a changed ppid means the parent died.
+ */
+function exitWithParent(stop: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop();
+  }, 1000);
+  timer.unref();
 }
 
 export function isIdleSessionGoaway(err: unknown): boolean {

@@ -70,6 +70,8 @@ export class LocalCluster {
     const base = await freePortRun(nodes);
     const child = spawn(process.execPath, [LOCAL_CLUSTER, "--nodes", String(nodes), "--base-port", String(base), "--data-dir", dataDir, "--quiet", ...args], {
       stdio: ["pipe", "pipe", "pipe"],
+      // The cluster stops by itself if this test process is killed without cleaning up.
+      env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" },
     });
     const cluster = new LocalCluster(
       child,

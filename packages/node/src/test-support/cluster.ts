@@ -64,7 +64,8 @@ export class TestNode {
   /** Starts the process and waits until it reports healthy. */
   async start(timeoutMs = 15_000): Promise<void> {
     if (this.child) throw new Error(`${this.id} is already running`);
-    const child = spawn(process.execPath, [MAIN, ...this.args()], { stdio: ["ignore", "pipe", "pipe"] });
+    // DYNAMO_EXIT_WITH_PARENT: the node stops if this test process is killed without cleaning up.
+    const child = spawn(process.execPath, [MAIN, ...this.args()], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" } });
     this.child = child;
     this.exited = new Promise((done) =>
       child.once("exit", () => {
