@@ -30,6 +30,9 @@ import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
 import { createKvHttpHandler, isKvPath } from "./rpc/kv-http.js";
+import { createDashboardHandler, isDashboardPath } from "./rpc/dashboard-http.js";
+import { registerNodeGauges } from "./observability/node-gauges.js";
+import { requestMetrics, serveMetrics } from "./observability/request-metrics.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { StoreHealth } from "./local/store-health.js";
 import { TombstoneCollector } from "./background/tombstones.js";
@@ -40,7 +43,7 @@ export class StartupError extends Error {
 }
 
 export class DynamoNode {
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics;
   readonly detector: RpcFailureDetector;
   private readonly startedAt = Date.now();
   readonly membership: Membership;
@@ -72,7 +75,9 @@ export class DynamoNode {
     private readonly hints: HintStore,
     readonly log: Logger,
     private identity: NodeIdentity,
+    metrics: Metrics,
   ) {
+    this.metrics = metrics;
     this.rebuild = new ReplicaRebuild(identity.rebuilding);
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     this.limits = messageLimits(config);
@@ -108,7 +113,17 @@ export class DynamoNode {
     storage.onWriteFailure((err) => this.storeHealth.failed("data", err));
     const hintStoreFailed = (err: unknown) => this.storeHealth.failed("hints", err);
     this.replica = new LocalReplica(config.nodeId, storage, hints, config.resolution, this.metrics, this.rebuild, hintStoreFailed);
-    this.replicas = new ReplicaDirectory(config.nodeId, this.replica, (node) => this.peers.endpoint(node), this.detector, this.membership);
+    this.replicas = new ReplicaDirectory(
+      config.nodeId,
+      this.replica,
+      (node) => this.peers.endpoint(node),
+      this.detector,
+      this.membership,
+      (peer, op, ok, seconds) => {
+        this.metrics.replicaCalls.inc({ peer, op, outcome: ok ? "ok" : "failed" });
+        this.metrics.replicaSeconds.observe({ peer, op }, seconds);
+      },
+    );
     this.handoff = new HintDelivery(
       hints,
       (hint) => this.replicas.observe(hint.target, this.peers.deliverHint(hint.target, hint.key, hint.record, 5_000)),
@@ -206,7 +221,12 @@ export class DynamoNode {
     } catch (err) {
       throw new StartupError(`cannot write ${config.dataDir}/identity.json: ${(err as Error).message}`);
     }
-    const storage = await openOrExplain("data", () => Storage.open(dataDir, { sync: config.sync }));
+    const metrics = new Metrics({ process: true });
+    const onBatchWritten = (operations: number, seconds: number) => {
+      metrics.writeBatchSize.observe(operations);
+      if (config.sync) metrics.syncSeconds.observe(seconds);
+    };
+    const storage = await openOrExplain("data", () => Storage.open(dataDir, { sync: config.sync, onBatchWritten }));
     let hints: HintStore;
     try {
       const limits = messageLimits(config);
@@ -226,7 +246,7 @@ export class DynamoNode {
       await storage.close();
       throw err;
     }
-    return new DynamoNode(config, storage, hints, log, identity);
+    return new DynamoNode(config, storage, hints, log, identity, metrics);
   }
 
   private saveIdentity(identity: NodeIdentity): void {
@@ -253,7 +273,24 @@ export class DynamoNode {
       sealer: new ContextSealer(config.clusterSecret),
       log: this.log,
     });
-    const kvHttp = createKvHttpHandler({ coordinator, defaultTimeoutMs: config.requestTimeoutMs, maxValueBytes: config.maxValueBytes, log: this.log });
+    const kvHttp = createKvHttpHandler({
+      coordinator,
+      defaultTimeoutMs: config.requestTimeoutMs,
+      maxValueBytes: config.maxValueBytes,
+      log: this.log,
+      observe: (method, code, seconds) => this.metrics.observeRequest(method, code, seconds),
+    });
+    const adminSources = this.adminSources(coordinator);
+    const dashboard = createDashboardHandler(adminSources);
+    registerNodeGauges(this.metrics, {
+      nodeId: config.nodeId,
+      members: () => this.membership.swim.members(),
+      ring: () => this.ring,
+      hintTargets: () => this.hints.targets(),
+      antiEntropyRanges: () => this.antiEntropy.status().ranges,
+      storage: () => this.storage.stats(),
+      serving: () => this.serving,
+    });
     const handler = createRpcHandler({
       routes: (router) =>
         registerServices(router, {
@@ -270,16 +307,24 @@ export class DynamoNode {
             return () => this.servingListeners.delete(listener);
           },
           gossip: (bytes) => this.membership.receive(bytes),
-          admin: this.adminSources(coordinator),
+          admin: adminSources,
           limits: this.limits,
         }),
-      interceptors: [logUnexpectedErrors(this.log)],
+      interceptors: [requestMetrics(this.metrics), logUnexpectedErrors(this.log)],
       maxTimeoutMs: MAX_TIMEOUT_MS,
       maxCheckedJsonBytes: this.limits.publicReadMaxBytes,
       log: this.log,
       fallback: (req, res) => {
         if (isKvPath(req.url)) {
           kvHttp(req, res);
+          return;
+        }
+        if (req.url?.split("?", 1)[0] === "/metrics" && (req.method === "GET" || req.method === "HEAD")) {
+          serveMetrics(this.metrics, req, res, this.log);
+          return;
+        }
+        if (isDashboardPath(req.url)) {
+          dashboard(req, res);
           return;
         }
         if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {

@@ -23,6 +23,8 @@ export interface StorageOptions {
   sync?: boolean;
   /** Upper bound of operations per group-commit batch. Default 256. */
   maxBatchSize?: number;
+  /** Told of each batch written: its operations and how long the write (and fsync) took. For metrics; must not throw. */
+  onBatchWritten?: (operations: number, seconds: number) => void;
 }
 
 export const DEFAULT_MAX_BATCH_SIZE = 256;
@@ -151,6 +153,7 @@ function isEmpty(set: SiblingSet): boolean {
 export class Storage {
   private readonly syncWrites: boolean;
   private readonly maxBatchSize: number;
+  private readonly onBatchWritten: ((operations: number, seconds: number) => void) | undefined;
   /** Batches waiting to be written, oldest first; the last one is still gathering. */
   private readonly queue: Batch[] = [];
   private readonly pending = new Map<string, PendingState>();
@@ -183,6 +186,7 @@ export class Storage {
     this.created = created;
     this.syncWrites = options.sync ?? false;
     this.maxBatchSize = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+    this.onBatchWritten = options.onBatchWritten;
   }
 
   /**
@@ -616,7 +620,9 @@ export class Storage {
     try {
       // Queued before the store stopped being writable: refused, never written after a failed write.
       this.assertWritable();
+      const started = performance.now();
       await this.db.batch(operations, { sync: this.syncWrites });
+      this.onBatchWritten?.(operations.length, (performance.now() - started) / 1000);
       this.counters.batches++;
       this.counters.operations += operations.length;
       this.counters.writes += batch.calls;

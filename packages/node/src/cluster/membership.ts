@@ -144,6 +144,8 @@ export class Membership {
       this.addresses.set(member.id, member.address);
       if (member.id === this.options.nodeId) continue;
       if (previous !== member.state) {
+        // Failure-detector verdicts and recoveries, countable by Prometheus (dynamo_members_became_*_total).
+        if (previous !== undefined) this.metrics.count(`members_became_${member.state}`);
         this.log.info("member state", {
           member: member.id,
           address: member.address,

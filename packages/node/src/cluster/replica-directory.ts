@@ -20,6 +20,8 @@ export class ReplicaDirectory implements Replicas {
     private readonly remote: (node: string) => ReplicaEndpoint,
     private readonly detector: RpcFailureDetector,
     private readonly gossip: GossipView,
+    /** Told of every call to a peer replica through endpoint(): for metrics. */
+    private readonly onPeerCall?: (peer: string, op: "write" | "read", ok: boolean, seconds: number) => void,
   ) {}
 
   /** The local store for self, a peer over RPC otherwise; peer outcomes feed the failure detector. */
@@ -27,8 +29,8 @@ export class ReplicaDirectory implements Replicas {
     if (node === this.self) return this.local;
     const remote = this.remote(node);
     return {
-      write: (key, record, hintFor, signal) => this.observe(node, remote.write(key, record, hintFor, signal)),
-      read: (key, signal) => this.observe(node, remote.read(key, signal)),
+      write: (key, record, hintFor, signal) => this.timed(node, "write", this.observe(node, remote.write(key, record, hintFor, signal))),
+      read: (key, signal) => this.timed(node, "read", this.observe(node, remote.read(key, signal))),
     };
   }
 
@@ -43,6 +45,22 @@ export class ReplicaDirectory implements Replicas {
     const heard = this.gossip.lastHeardAt(node);
     const down = this.detector.downSince(node);
     return heard !== undefined && down !== undefined && heard > down;
+  }
+
+  private timed<T>(node: string, op: "write" | "read", call: Promise<T>): Promise<T> {
+    const report = this.onPeerCall;
+    if (!report) return call;
+    const started = performance.now();
+    return call.then(
+      (value) => {
+        report(node, op, true, (performance.now() - started) / 1000);
+        return value;
+      },
+      (err: unknown) => {
+        report(node, op, false, (performance.now() - started) / 1000);
+        throw err;
+      },
+    );
   }
 
   /** Feeds the outcome of any call to `node` to the failure detector. */

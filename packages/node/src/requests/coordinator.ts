@@ -211,6 +211,7 @@ export class Coordinator {
       throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
     }
     const siblings = merged.siblings.flatMap((s) => (s.value === null ? [] : [{ value: s.value, contentType: s.contentType }]));
+    this.deps.metrics.siblings.observe(siblings.length);
     return { siblings, context: this.contextOf(key, merged) };
   }
 

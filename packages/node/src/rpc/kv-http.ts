@@ -46,6 +46,8 @@ export interface KvHttpOptions {
   /** --max-value-bytes: the largest body a PUT may have. */
   readonly maxValueBytes: number;
   readonly log: Logger;
+  /** Told of each answered request: "http_GET" etc., its Connect code ("ok" on success), seconds taken. */
+  readonly observe?: (method: string, code: string, seconds: number) => void;
 }
 
 /** Whether a request URL is the key API's (`/kv`, `/kv/...`). */
@@ -211,6 +213,8 @@ function valueTooLarge(limit: number): ConnectError {
 }
 
 interface Answer {
+  /** The Connect code of the outcome ("ok" for any success), for metrics. */
+  readonly code?: string;
   readonly status: number;
   readonly headers: http.OutgoingHttpHeaders;
   readonly body?: Buffer;
@@ -219,7 +223,7 @@ interface Answer {
 function errorAnswer(err: ConnectError, status = OWN_STATUS.get(err) ?? httpStatusOf(err.code)): Answer {
   const body = Buffer.from(`${JSON.stringify({ code: codeToString(err.code), message: err.rawMessage })}\n`);
   const headers: http.OutgoingHttpHeaders = { "content-type": "application/json" };
-  return { status, headers, body };
+  return { code: codeToString(err.code), status, headers, body };
 }
 
 export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, res: FallbackResponse) => void {
@@ -280,6 +284,7 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
     res.once("close", () => {
       if (!sent) gone.abort(new ConnectError("the client went away", Code.Canceled));
     });
+    const started = performance.now();
     answer(req, gone.signal)
       .catch((err: unknown): Answer => {
         if (!(err instanceof ConnectError)) {
@@ -290,8 +295,10 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
         }
         return errorAnswer(ConnectError.from(err));
       })
-      .then(({ status, headers, body }) => {
+      .then(({ code, status, headers, body }) => {
         sent = true;
+        const method = req.method && req.method in QUERY_PARAMETERS ? req.method : "other";
+        options.observe?.(`http_${method}`, code ?? "ok", (performance.now() - started) / 1000);
         if (gone.signal.aborted) return;
         const withLength = body === undefined ? headers : { ...headers, "content-length": body.byteLength };
         res.writeHead(status, withLength);
