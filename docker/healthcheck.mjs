@@ -1,4 +1,5 @@
-// Container health probe: GET /healthz on the port the node listens on (from DYNAMO_LISTEN, as
+// Container health probe: GET /readyz (ready for clients: started, stores writable, enough
+// members up for the default R and W; a lone node of an N=3 cluster is not) on the port the node listens on (from DYNAMO_LISTEN, as
 // the image configures it), exit 0 only on 200. Runs under node because the image has no shell
 // or curl. Bounded by its own timeout so a wedged node reads as unhealthy, not as a hung probe.
 const listen = process.env.DYNAMO_LISTEN || "127.0.0.1:7001";
@@ -9,12 +10,12 @@ const port = listen.slice(separator + 1);
 const probeHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
 
 try {
-  const response = await fetch(`http://${probeHost}:${port}/healthz`, { signal: AbortSignal.timeout(2500) });
+  const response = await fetch(`http://${probeHost}:${port}/readyz`, { signal: AbortSignal.timeout(2500) });
   if (response.status !== 200) {
-    console.error(`healthz answered ${response.status}`);
+    console.error(`readyz answered ${response.status}: ${(await response.text()).trim()}`);
     process.exit(1);
   }
 } catch (error) {
-  console.error(`healthz unreachable: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`readyz unreachable: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }

@@ -22,6 +22,7 @@ const HELP = `Usage: npm start -- [options]
   --data-dir DIR     data root (default ./data); node i keeps its data in DIR/node<i>
   --sync             fsync before acknowledging writes
   --quiet            do not echo the nodes' log lines
+  --log-format F     how the nodes' log lines are echoed: pretty (default on a terminal) or json (as written)
   Any other --flag value pair is passed to every node (see: node packages/node/dist/main.js --help).
 `;
 
@@ -39,6 +40,7 @@ try {
       "data-dir": { type: "string", default: "data" },
       sync: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
+      "log-format": { type: "string", default: process.stdout.isTTY ? "pretty" : "json" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -67,7 +69,11 @@ const basePort = int("base-port", values["base-port"], 1024, 65535 - count);
 const dataRoot = resolve(values["data-dir"]);
 
 // Flags this script does not know go to every node unchanged.
-const known = new Set(["nodes", "n", "r", "w", "base-port", "data-dir", "sync", "quiet", "help"]);
+const known = new Set(["nodes", "n", "r", "w", "base-port", "data-dir", "sync", "quiet", "log-format", "help"]);
+if (!["pretty", "json"].includes(values["log-format"])) {
+  console.error(`local-cluster: --log-format must be pretty or json, got '${values["log-format"]}'`);
+  process.exit(2);
+}
 // parseArgs cannot know their types, so `--flag value` arrives as an option followed by a
 // positional: the positional is the flag's value (`--flag=value` carries it inline).
 const passThrough = [];
@@ -132,7 +138,7 @@ function startNode(node) {
   const prefix = `[${node.id}]`;
   const echo = (stream, chunk) => {
     if (values.quiet) return;
-    for (const line of chunk.toString().split("\n")) if (line) stream.write(`${prefix} ${line}\n`);
+    for (const line of chunk.toString().split("\n")) if (line) stream.write(`${prefix} ${values["log-format"] === "pretty" ? pretty(line) : line}\n`);
   };
   child.stdout.on("data", (c) => echo(process.stdout, c));
   child.stderr.on("data", (c) => echo(process.stderr, c));
@@ -141,6 +147,28 @@ function startNode(node) {
     if (!stopping) console.error(`${prefix} exited (${signal ?? `code ${code}`}); the others keep running. 'start ${node.id}' restarts it, Ctrl-C stops all.`);
     if (stopping && children.size === 0) process.exit(0);
   });
+}
+
+const LEVEL_COLORS = { debug: "\x1b[90m", info: "\x1b[36m", warn: "\x1b[33m", error: "\x1b[31m" };
+
+/** A node's JSON log line as `12:00:01.234 WARN message key=value …` (other lines as they are). */
+function pretty(line) {
+  let entry;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    return line;
+  }
+  if (typeof entry !== "object" || entry === null || typeof entry.msg !== "string") return line;
+  const { time, level, node: _node, msg, ...fields } = entry;
+  const color = process.stdout.isTTY ? (LEVEL_COLORS[level] ?? "") : "";
+  const reset = color ? "\x1b[0m" : "";
+  const rest = Object.entries(fields)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return `${String(time ?? "").slice(11, 23)} ${color}${String(level ?? "")
+    .toUpperCase()
+    .padEnd(5)}${reset} ${msg}${rest ? ` ${rest}` : ""}`;
 }
 
 async function waitHealthy(node, deadline) {

@@ -3,6 +3,7 @@
 // Flags win over the environment. Anything invalid stops start-up with a one-line reason.
 
 import { defaultSwimConfig, type SwimConfig, validateSwimConfig } from "@dynamo-ts/gossip";
+import { LOG_LEVELS, type LogLevel } from "./observability/log.js";
 
 /** SWIM timings derived from the node's gossip flags (the ping timeout is 30% of a period). */
 export function swimSettings(intervalMs: number, suspicionMs: number, syncIntervalMs: number): Partial<SwimConfig> {
@@ -48,6 +49,7 @@ export interface NodeConfig {
   /** Largest record (a key's encoded sibling set) a client write may leave; at least two values' worth. */
   readonly maxRecordBytes: number;
   readonly resolution: ConflictResolution;
+  readonly logLevel: LogLevel;
   /** How long SIGTERM waits for in-flight requests before closing. */
   readonly shutdownGraceMs: number;
   /** A connection must complete a request's headers this soon after it opens (0: no limit). */
@@ -122,6 +124,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Largest a write may make a key's record (all its siblings); at least twice --max-value-bytes plus 64 KiB. Warns at half",
     default: String(4 * 1024 * 1024),
   },
+  { flag: "log-level", help: "Least severe log lines written: debug (adds a line per request), info, warn, error or silent", default: "info" },
   { flag: "resolution", help: "Concurrent writes: 'siblings' (clients resolve) or 'lww' (last write wins)", default: "siblings" },
   { flag: "shutdown-grace-ms", help: "How long SIGTERM waits for in-flight requests", default: "10000" },
   { flag: "first-request-timeout-ms", help: "A new connection must send a request's headers within this time or is closed (0: no limit)", default: "30000" },
@@ -287,6 +290,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (clusterSecret.length < 16) {
     throw new ConfigError("--cluster-secret is required and must be at least 16 characters (node-to-node calls carry it)");
   }
+  const logLevel = raw.get("log-level") ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'`);
+  }
   const resolution = raw.get("resolution") ?? "siblings";
   if (resolution !== "siblings" && resolution !== "lww") {
     throw new ConfigError(`--resolution must be 'siblings' or 'lww', got '${resolution}'`);
@@ -338,6 +345,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     maxSiblings: parseInteger(raw, "max-siblings", 1, 10_000),
     maxRecordBytes,
     resolution,
+    logLevel: logLevel as LogLevel,
     shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
     firstRequestTimeoutMs: parseInteger(raw, "first-request-timeout-ms", 0, 3600_000),
     idleConnectionTimeoutMs: parseInteger(raw, "idle-connection-timeout-ms", 0, 24 * 3600_000),

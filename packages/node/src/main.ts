@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     throw err;
   }
   survivePipeErrors();
-  const log = rateLimited(jsonLogger(config.nodeId));
+  const log = rateLimited(jsonLogger(config.nodeId, undefined, config.logLevel));
   process.on("uncaughtException", (err) => {
     // @connectrpc/connect-node's HTTP/2 session manager destroys an idle session with this
     // error after a peer that shut down gracefully sent GOAWAY, at a moment when it no longer

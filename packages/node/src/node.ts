@@ -1,5 +1,6 @@
 // DynamoNode composes the pure parts (ring, vclock, quorum) with the I/O edges (storage,
 // hints, peers, the listener). It owns every socket, file and timer of a node.
+import { AsyncResource } from "node:async_hooks";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -17,7 +18,7 @@ import { RpcFailureDetector } from "./cluster/failure-detector.js";
 import { HintDelivery } from "./background/handoff.js";
 import { checkIdentity, clusterFingerprint, IdentityError, loadIdentity, type NodeIdentity, saveIdentity } from "./local/identity.js";
 import { DualProtocolListener } from "./rpc/listener.js";
-import { type Logger, jsonLogger } from "./observability/log.js";
+import { currentRequestId, type Logger, jsonLogger, withRequestScope } from "./observability/log.js";
 import { Metrics } from "./observability/metrics.js";
 import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
 import { type ExportOptions, ExportWalk } from "./requests/export.js";
@@ -30,9 +31,11 @@ import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
 import { createKvHttpHandler, isKvPath } from "./rpc/kv-http.js";
+import type { RequestHandler } from "./rpc/rpc-handler.js";
 import { createDashboardHandler, isDashboardPath } from "./rpc/dashboard-http.js";
 import { registerNodeGauges } from "./observability/node-gauges.js";
 import { requestMetrics, serveMetrics } from "./observability/request-metrics.js";
+import { type Readiness, readiness } from "./observability/readiness.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { StoreHealth } from "./local/store-health.js";
 import { TombstoneCollector } from "./background/tombstones.js";
@@ -61,6 +64,7 @@ export class DynamoNode {
   private servingNow = false;
   private readonly servingListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
+  private readonly aloneTimers: NodeJS.Timeout[] = [];
   /** Fires when the node starts to stop: long-lived streams (peers' replica streams, health watches) then end. */
   private readonly draining = new AbortController();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -301,6 +305,7 @@ export class DynamoNode {
           replica: this.replica,
           antiEntropy: this.antiEntropy,
           serving: () => this.serving,
+          ready: () => this.readiness().ready,
           draining: this.draining.signal,
           onServingChange: (listener) => {
             this.servingListeners.add(listener);
@@ -323,6 +328,17 @@ export class DynamoNode {
           serveMetrics(this.metrics, req, res, this.log);
           return;
         }
+        if (req.url === "/livez" && (req.method === "GET" || req.method === "HEAD")) {
+          res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+          res.end(req.method === "HEAD" ? undefined : "ok\n");
+          return;
+        }
+        if (req.url === "/readyz" && (req.method === "GET" || req.method === "HEAD")) {
+          const ready = this.readiness();
+          res.writeHead(ready.ready ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
+          res.end(req.method === "HEAD" ? undefined : `${JSON.stringify(ready)}\n`);
+          return;
+        }
         if (isDashboardPath(req.url)) {
           dashboard(req, res);
           return;
@@ -336,7 +352,7 @@ export class DynamoNode {
         res.end("not found: this port serves dynamo.v1.KVService over Connect, gRPC and gRPC-Web, and plain HTTP at /kv/{key}\n");
       },
     });
-    this.listener = new DualProtocolListener(handler, {
+    this.listener = new DualProtocolListener(this.inRequestScope(handler), {
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
       idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,
       streamIdleTimeoutMs: config.streamIdleTimeoutMs,
@@ -367,6 +383,7 @@ export class DynamoNode {
     this.tombstones.start();
     this.storeHealth.start();
     this.antiEntropy.start();
+    this.warnWhileAlone();
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
       advertise: config.advertise,
@@ -378,6 +395,60 @@ export class DynamoNode {
       version: VERSION,
     });
     return { host: address.address, port: address.port };
+  }
+
+  /**
+   * Gives every request a log scope (its lines carry its id: the client's x-request-id, echoed
+   * back, or one made up) and, at --log-level debug, a line when it is answered.
+   */
+  private inRequestScope(handler: RequestHandler): RequestHandler {
+    const debug = this.config.logLevel === "debug";
+    return (req, res) =>
+      withRequestScope(req.headers["x-request-id"], () => {
+        const incoming = req.headers["x-request-id"];
+        if (typeof incoming === "string" && incoming === currentRequestId()) res.setHeader("x-request-id", incoming);
+        if (debug) {
+          const started = performance.now();
+          res.once(
+            "finish",
+            AsyncResource.bind(() =>
+              this.log.debug("request", {
+                method: req.method,
+                path: req.url?.split("?", 1)[0],
+                status: res.statusCode,
+                ms: Math.round((performance.now() - started) * 10) / 10,
+              }),
+            ),
+          );
+        }
+        handler(req, res);
+      });
+  }
+
+  /**
+   * A node configured for replication (N > 1) that has no one to replicate with fails every
+   * request at the default quorum: say so loudly at start-up, and again while it lasts.
+   */
+  private warnWhileAlone(): void {
+    const { config } = this;
+    if (Math.max(config.r, config.w) <= 1) return;
+    const check = () => {
+      const ready = this.readiness();
+      const quorum = ready.checks.find((c) => c.name === "quorum");
+      if (quorum && !quorum.ok) this.log.warn(`NOT READY: ${quorum.detail}`, { n: config.n, r: config.r, w: config.w });
+    };
+    const hasOthers = config.seeds.some((a) => a !== config.advertise) || config.peers.some((p) => p.id !== config.nodeId);
+    if (!hasOthers) {
+      this.log.warn(
+        `NOT READY: this node was started alone (no --seeds or --peers) with N=${config.n} R=${config.r} W=${config.w}: requests at the default quorum need ${Math.max(config.r, config.w)} nodes and will fail until other nodes join it (start them with --seeds ${config.advertise}), or run with --n 1 --r 1 --w 1`,
+      );
+    }
+    // Then every minute for as long as too few members are up (first after gossip settled).
+    const timer = setInterval(check, 60_000);
+    timer.unref();
+    const first = setTimeout(check, 3 * config.gossipSuspicionMs);
+    first.unref();
+    this.aloneTimers.push(timer, first);
   }
 
   /**
@@ -400,6 +471,28 @@ export class DynamoNode {
   /** Serving: started, not stopping, and both stores take writes. */
   get serving(): boolean {
     return this.servingNow && this.storeHealth.ready;
+  }
+
+  /** Whether this node can do useful work for clients now (see observability/readiness.ts). */
+  readiness(): Readiness {
+    const ring = this.ring.nodes;
+    const up = new Set(
+      this.membership.swim
+        .members()
+        .filter((m) => m.state === "alive" || m.state === "suspect")
+        .map((m) => m.id),
+    );
+    up.add(this.config.nodeId);
+    return readiness({
+      started: this.servingNow,
+      stopping: this.stopping !== undefined,
+      storageProblem: this.storeHealth.reason ?? "",
+      ringMembers: ring.length,
+      membersUp: ring.filter((id) => up.has(id)).length,
+      n: this.config.n,
+      r: this.config.r,
+      w: this.config.w,
+    });
   }
 
   private notReadyReason(): string {
@@ -513,6 +606,7 @@ export class DynamoNode {
       this.setServing(false);
       this.log.info("stopping", { graceMs: this.config.shutdownGraceMs });
       clearInterval(this.probeTimer);
+      for (const t of this.aloneTimers) clearTimeout(t);
       this.storeHealth.stop();
       this.draining.abort();
       const closed = await this.listener?.close(this.config.shutdownGraceMs);

@@ -13,7 +13,7 @@ import { DualProtocolListener } from "./listener.js";
 import { createRpcHandler } from "./rpc-handler.js";
 
 const MAX_VALUE = 1000;
-const silentLog: Logger = { info() {}, warn() {}, error() {} };
+const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();

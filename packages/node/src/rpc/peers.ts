@@ -181,7 +181,9 @@ export class PeerPool {
   async probe(node: string, timeoutMs: number): Promise<void> {
     const address = this.addressOf(node);
     if (!address) throw new PeerUnknownError(node);
-    const res = await this.control(address).health.check({}, { timeoutMs });
+    // The replica service's health: whether the peer takes replica traffic, not whether it has
+    // enough members up to serve clients (a peer left alone must still be seen as back).
+    const res = await this.control(address).health.check({ service: ReplicaService.typeName }, { timeoutMs });
     if (res.status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error(`${node} is not serving`);
   }
 

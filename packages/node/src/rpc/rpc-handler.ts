@@ -47,7 +47,10 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   readonly log: Logger;
 }
 
-export function createRpcHandler(options: RpcHandlerOptions): (req: NodeRequest, res: NodeResponse) => void {
+/** What the listener calls for each request. */
+export type RequestHandler = (req: NodeRequest, res: NodeResponse) => void;
+
+export function createRpcHandler(options: RpcHandlerOptions): RequestHandler {
   const strictJson = { ...options.jsonOptions, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
   const router = createConnectRouter({ ...options, jsonOptions: strictJson });
   options.routes(router);

@@ -31,6 +31,8 @@ export interface ServiceState {
   readonly replica: LocalReplica;
   readonly antiEntropy: AntiEntropy;
   serving(): boolean;
+  /** Ready for clients (observability/readiness.ts): what the health service reports for "" and KVService. */
+  ready(): boolean;
   /** Fires when the node begins to stop; streams that would otherwise stay open end then. */
   readonly draining: AbortSignal;
   onServingChange(listener: () => void): () => void;
@@ -158,11 +160,16 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   // registration of a path replaces the earlier one).
   router.rpc(AdminService.method.import, admin.import, internalLimits);
 
+  // The whole node ("") and its public KV service follow readiness (enough members up for the
+  // default quorum, as /readyz); the node-to-node services follow whether this node takes
+  // replica traffic at all (started, stores writable), which is what peers probe: a node left
+  // alone must still be seen as back by the others, or it could never stop being alone.
   const healthOf = (service: string): ServingStatus => {
     if (service !== "" && !KNOWN_SERVICES.has(service)) {
       throw new ConnectError(`unknown service ${service}`, Code.NotFound);
     }
-    return state.serving() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    const up = service === "" || service === KVService.typeName ? state.ready() : state.serving();
+    return up ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   router.service(
     Health,
@@ -179,11 +186,14 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
           await new Promise<void>((resolve) => {
             const done = () => {
               off();
+              clearTimeout(tick);
               ctx.signal.removeEventListener("abort", done);
               state.draining.removeEventListener("abort", done);
               resolve();
             };
             const off = state.onServingChange(done);
+            // Readiness also moves with membership, which does not announce itself here: look again each second.
+            const tick = setTimeout(done, 1000);
             ctx.signal.addEventListener("abort", done, { once: true });
             state.draining.addEventListener("abort", done, { once: true });
           });

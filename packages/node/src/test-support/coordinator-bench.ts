@@ -99,7 +99,7 @@ export class FakeReplica implements ReplicaEndpoint {
   }
 }
 
-const silentLog: Logger = { info() {}, warn() {}, error() {} };
+const silentLog: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export interface BenchOptions {
   readonly nodes: readonly string[];
