@@ -9,11 +9,14 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
   KVService,
+  reflectionV1,
+  reflectionV1alpha,
   ReplicaService,
 } from "@dynamo-ts/proto";
 import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy/index.js";
 import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
 import { type AdminSources, adminService } from "./admin-service.js";
+import { registerReflection } from "./reflection.js";
 import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
@@ -164,6 +167,8 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
   // default quorum, as /readyz); the node-to-node services follow whether this node takes
   // replica traffic at all (started, stores writable), which is what peers probe: a node left
   // alone must still be seen as back by the others, or it could never stop being alone.
+  registerReflection(router, controlLimits);
+
   const healthOf = (service: string): ServingStatus => {
     if (service !== "" && !KNOWN_SERVICES.has(service)) {
       throw new ConnectError(`unknown service ${service}`, Code.NotFound);
@@ -216,4 +221,6 @@ const KNOWN_SERVICES = new Set([
   GossipService.typeName,
   AntiEntropyService.typeName,
   Health.typeName,
+  reflectionV1.ServerReflection.typeName,
+  reflectionV1alpha.ServerReflection.typeName,
 ]);
