@@ -294,6 +294,7 @@ export class DynamoNode {
       antiEntropyRanges: () => this.antiEntropy.status().ranges,
       storage: () => this.storage.stats(),
       serving: () => this.serving,
+      connections: () => this.connectionCounters(),
     });
     const handler = createRpcHandler({
       routes: (router) =>

@@ -10,7 +10,9 @@ export interface GaugeSources {
   members(): readonly Member[];
   ring(): Ring;
   hintTargets(): ReadonlyArray<{ target: string; count: number; bytes: number }>;
-  antiEntropyRanges(): ReadonlyArray<{ lastExchangeAgeMs: number; lastOutcome: string }>;
+  antiEntropyRanges(): ReadonlyArray<{ lastExchangeAgeMs: number; lastOutcome: string; keys: number }>;
+  /** The listener's and peer links' counts (connections open, refused, sessions recycled…), by name. */
+  connections(): Record<string, number>;
   storage(): StorageStats;
   /** 1 while the node serves requests. */
   serving(): boolean;
@@ -60,6 +62,15 @@ export function registerNodeGauges(metrics: Metrics, src: GaugeSources): void {
     [{}, src.storage().operations],
   ]);
   metrics.gauge("dynamo_storage_pending_operations", "Writes waiting for the next group-commit batch", [], () => [[{}, src.storage().pendingOperations]]);
+  metrics.gauge("dynamo_storage_keys", "Keys this node stores, tombstones included (from its anti-entropy trees)", [], () => [
+    [{}, src.antiEntropyRanges().reduce((sum, r) => sum + r.keys, 0)],
+  ]);
+  metrics.gauge(
+    "dynamo_connection_stats",
+    "The listener's and the peer links' connection counts, by name (open connections, refusals, timeouts, recycled sessions)",
+    ["stat"],
+    () => Object.entries(src.connections()).map(([stat, value]) => [{ stat }, value]),
+  );
   metrics.gauge("dynamo_serving", "1 while this node serves requests, 0 while it does not (starting, disk failing, draining)", [], () => [
     [{}, src.serving() ? 1 : 0],
   ]);
