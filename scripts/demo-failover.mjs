@@ -61,7 +61,9 @@ try {
     await sleep(100);
   }
   say(`4-node local cluster up on ${addr(1)}..${addr(NODES)}, N=3 R=2 W=2`);
-  const clients = Array.from({ length: NODES }, (_, i) => new DynamoClient({ node: addr(i + 1), timeoutMs: 3000 }));
+  // The status calls below are admin calls: the clients carry the local cluster's secret.
+  const clusterSecret = readFileSync(join(dataDir, "cluster-secret"), "utf8").trim();
+  const clients = Array.from({ length: NODES }, (_, i) => new DynamoClient({ node: addr(i + 1), timeoutMs: 3000, clusterSecret }));
   const acked = new Map();
   let written = 0;
   let failed = 0;

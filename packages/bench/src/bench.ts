@@ -1,6 +1,6 @@
 // A benchmark run: ceilings, the load phase, then each workload, against a running cluster.
 import { randomBytes } from "node:crypto";
-import { DynamoClient, type Protocol } from "@dynamo-ts/client";
+import { DynamoClient, type Protocol, type ResolvedCredentials } from "@dynamo-ts/client";
 import { measureStorageCeiling, measureTransportCeiling, type StorageCeiling, type TransportCeiling } from "./ceilings.js";
 import { type Rng, workerRng } from "./random.js";
 import { type PhaseLimits, type PhaseResult, type Progress, runPhase, type Step, type StepOutcome } from "./runner.js";
@@ -11,6 +11,8 @@ export type Ceiling = "transport" | "storage";
 export const CEILINGS: readonly Ceiling[] = ["transport", "storage"];
 
 export interface BenchOptions {
+  /** The cluster secret and/or a bearer token the clients carry (status needs admin credentials). */
+  readonly credentials?: ResolvedCredentials;
   /** host:port of the nodes; workers are spread over them round-robin. */
   readonly nodes: readonly string[];
   readonly records: number;
@@ -121,7 +123,7 @@ export class BenchSetupError extends Error {
 export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchResult> {
   validate(options);
   const startedAt = new Date().toISOString();
-  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, timeoutMs: options.timeoutMs }));
+  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, timeoutMs: options.timeoutMs, ...options.credentials }));
   const { signal } = hooks;
   const phase = async <T extends PhaseResult>(name: string, detail: string, run: () => Promise<T>): Promise<T> => {
     hooks.onPhase?.(name, detail);

@@ -1,7 +1,7 @@
 // The dynamo-bench command line. Exit codes: 0 the run completed, 1 it could not run (cluster
 // unreachable, …), 2 usage error, 130 interrupted.
 import { parseArgs } from "node:util";
-import type { Protocol } from "@dynamo-ts/client";
+import { type Protocol, type ResolvedCredentials, resolveCredentials } from "@dynamo-ts/client";
 import { type BenchOptions, BenchSetupError, type Ceiling, CEILINGS, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, runBench } from "./bench.js";
 import { formatErrors, formatProgress, formatRate, formatReport } from "./report.js";
 import type { Distribution, WorkloadName } from "./workloads.js";
@@ -40,6 +40,9 @@ Options:
   --ceiling-node HOST:PORT  Node for the transport ceiling (default: the first of --nodes)
   --storage-batch N         Puts per batch in the durable storage ceiling (default ${DEFAULT_OPTIONS.storageBatchSize})
   --storage-dir DIR         Where the storage ceiling's temporary database goes (default: the OS temp dir)
+  --secret-file FILE        Cluster secret (the run reads each node's status); also env DYNAMO_CLUSTER_SECRET_FILE,
+                            DYNAMO_CLUSTER_SECRET, or ./data/cluster-secret (the local cluster's)
+  --token-file FILE         A bearer token instead (admin role; or read,write plus the secret); env DYNAMO_TOKEN_FILE, DYNAMO_TOKEN
   --json                    Print the result as JSON on stdout (progress stays on stderr)
   --quiet                   No progress on stderr
   --version                 Print the version
@@ -86,7 +89,7 @@ function parseNode(text: string, flag: string): string {
 const DISTRIBUTIONS: readonly Distribution[] = ["zipfian", "uniform", "latest"];
 const PROTOCOLS: readonly Protocol[] = ["connect", "grpc", "grpc-web"];
 
-export function parseCommand(argv: readonly string[]): CliCommand {
+export function parseCommand(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): CliCommand {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -116,6 +119,8 @@ export function parseCommand(argv: readonly string[]): CliCommand {
         "ceiling-node": { type: "string" },
         "storage-batch": { type: "string" },
         "storage-dir": { type: "string" },
+        "secret-file": { type: "string" },
+        "token-file": { type: "string" },
         json: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -189,9 +194,21 @@ export function parseCommand(argv: readonly string[]): CliCommand {
     ceilingNode: str("ceiling-node") === undefined ? undefined : parseNode(str("ceiling-node")!, "ceiling-node"),
     storageBatchSize: parseInteger(str("storage-batch"), "storage-batch", 1) ?? DEFAULT_OPTIONS.storageBatchSize,
     storageDir: str("storage-dir"),
+    credentials: benchCredentials(values, env),
   };
   if (options.seed > 0xffffffff) throw new BenchUsageError(`--seed must be at most ${0xffffffff}, got ${options.seed}`);
   return { help: values.help === true, version: values.version === true, json: values.json === true, quiet: values.quiet === true, options };
+}
+
+/** The run reads node status (members, counters): it needs the cluster secret or an admin token. */
+function benchCredentials(values: Record<string, string | boolean | undefined>, env: Readonly<Record<string, string | undefined>>): ResolvedCredentials {
+  const flags = new Map<string, string>();
+  for (const name of ["secret-file", "token-file"]) if (typeof values[name] === "string") flags.set(name, values[name]);
+  try {
+    return resolveCredentials(flags, env);
+  } catch (err) {
+    throw new BenchUsageError((err as Error).message);
+  }
 }
 
 export interface Io {

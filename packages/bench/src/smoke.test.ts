@@ -45,9 +45,9 @@ async function freePortRun(count: number): Promise<number> {
   throw new Error(`found no ${count} consecutive free ports`);
 }
 
-function run(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [command, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [command, ...args], { stdio: ["ignore", "pipe", "pipe"], env });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
@@ -137,6 +137,9 @@ describe("dynamo-bench against a real three-node cluster", () => {
       "--seed",
       "7",
       "--json",
+      // The run reads each node's status, an admin call: the local cluster's secret file.
+      "--secret-file",
+      join(dataDir, "cluster", "cluster-secret"),
     ]);
     expect(code, stderr).toBe(0);
     expect(stderr).toContain("dynamo-bench: workload F");

@@ -11,6 +11,7 @@ import {
   StatusResponseSchema,
 } from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
+import { CredentialsError, type ResolvedCredentials, resolveCredentials } from "./credentials.js";
 import { runExport, runImport } from "./export-import.js";
 import type { Protocol } from "./transport.js";
 import { VERSION } from "./version.js";
@@ -45,7 +46,12 @@ Options:
   --base64                VALUE is base64 (put); print each value base64, on a line (get)
   --show-context          Print the context on stdout, as the first line, not on stderr (get)
   --timeout-ms MS         Deadline of the request (default: the node's)
-  --secret S              Cluster secret for leave, repair, repair-key, export and import (env DYNAMO_CLUSTER_SECRET)
+  --secret-file FILE      Cluster secret, for status, hints, ranges, leave, repair, repair-key,
+                          export and import (env DYNAMO_CLUSTER_SECRET_FILE or DYNAMO_CLUSTER_SECRET;
+                          default ./data/cluster-secret, the local cluster's). --secret S also
+                          works but shows the secret to anyone running ps
+  --token-file FILE       Bearer token for clusters that require client credentials, or an
+                          admin token instead of the secret (env DYNAMO_TOKEN_FILE or DYNAMO_TOKEN)
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --out FILE, --in FILE   The file export writes, import reads (default stdout, stdin)
   --stop-on-error         import: stop at the first line that fails
@@ -77,7 +83,8 @@ interface Parsed {
   readonly flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "range", "out", "in"]);
+const NEEDS_SECRET = "needs the cluster secret (--secret-file FILE or DYNAMO_CLUSTER_SECRET_FILE) or an admin token (--token-file FILE or DYNAMO_TOKEN_FILE)";
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "secret-file", "token-file", "range", "out", "in"]);
 const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version", "stop-on-error"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
@@ -197,9 +204,15 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       .map((n) => n.trim())
       .filter((n) => n !== "");
     if (nodes.length === 0) throw new UsageError("--node needs HOST:PORT");
-    const clusterSecret = flags.get("secret") ?? io.env["DYNAMO_CLUSTER_SECRET"];
+    let credentials: ResolvedCredentials;
     try {
-      client = new DynamoClient({ nodes, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(clusterSecret ? { clusterSecret } : {}) });
+      credentials = resolveCredentials(flags, io.env);
+    } catch (err) {
+      throw err instanceof CredentialsError ? new UsageError(err.message) : err;
+    }
+    const { clusterSecret } = credentials;
+    try {
+      client = new DynamoClient({ nodes, protocol, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...credentials });
     } catch (err) {
       throw err instanceof TypeError ? new UsageError(err.message) : err;
     }
@@ -261,16 +274,16 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         return EXIT.ok;
       }
       case "leave": {
-        expectArgs(0, "leave --secret S");
-        if (!clusterSecret) throw new UsageError("leave needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        expectArgs(0, "leave");
+        if (!clusterSecret && !credentials.token) throw new UsageError(`leave ${NEEDS_SECRET}`);
         await client.leave();
         io.out(json ? JSON.stringify({ left: true }) + "\n" : `${client.baseUrl} left the cluster and is shutting down\n`);
         return EXIT.ok;
       }
       case "repair": {
-        expectArgs(0, "repair [--range START:END] --secret S");
+        expectArgs(0, "repair [--range START:END]");
         const range = flags.has("range") ? parseTokenRange(flags.get("range")!) : undefined;
-        if (!clusterSecret) throw new UsageError("repair needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        if (!clusterSecret && !credentials.token) throw new UsageError(`repair ${NEEDS_SECRET}`);
         const res = await client.repair(range);
         const failed = res.exchanges.filter((e) => e.outcome === "failed" || e.outcome === "refused");
         if (json) {
@@ -307,8 +320,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         return failed.length > 0 ? EXIT.failed : EXIT.ok;
       }
       case "repair-key": {
-        expectArgs(1, "repair-key KEY --secret S");
-        if (!clusterSecret) throw new UsageError("repair-key needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET");
+        expectArgs(1, "repair-key KEY");
+        if (!clusterSecret && !credentials.token) throw new UsageError(`repair-key ${NEEDS_SECRET}`);
         const res = await client.repairKey(args[0]!);
         io.out(
           json
@@ -367,12 +380,13 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       }
       case "export":
       case "import": {
-        expectArgs(0, `${command} [--${command === "export" ? "out" : "in"} FILE] --secret S`);
-        if (!clusterSecret) throw new UsageError(`${command} needs the cluster secret: --secret or DYNAMO_CLUSTER_SECRET`);
+        expectArgs(0, `${command} [--${command === "export" ? "out" : "in"} FILE]`);
+        if (!clusterSecret && !credentials.token) throw new UsageError(`${command} ${NEEDS_SECRET}`);
         const options = {
           node: nodes[0]!,
           protocol,
           secret: clusterSecret,
+          token: credentials.token,
           timeoutMs,
           range: flags.has("range") ? parseTokenRange(flags.get("range")!) : undefined,
           file: flags.get(command === "export" ? "out" : "in"),

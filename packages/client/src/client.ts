@@ -23,8 +23,10 @@ export interface DynamoClientOptions extends Omit<DynamoTransportOptions, "node"
   readonly nodes?: readonly string[];
   /** Deadline of each attempt of a call, in ms; also sent to the node as timeout_ms. */
   readonly timeoutMs?: number;
-  /** The cluster secret, for the operator calls that need it (repair, repairKey, leave). */
+  /** The cluster secret: operator calls (status, hints, repair, …) carry it. Or give an admin `token`. */
   readonly clusterSecret?: string;
+  /** A bearer token from the cluster's tokens file: every call carries it (`Authorization: Bearer`). */
+  readonly token?: string;
   /** How long a node that gave no answer is passed over, in ms (default 1000). */
   readonly backoffMs?: number;
 }
@@ -87,6 +89,7 @@ export class DynamoClient {
   private readonly pool: NodePool<Endpoint>;
   private readonly timeoutMs: number | undefined;
   private readonly clusterSecret: string | undefined;
+  private readonly authorization: Record<string, string> | undefined;
   /** The origin of every node, in the order given. */
   readonly nodes: readonly string[];
   /** The first node's origin: where operator calls (status, hints, repair, ...) go. */
@@ -98,6 +101,7 @@ export class DynamoClient {
     const addresses = options.nodes ?? [options.node!];
     this.timeoutMs = options.timeoutMs;
     this.clusterSecret = options.clusterSecret;
+    this.authorization = options.token ? { authorization: `Bearer ${options.token}` } : undefined;
     const endpoints: Endpoint[] = [];
     try {
       for (const node of addresses) {
@@ -125,10 +129,13 @@ export class DynamoClient {
     send: (node: Endpoint, attempt: AttemptOptions) => Promise<T>,
   ): Promise<T> {
     const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
+    // Operator calls carry the cluster secret when the client has it; every call its token.
+    const secret = kind === "operator" && this.clusterSecret && !headers ? { [CLUSTER_SECRET_HEADER]: this.clusterSecret } : undefined;
+    const allHeaders = headers || secret || this.authorization ? { ...this.authorization, ...secret, ...headers } : undefined;
     const attempt: AttemptOptions = {
       ...(timeoutMs !== undefined ? { timeoutMs } : {}),
       ...(options?.signal ? { signal: options.signal } : {}),
-      ...(headers ? { headers } : {}),
+      ...(allHeaders ? { headers: allHeaders } : {}),
     };
     const order = kind === "operator" ? [this.endpoints[0]!] : this.pool.order();
     const attempts: FailedAttempt[] = [];
@@ -154,8 +161,9 @@ export class DynamoClient {
 
   /** The cluster secret header, for the operator calls that need it. */
   private secretHeaders(method: string): Record<string, string> {
-    if (!this.clusterSecret) throw new TypeError(`${method} needs the cluster secret (clusterSecret option)`);
-    return { [CLUSTER_SECRET_HEADER]: this.clusterSecret };
+    if (this.clusterSecret) return { [CLUSTER_SECRET_HEADER]: this.clusterSecret };
+    if (this.authorization) return {}; // an admin token may do it too: the node decides
+    throw new TypeError(`${method} needs the cluster secret or an admin token (clusterSecret or token option)`);
   }
 
   /** Reads a key; null when it does not exist or was deleted. Fails over to other nodes. */

@@ -128,7 +128,9 @@ export interface ExportImportOptions {
   /** The node to talk to. */
   readonly node: string;
   readonly protocol: Protocol;
-  readonly secret: string;
+  /** The cluster secret, or an admin `token`: one of them. */
+  readonly secret?: string | undefined;
+  readonly token?: string | undefined;
   /** export: how long each Export call may run; import: the deadline of each Import call. */
   readonly timeoutMs?: number | undefined;
   /** export: only the keys whose token lies in (start, end]. */
@@ -244,7 +246,11 @@ function stdoutSink(io: ExportImportIo): Sink {
 
 function adminClient(options: ExportImportOptions) {
   const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol });
-  return { admin: createClient(AdminService, transport), close, headers: { [CLUSTER_SECRET_HEADER]: options.secret } };
+  return {
+    admin: createClient(AdminService, transport),
+    close,
+    headers: options.secret ? { [CLUSTER_SECRET_HEADER]: options.secret } : { authorization: `Bearer ${options.token ?? ""}` },
+  };
 }
 
 function exportLineOf(k: ExportedKey): string {

@@ -11,4 +11,5 @@ export {
 export { DynamoError, type FailedAttempt } from "./errors.js";
 export { createDynamoTransport, normalizeNodeUrl, type DynamoTransport, type DynamoTransportOptions, type Protocol } from "./transport.js";
 export { VERSION } from "./version.js";
+export { CredentialsError, type ResolvedCredentials, resolveCredentials } from "./credentials.js";
 export { Code, ConnectError } from "@connectrpc/connect";

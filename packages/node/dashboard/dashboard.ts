@@ -336,10 +336,47 @@ function renderMetrics(scrape: Scrape): void {
   drawChart("latency-chart", "latency-legend", latency, (v) => `${v.toFixed(v < 10 ? 2 : 0)} ms`);
 }
 
+/** The admin credential the user gave (kept for this tab only), sent as a bearer token. */
+const CREDENTIAL_KEY = "dynamo-ts.credential";
+
+function authHeaders(): Record<string, string> {
+  const credential = sessionStorage.getItem(CREDENTIAL_KEY);
+  return credential ? { authorization: `Bearer ${credential}` } : {};
+}
+
+function askForCredential(message: string): void {
+  const form = byId<HTMLFormElement>("login");
+  form.hidden = false;
+  byId("login-error").textContent = message;
+}
+
+function setUpLogin(): void {
+  const form = byId<HTMLFormElement>("login");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = byId<HTMLInputElement>("credential");
+    sessionStorage.setItem(CREDENTIAL_KEY, input.value.trim());
+    input.value = "";
+    form.hidden = true;
+    void poll();
+  });
+}
+
 async function poll(): Promise<void> {
   const connection = byId<HTMLElement>("connection");
   try {
-    const [stateResponse, metricsResponse] = await Promise.all([fetch("/ui/state.json", { cache: "no-store" }), fetch("/metrics", { cache: "no-store" })]);
+    const [stateResponse, metricsResponse] = await Promise.all([
+      fetch("/ui/state.json", { cache: "no-store", headers: authHeaders() }),
+      fetch("/metrics", { cache: "no-store" }),
+    ]);
+    if (stateResponse.status === 401 || stateResponse.status === 403) {
+      const { message } = (await stateResponse.json().catch(() => ({ message: "" }))) as { message?: string };
+      if (sessionStorage.getItem(CREDENTIAL_KEY)) sessionStorage.removeItem(CREDENTIAL_KEY);
+      askForCredential(message ?? "");
+      if (metricsResponse.ok) renderMetrics(parseScrape(await metricsResponse.text(), Date.now()));
+      connection.hidden = true;
+      return;
+    }
     if (!stateResponse.ok) throw new Error(`state: HTTP ${stateResponse.status}`);
     renderState((await stateResponse.json()) as StateJson);
     if (metricsResponse.ok) renderMetrics(parseScrape(await metricsResponse.text(), Date.now()));
@@ -351,6 +388,7 @@ async function poll(): Promise<void> {
 }
 
 if (typeof document !== "undefined") {
+  setUpLogin();
   void poll();
   setInterval(() => void poll(), POLL_MS);
 }

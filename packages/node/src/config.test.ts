@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, envName, helpText, parseConfig } from "./config.js";
 
-const SECRET = ["--cluster-secret", "0123456789abcdef"];
+const SECRET = ["--cluster-secret", "0123456789abcdef-config-test"];
 
 describe("parseConfig", () => {
   it("applies defaults and adds this node to the peers", () => {
@@ -21,7 +21,7 @@ describe("parseConfig", () => {
   });
 
   it("reads environment variables of the same names, flags winning", () => {
-    const env = { DYNAMO_NODE_ID: "env-node", DYNAMO_CLUSTER_SECRET: "0123456789abcdef", DYNAMO_N: "5", DYNAMO_SYNC: "true", DYNAMO_W: "3" };
+    const env = { DYNAMO_NODE_ID: "env-node", DYNAMO_CLUSTER_SECRET: "0123456789abcdef-config-test", DYNAMO_N: "5", DYNAMO_SYNC: "true", DYNAMO_W: "3" };
     const c = parseConfig(["--w=4"], env);
     expect(c).toMatchObject({ nodeId: "env-node", n: 5, w: 4, sync: true });
     expect(envName("request-timeout-ms")).toBe("DYNAMO_REQUEST_TIMEOUT_MS");
@@ -42,8 +42,15 @@ describe("parseConfig", () => {
   const bad: Array<[string[], RegExp]> = [
     [[...SECRET], /--node-id is required/],
     [["--node-id", "-x", ...SECRET], /--node-id must be/],
-    [["--node-id", "a"], /--cluster-secret is required/],
-    [["--node-id", "a", "--cluster-secret", "short"], /at least 16/],
+    [["--node-id", "a"], /a cluster secret is required/],
+    [["--node-id", "a", "--cluster-secret", "short"], /too weak: it is 5 characters; use at least 24/],
+    [["--node-id", "a", "--cluster-secret", "a".repeat(40)], /too weak: it uses only 1 distinct characters/],
+    [["--node-id", "a", "--cluster-secret", "abcdefgh" + "x".repeat(30)], /too weak: one character makes up more than a third/],
+    [["--node-id", "a", ...SECRET, "--cluster-secret-file", "/nonexistent"], /not both/],
+    [["--node-id", "a", "--cluster-secret-file", "/nonexistent/secret"], /cannot read --cluster-secret-file/],
+    [["--node-id", "a", ...SECRET, "--require-client-auth"], /--require-client-auth needs --tokens-file/],
+    [["--node-id", "a", ...SECRET, "--allowed-hosts", "a b"], /--allowed-hosts: 'a b' is not a host/],
+    [["--node-id", "a", ...SECRET, "--log-level", "loud"], /--log-level must be one of debug, info, warn, error, silent/],
     [["--node-id", "a", ...SECRET, "--n", "0"], /--n must be between 1 and 16/],
     [["--node-id", "a", ...SECRET, "--r", "4"], /--r \(4\) cannot exceed --n \(3\)/],
     [["--node-id", "a", ...SECRET, "--w", "x"], /--w must be an integer/],

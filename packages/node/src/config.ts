@@ -3,7 +3,9 @@
 // Flags win over the environment. Anything invalid stops start-up with a one-line reason.
 
 import { defaultSwimConfig, type SwimConfig, validateSwimConfig } from "@dynamo-ts/gossip";
+import { readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/log.js";
+import { weakSecretReason } from "./rpc/credentials.js";
 
 /** SWIM timings derived from the node's gossip flags (the ping timeout is 30% of a period). */
 export function swimSettings(intervalMs: number, suspicionMs: number, syncIntervalMs: number): Partial<SwimConfig> {
@@ -50,6 +52,12 @@ export interface NodeConfig {
   readonly maxRecordBytes: number;
   readonly resolution: ConflictResolution;
   readonly logLevel: LogLevel;
+  /** --tokens-file: client bearer tokens and their roles. */
+  readonly tokensFile: string | undefined;
+  /** The key API needs a token (read for Get, write for Put and Delete). */
+  readonly requireClientAuth: boolean;
+  /** Host header values requests may carry (lower case); empty: any. */
+  readonly allowedHosts: readonly string[];
   /** How long SIGTERM waits for in-flight requests before closing. */
   readonly shutdownGraceMs: number;
   /** A connection must complete a request's headers this soon after it opens (0: no limit). */
@@ -109,7 +117,24 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "r", help: "Default read quorum (R)", default: "2" },
   { flag: "w", help: "Default write quorum (W)", default: "2" },
   { flag: "vnodes", help: "Virtual nodes per physical node", default: "256" },
-  { flag: "cluster-secret", help: "Shared secret that node-to-node calls must carry (at least 16 characters)" },
+  {
+    flag: "cluster-secret",
+    help: "Shared secret that node-to-node and admin calls must carry (24+ random characters); prefer --cluster-secret-file or the env var: argv is visible to ps",
+  },
+  { flag: "cluster-secret-file", help: "File holding the cluster secret (trailing newline ignored); instead of --cluster-secret" },
+  {
+    flag: "tokens-file",
+    help: "Client bearer tokens with roles: lines of 'TOKEN read,write,admin [expires=ISO-8601] [name=NAME]' (TOKEN may be sha256:<hex>); re-read when it changes",
+  },
+  {
+    flag: "require-client-auth",
+    help: "Get needs a token with the read role, Put and Delete one with write (admin calls always need admin or the secret)",
+    boolean: true,
+  },
+  {
+    flag: "allowed-hosts",
+    help: "Comma-separated Host header values (host or host:port) requests may carry; others get 421 (guards against DNS rebinding). Default: any",
+  },
   { flag: "sync", help: "fsync each write batch before acknowledging it", boolean: true },
   { flag: "request-timeout-ms", help: "Default deadline of a client request", default: "5000" },
   { flag: "max-key-bytes", help: "Largest key, in UTF-8 bytes", default: "256" },
@@ -242,6 +267,26 @@ export function parsePeers(text: string): PeerAddress[] {
   return peers;
 }
 
+/** The secret from --cluster-secret or --cluster-secret-file (one, not both), refused when weak. */
+function readClusterSecret(raw: Map<string, string>): string {
+  const inline = raw.get("cluster-secret");
+  const file = raw.get("cluster-secret-file");
+  if (inline !== undefined && file !== undefined) throw new ConfigError("give --cluster-secret or --cluster-secret-file, not both");
+  let secret = inline ?? "";
+  if (file !== undefined) {
+    try {
+      secret = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new ConfigError(`cannot read --cluster-secret-file ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (secret === "")
+    throw new ConfigError("a cluster secret is required: --cluster-secret-file FILE or DYNAMO_CLUSTER_SECRET (node-to-node and admin calls carry it)");
+  const weak = weakSecretReason(secret);
+  if (weak) throw new ConfigError(`the cluster secret is too weak: ${weak}`);
+  return secret;
+}
+
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): NodeConfig {
   const raw = readRawOptions(argv, env);
   const nodeId = raw.get("node-id");
@@ -286,10 +331,15 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     throw new ConfigError(`gossip settings: ${(err as Error).message}`);
   }
 
-  const clusterSecret = raw.get("cluster-secret") ?? "";
-  if (clusterSecret.length < 16) {
-    throw new ConfigError("--cluster-secret is required and must be at least 16 characters (node-to-node calls carry it)");
-  }
+  const clusterSecret = readClusterSecret(raw);
+  const tokensFile = raw.get("tokens-file") || undefined;
+  const requireClientAuth = parseBoolean(raw, "require-client-auth");
+  if (requireClientAuth && !tokensFile) throw new ConfigError("--require-client-auth needs --tokens-file (the tokens clients may use)");
+  const allowedHosts = (raw.get("allowed-hosts") ?? "")
+    .split(",")
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== "");
+  for (const h of allowedHosts) if (!/^[a-z0-9.[\]:-]+$/.test(h)) throw new ConfigError(`--allowed-hosts: '${h}' is not a host or host:port`);
   const logLevel = raw.get("log-level") ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'`);
@@ -346,6 +396,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     maxRecordBytes,
     resolution,
     logLevel: logLevel as LogLevel,
+    tokensFile,
+    requireClientAuth,
+    allowedHosts,
     shutdownGraceMs: parseInteger(raw, "shutdown-grace-ms", 0, 600_000),
     firstRequestTimeoutMs: parseInteger(raw, "first-request-timeout-ms", 0, 3600_000),
     idleConnectionTimeoutMs: parseInteger(raw, "idle-connection-timeout-ms", 0, 24 * 3600_000),

@@ -31,7 +31,8 @@ import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
 import { createKvHttpHandler, isKvPath } from "./rpc/kv-http.js";
-import type { RequestHandler } from "./rpc/rpc-handler.js";
+import type { FallbackResponse, RequestHandler } from "./rpc/rpc-handler.js";
+import { Credentials, nodeHeaders } from "./rpc/credentials.js";
 import { createDashboardHandler, isDashboardPath } from "./rpc/dashboard-http.js";
 import { registerNodeGauges } from "./observability/node-gauges.js";
 import { requestMetrics, serveMetrics } from "./observability/request-metrics.js";
@@ -80,6 +81,7 @@ export class DynamoNode {
     readonly log: Logger,
     private identity: NodeIdentity,
     metrics: Metrics,
+    readonly credentials: Credentials,
   ) {
     this.metrics = metrics;
     this.rebuild = new ReplicaRebuild(identity.rebuilding);
@@ -225,6 +227,12 @@ export class DynamoNode {
     } catch (err) {
       throw new StartupError(`cannot write ${config.dataDir}/identity.json: ${(err as Error).message}`);
     }
+    let credentials: Credentials;
+    try {
+      credentials = new Credentials({ clusterSecret: config.clusterSecret, tokensFile: config.tokensFile, requireClientAuth: config.requireClientAuth });
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
     const metrics = new Metrics({ process: true });
     const onBatchWritten = (operations: number, seconds: number) => {
       metrics.writeBatchSize.observe(operations);
@@ -250,7 +258,7 @@ export class DynamoNode {
       await storage.close();
       throw err;
     }
-    return new DynamoNode(config, storage, hints, log, identity, metrics);
+    return new DynamoNode(config, storage, hints, log, identity, metrics, credentials);
   }
 
   private saveIdentity(identity: NodeIdentity): void {
@@ -283,6 +291,9 @@ export class DynamoNode {
       maxValueBytes: config.maxValueBytes,
       log: this.log,
       observe: (method, code, seconds) => this.metrics.observeRequest(method, code, seconds),
+      authorize: (req, role) => {
+        if (this.credentials.requireClientAuth) this.credentials.authorize(nodeHeaders(req.headers), role, `${req.method} /kv`);
+      },
     });
     const adminSources = this.adminSources(coordinator);
     const dashboard = createDashboardHandler(adminSources);
@@ -301,6 +312,7 @@ export class DynamoNode {
         registerServices(router, {
           nodeId: config.nodeId,
           clusterSecret: config.clusterSecret,
+          credentials: this.credentials,
           defaultTimeoutMs: config.requestTimeoutMs,
           coordinator,
           replica: this.replica,
@@ -404,8 +416,14 @@ export class DynamoNode {
    */
   private inRequestScope(handler: RequestHandler): RequestHandler {
     const debug = this.config.logLevel === "debug";
+    const hostAllowed = hostAllowList(this.config);
     return (req, res) =>
       withRequestScope(req.headers["x-request-id"], () => {
+        if (!hostAllowed(req.headers.host ?? (req.headers[":authority"] as string | undefined))) {
+          (res as FallbackResponse).writeHead(421, { "content-type": "text/plain; charset=utf-8" });
+          res.end("misdirected request: this node does not answer for that Host (see --allowed-hosts)\n");
+          return;
+        }
         const incoming = req.headers["x-request-id"];
         if (typeof incoming === "string" && incoming === currentRequestId()) res.setHeader("x-request-id", incoming);
         if (debug) {
@@ -521,6 +539,7 @@ export class DynamoNode {
     return {
       ...config,
       version: VERSION,
+      credentials: this.credentials,
       startedAt: this.startedAt,
       defaultTimeoutMs: config.requestTimeoutMs,
       now: Date.now,
@@ -626,6 +645,23 @@ export class DynamoNode {
     })();
     return this.stopping;
   }
+}
+
+/**
+ * --allowed-hosts: the Host (or :authority) a request may name, so that a page on another site
+ * cannot reach a node on localhost through a DNS name rebound to 127.0.0.1. The node's own
+ * listen and advertised addresses are always allowed (other nodes call it by them).
+ */
+function hostAllowList(config: NodeConfig): (host: string | undefined) => boolean {
+  if (config.allowedHosts.length === 0) return () => true;
+  const allowed = new Set([...config.allowedHosts, config.advertise.toLowerCase(), config.listen.toLowerCase()]);
+  return (host) => {
+    if (host === undefined) return false;
+    const h = host.toLowerCase();
+    if (allowed.has(h)) return true;
+    const port = /:(\d+)$/.exec(h);
+    return port !== null && allowed.has(h.slice(0, port.index));
+  };
 }
 
 /**

@@ -111,7 +111,7 @@ export class LocalCluster {
   async waitSettled(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const address of this.addresses) {
-      const client = new DynamoClient({ node: address });
+      const client = new DynamoClient({ node: address, clusterSecret: this.secret });
       try {
         for (;;) {
           const status = await client.status().catch(() => undefined);

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TestCluster } from "../test-support/cluster.js";
+import { TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOT = fileURLToPath(new URL("../../../../docs/dashboard.png", import.meta.url));
@@ -56,6 +56,17 @@ describe.skipIf(missing !== undefined)(SUITE, () => {
   });
 
   const stateOf = (node: string) => page.locator(`#members tbody tr[data-node="${node}"]`).getAttribute("data-state");
+
+  it("asks for admin credentials before it shows the node's state", async () => {
+    await page.waitForSelector("#login:not([hidden])", { timeout: 30_000 });
+    expect(await page.locator("#members tbody tr[data-node]").count()).toBe(0);
+    await page.fill("#credential", "not-the-secret-at-all-0123456789");
+    await page.click("#login button");
+    await page.waitForFunction(`document.getElementById("login-error")?.textContent?.includes("unknown or expired")`, undefined, { timeout: 30_000 });
+    await page.fill("#credential", TEST_SECRET);
+    await page.click("#login button");
+    await page.waitForSelector("#login[hidden]", { state: "attached", timeout: 30_000 });
+  }, 60_000);
 
   it("shows three alive members and each node's share of the ring", async () => {
     // Page-side conditions as strings: they run in the browser, not in this (DOM-less) program.

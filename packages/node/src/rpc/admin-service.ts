@@ -12,7 +12,8 @@ import type { BackoffSchedule } from "../background/handoff.js";
 import type { Membership } from "../cluster/membership.js";
 import type { Deadline } from "../requests/deadline.js";
 import type { KeyRepairResult } from "../requests/key-repair.js";
-import { deadlineFor, requireInternal } from "./call-context.js";
+import { deadlineFor, requireAdmin } from "./call-context.js";
+import type { Credentials } from "./credentials.js";
 import { type ExportImportSources, exportResponses, importResponse } from "./export-import.js";
 
 export interface AdminSources extends ExportImportSources {
@@ -24,6 +25,8 @@ export interface AdminSources extends ExportImportSources {
   readonly version: string;
   readonly startedAt: number;
   readonly clusterSecret: string;
+  /** Every admin method needs the cluster secret or a token with the admin role. */
+  readonly credentials: Credentials;
   ring(): Ring;
   readonly membership: Pick<Membership, "members" | "addressOf">;
   /** Every counter of the node, by name. */
@@ -114,35 +117,38 @@ export function repairKeyResponse(result: KeyRepairResult): MessageInitShape<typ
 
 export function adminService(src: AdminSources): ServiceImpl<typeof AdminService> {
   return {
-    status() {
+    status(_req, ctx) {
+      requireAdmin(ctx, src.credentials);
       return statusResponse(src);
     },
     async repair(req, ctx) {
-      requireInternal(ctx, src.clusterSecret);
+      requireAdmin(ctx, src.credentials);
       return repairResponse(src.antiEntropy, req.range);
     },
-    antiEntropyStatus() {
+    antiEntropyStatus(_req, ctx) {
+      requireAdmin(ctx, src.credentials);
       return antiEntropyStatusResponse(src.antiEntropy);
     },
-    listHints() {
+    listHints(_req, ctx) {
+      requireAdmin(ctx, src.credentials);
       return hintsResponse(src);
     },
     async leave(_req, ctx) {
-      requireInternal(ctx, src.clusterSecret);
+      requireAdmin(ctx, src.credentials);
       await src.leave();
       return {};
     },
     async repairKey(req, ctx) {
-      requireInternal(ctx, src.clusterSecret);
+      requireAdmin(ctx, src.credentials);
       src.validateKey(req.key);
       return repairKeyResponse(await src.repairKey(req.key, deadlineFor(undefined, src.defaultTimeoutMs, ctx)));
     },
     async *export(req, ctx) {
-      requireInternal(ctx, src.clusterSecret);
+      requireAdmin(ctx, src.credentials);
       yield* exportResponses(src, req, ctx);
     },
     async import(req, ctx) {
-      requireInternal(ctx, src.clusterSecret);
+      requireAdmin(ctx, src.credentials);
       return importResponse(src, req, ctx);
     },
   };

@@ -1,19 +1,36 @@
 // What every handler reads off its call: whether the caller is another node (the cluster
-// secret), and the request's deadline (its timeout_ms, the transport's timeout header).
-import { timingSafeEqual } from "node:crypto";
+// secret), whether it may call an admin method, and the request's deadline (its timeout_ms, the
+// transport's timeout header). The one cluster-secret check of the node: SHA-256 digests
+// compared with timingSafeEqual (the listener's trusted-stream check uses it too).
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { Deadline } from "../requests/deadline.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
+import { connectHeaders, type Credentials } from "./credentials.js";
 
 /** The longest deadline any request may have (timeout_ms, or a transport timeout header). */
 export const MAX_TIMEOUT_MS = 600_000;
 
+const matchers = new Map<string, (given: string | undefined | null) => boolean>();
+
+/** Whether a given value is the cluster secret, in constant time (one digest per secret, kept). */
+export function clusterSecretMatcher(secret: string): (given: string | undefined | null) => boolean {
+  let match = matchers.get(secret);
+  if (!match) {
+    const expected = createHash("sha256").update(secret).digest();
+    match = (given) => typeof given === "string" && timingSafeEqual(createHash("sha256").update(given).digest(), expected);
+    matchers.set(secret, match);
+  }
+  return match;
+}
+
 export function isInternalCaller(ctx: HandlerContext, secret: string): boolean {
-  const given = ctx.requestHeader.get(CLUSTER_SECRET_HEADER);
-  if (given === null) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(secret);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return clusterSecretMatcher(secret)(ctx.requestHeader.get(CLUSTER_SECRET_HEADER));
+}
+
+/** Admin methods: the cluster secret or a token with the admin role, whatever --require-client-auth says. */
+export function requireAdmin(ctx: HandlerContext, credentials: Credentials): void {
+  credentials.authorize(connectHeaders(ctx.requestHeader), "admin", `${ctx.service.typeName}/${ctx.method.name}`);
 }
 
 export function requireInternal(ctx: HandlerContext, secret: string): void {

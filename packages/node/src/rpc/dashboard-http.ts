@@ -10,6 +10,9 @@ import { AntiEntropyStatusResponseSchema, ListHintsResponseSchema, StatusRespons
 import { statusResponse as antiEntropyStatusResponse } from "../background/anti-entropy/index.js";
 import { type AdminSources, hintsResponse, statusResponse } from "./admin-service.js";
 import type { FallbackResponse } from "./rpc-handler.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { nodeHeaders } from "./credentials.js";
 
 const ASSETS_DIR = new URL("../dashboard/", import.meta.url);
 
@@ -78,6 +81,19 @@ export function createDashboardHandler(
     }
     const head = req.method === "HEAD";
     if (path === "/ui/state.json") {
+      // The node's state is the admin API's: the same credentials (the page asks for them).
+      try {
+        src.credentials.authorize(nodeHeaders((req as http.IncomingMessage).headers ?? {}), "admin", "the dashboard's state");
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        res.writeHead(ce.code === Code.PermissionDenied ? 403 : 401, {
+          "content-type": "application/json",
+          "www-authenticate": 'Bearer realm="dynamo-ts"',
+          "cache-control": "no-store",
+        });
+        res.end(head ? undefined : `${JSON.stringify({ code: codeToString(ce.code), message: ce.rawMessage })}\n`);
+        return;
+      }
       const body = dashboardState(src);
       res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store", ...SECURITY_HEADERS });
       res.end(head ? undefined : body);

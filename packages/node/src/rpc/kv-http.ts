@@ -46,6 +46,8 @@ export interface KvHttpOptions {
   /** --max-value-bytes: the largest body a PUT may have. */
   readonly maxValueBytes: number;
   readonly log: Logger;
+  /** Throws Unauthenticated / PermissionDenied unless the request may read (GET, HEAD) or write (PUT, DELETE). */
+  readonly authorize?: (req: NodeRequest, role: "read" | "write") => void;
   /** Told of each answered request: "http_GET" etc., its Connect code ("ok" on success), seconds taken. */
   readonly observe?: (method: string, code: string, seconds: number) => void;
 }
@@ -235,6 +237,7 @@ export function createKvHttpHandler(options: KvHttpOptions): (req: NodeRequest, 
       const answer = errorAnswer(new ConnectError(`method ${method} is not allowed on /kv/{key}: use ${ALLOWED_METHODS}`, Code.Unimplemented), 405);
       return { ...answer, headers: { ...answer.headers, allow: ALLOWED_METHODS } };
     }
+    options.authorize?.(req, method === "GET" || method === "HEAD" ? "read" : "write");
     const url = req.url ?? "";
     const q = url.indexOf("?");
     const key = decodeKey(q === -1 ? url : url.slice(0, q));

@@ -3,7 +3,6 @@
 // anti-entropy); per address, one control session for gossip and health probes, so that bulk
 // traffic (a full flow-control window, a session in trouble) never delays the calls that decide
 // whether a peer is up.
-import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import {
@@ -24,16 +23,17 @@ import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
+import { clusterSecretMatcher } from "./call-context.js";
 
 /**
  * A check of the cluster secret header in constant time, for the listener's `isTrusted`: the
  * requests of other nodes (their long-lived streams may be silent for minutes).
  */
 export function hasClusterSecret(secret: string): (headers: RequestHeaders) => boolean {
-  const expected = createHash("sha256").update(secret).digest();
+  const matches = clusterSecretMatcher(secret);
   return (headers) => {
     const given = headers[CLUSTER_SECRET_HEADER];
-    return typeof given === "string" && timingSafeEqual(createHash("sha256").update(given).digest(), expected);
+    return typeof given === "string" && matches(given);
   };
 }
 

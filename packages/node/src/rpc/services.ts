@@ -1,7 +1,7 @@
 // Connect-RPC service implementations: thin adapters from protobuf messages to the
 // coordinator, the local replica and node state. Validation errors map to InvalidArgument,
 // quorum failures to Unavailable / DeadlineExceeded (see coordinator.ts).
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   AdminService,
   AntiEntropyService,
@@ -17,6 +17,7 @@ import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy
 import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
 import { type AdminSources, adminService } from "./admin-service.js";
 import { registerReflection } from "./reflection.js";
+import { connectHeaders, type Credentials, type Role } from "./credentials.js";
 import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
@@ -42,6 +43,8 @@ export interface ServiceState {
   gossip(message: Uint8Array): void;
   /** What AdminService reports and the actions it takes. */
   readonly admin: AdminSources;
+  /** Who may call what (client tokens, the cluster secret). */
+  readonly credentials: Credentials;
   /** Request size limits per kind of service. */
   readonly limits: MessageLimits;
 }
@@ -62,7 +65,11 @@ async function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promi
 }
 
 export function registerServices(router: ConnectRouter, state: ServiceState): void {
-  const { coordinator, replica, clusterSecret, defaultTimeoutMs, limits } = state;
+  const { coordinator, replica, clusterSecret, defaultTimeoutMs, limits, credentials } = state;
+  // With --require-client-auth, Get needs the read role and Put/Delete the write role.
+  const allow = (ctx: HandlerContext, role: Role) => {
+    if (credentials.requireClientAuth) credentials.authorize(connectHeaders(ctx.requestHeader), role, `KVService/${ctx.method.name}`);
+  };
   const publicLimits = { readMaxBytes: limits.publicReadMaxBytes };
   const internalLimits = { readMaxBytes: limits.internalReadMaxBytes };
   const controlLimits = { readMaxBytes: limits.controlReadMaxBytes };
@@ -71,10 +78,12 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
     KVService,
     {
       async get(req, ctx) {
+        allow(ctx, "read");
         const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
         return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
       },
       async put(req, ctx) {
+        allow(ctx, "write");
         const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
         const context = await coordinate(forwarded, () =>
           coordinator.write(
@@ -92,6 +101,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
         return { context };
       },
       async delete(req, ctx) {
+        allow(ctx, "write");
         const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
         await coordinate(forwarded, () =>
           coordinator.write(

@@ -201,7 +201,7 @@ export class TestCluster {
 
   /** A client of node `id`; closed by stop(). */
   client(id: string, options: { protocol?: "connect" | "grpc" | "grpc-web"; httpVersion?: "1.1" | "2" } = {}): DynamoClient {
-    const client = new DynamoClient({ node: this.node(id).address, ...options });
+    const client = new DynamoClient({ node: this.node(id).address, clusterSecret: TEST_SECRET, ...options });
     this.clients.push(client);
     return client;
   }
@@ -248,7 +248,7 @@ export class TestCluster {
 
   /** Runs `call` with a short-lived HTTP/1.1 client of node `id`. */
   private async withClient<T>(id: string, call: (client: DynamoClient) => Promise<T>): Promise<T> {
-    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1" });
+    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1", clusterSecret: TEST_SECRET });
     try {
       return await call(client);
     } finally {
