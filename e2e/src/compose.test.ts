@@ -63,7 +63,6 @@ function composeSuite(command: readonly string[]): void {
       DYNAMO_NODE1_PORT: String(port1),
       DYNAMO_NODE2_PORT: String(port2),
       DYNAMO_NODE3_PORT: String(port3),
-      DYNAMO_CLUSTER_SECRET: randomBytes(24).toString("hex"),
     };
     // The image is built beforehand (docker/build-image.sh): never build or pull here.
     await composeRun("up", "-d", "--no-build");
@@ -102,6 +101,34 @@ function composeSuite(command: readonly string[]): void {
     // The CLI shipped in the image, against its own node.
     const cli = await run("docker", ["exec", await containerId("node3"), "dynamo", "get", "smoke", "--node", "127.0.0.1:7001"]);
     expect(cli.stdout).toContain("hi");
+
+    // The secret was made on this first `up` (no published default), the same on every node,
+    // and admin calls need it.
+    const secrets = await Promise.all(
+      // node reads it: the image has no shell tools
+      SERVICES.map(async (s) =>
+        (
+          await run("docker", ["exec", await containerId(s), "node", "-e", "process.stdout.write(require('fs').readFileSync('/secret/cluster-secret'))"])
+        ).stdout.trim(),
+      ),
+    );
+    expect(secrets[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Set(secrets).size).toBe(1);
+    const status = await run("docker", [
+      "exec",
+      await containerId("node1"),
+      "dynamo",
+      "status",
+      "--node",
+      "127.0.0.1:7001",
+      "--secret-file",
+      "/secret/cluster-secret",
+    ]);
+    expect(status.stdout).toContain("node1");
+    // Inside the containers the CLI finds the secret through DYNAMO_CLUSTER_SECRET_FILE; without it, refused.
+    await expect(
+      run("docker", ["exec", "-e", "DYNAMO_CLUSTER_SECRET_FILE=", await containerId("node1"), "dynamo", "status", "--node", "127.0.0.1:7001"]),
+    ).rejects.toThrow(/needs credentials/);
 
     // The typed client: a read-modify-write then a delete with its context.
     const client = new DynamoClient({ node: `127.0.0.1:${ports.node3}`, timeoutMs: 5000 });

@@ -153,7 +153,13 @@ describe("dynamo CLI against a three-node cluster", () => {
 
   it("--json prints the node's answers without protobuf-es internals, in the proto3 JSON mapping", async () => {
     const secret = ["--secret", cluster.secret];
-    for (const args of [["status"], ["hints"], ["ranges"], ["repair", ...secret], ["put", "j", "v"]]) {
+    for (const args of [
+      ["status", ...secret],
+      ["hints", ...secret],
+      ["ranges", ...secret],
+      ["repair", ...secret],
+      ["put", "j", "v"],
+    ]) {
       const ran = await dynamo([...args, "--node", n1, "--json"]);
       expect(ran.code, `${args[0]}: ${ran.stderr}`).toBe(EXIT.ok);
       const text = ran.stdout.toString();
@@ -161,7 +167,7 @@ describe("dynamo CLI against a three-node cluster", () => {
       expect(text, args[0]).not.toMatch(/\$typeName|\$unknown/);
       JSON.parse(text);
     }
-    const status = JSON.parse((await dynamo(["status", "--node", n1, "--json"])).stdout.toString());
+    const status = JSON.parse((await dynamo(["status", "--node", n1, "--json", ...secret])).stdout.toString());
     expect(status).toMatchObject({ nodeId: "node1", n: 3, rebuilding: false, notReadyReason: "" });
     expect(status.uptimeMs).toMatch(/^\d+$/); // 64-bit integers are strings in proto3 JSON
     expect(status.members.map((m: { nodeId: string }) => m.nodeId).sort()).toEqual(["node1", "node2", "node3"]);

@@ -339,8 +339,7 @@ function renderMetrics(scrape: Scrape): void {
 /** The admin credential the user gave (kept for this tab only), sent as a bearer token. */
 const CREDENTIAL_KEY = "dynamo-ts.credential";
 
-function authHeaders(): Record<string, string> {
-  const credential = sessionStorage.getItem(CREDENTIAL_KEY);
+function authHeaders(credential: string | null): Record<string, string> {
   return credential ? { authorization: `Bearer ${credential}` } : {};
 }
 
@@ -364,20 +363,25 @@ function setUpLogin(): void {
 
 async function poll(): Promise<void> {
   const connection = byId<HTMLElement>("connection");
+  // The credential this poll uses: an answer to it says nothing about one entered since.
+  const credential = sessionStorage.getItem(CREDENTIAL_KEY);
   try {
     const [stateResponse, metricsResponse] = await Promise.all([
-      fetch("/ui/state.json", { cache: "no-store", headers: authHeaders() }),
+      fetch("/ui/state.json", { cache: "no-store", headers: authHeaders(credential) }),
       fetch("/metrics", { cache: "no-store" }),
     ]);
     if (stateResponse.status === 401 || stateResponse.status === 403) {
       const { message } = (await stateResponse.json().catch(() => ({ message: "" }))) as { message?: string };
-      if (sessionStorage.getItem(CREDENTIAL_KEY)) sessionStorage.removeItem(CREDENTIAL_KEY);
+      if (sessionStorage.getItem(CREDENTIAL_KEY) !== credential) return; // a newer credential was entered meanwhile
+      sessionStorage.removeItem(CREDENTIAL_KEY);
       askForCredential(message ?? "");
       if (metricsResponse.ok) renderMetrics(parseScrape(await metricsResponse.text(), Date.now()));
       connection.hidden = true;
       return;
     }
     if (!stateResponse.ok) throw new Error(`state: HTTP ${stateResponse.status}`);
+    byId<HTMLFormElement>("login").hidden = true;
+    byId("login-error").textContent = "";
     renderState((await stateResponse.json()) as StateJson);
     if (metricsResponse.ok) renderMetrics(parseScrape(await metricsResponse.text(), Date.now()));
     connection.hidden = true;

@@ -185,7 +185,8 @@ describe("3 nodes, N=3, hinted handoff off: anti-entropy alone repairs", () => {
     expect((await dynamo("repair", "--node", n1)).code).toBe(2); // no secret
     expect((await dynamo("repair", "--node", n1, "--secret", TEST_SECRET, "--range", "5")).code).toBe(2);
 
-    const ranges = await dynamo("ranges", "--node", n1);
+    const ranges = await dynamo("ranges", "--node", n1, "--secret", TEST_SECRET);
+    expect((await dynamo("ranges", "--node", n1)).code).toBe(1); // an admin call: Unauthenticated without the secret
     expect(ranges.code).toBe(0);
     expect(ranges.stdout).toMatch(/^anti-entropy every 500ms, at most 1000000 keys\/s/);
     expect(ranges.stdout).toMatch(/RANGE\s+PEERS\s+KEYS\s+LAST EXCHANGE/);

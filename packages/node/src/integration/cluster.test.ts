@@ -192,7 +192,7 @@ describe("a 3-node cluster, N=3 R=2 W=2", () => {
     expect(missing.code).toBe(3);
     expect(missing.stderr).toContain("not found");
     expect((await dynamo("put", "k", "v", "--w", "7", "--node", n1)).code).toBe(2);
-    const status = await dynamo("status", "--node", n1);
+    const status = await dynamo("status", "--node", n1, "--secret", TEST_SECRET);
     expect(status.stdout).toMatch(/NODE\s+ADDRESS\s+STATE/);
     expect(status.stdout).toMatch(/n1 \*/);
   });

@@ -58,19 +58,19 @@ describe.skipIf(missing !== undefined)(SUITE, () => {
   const stateOf = (node: string) => page.locator(`#members tbody tr[data-node="${node}"]`).getAttribute("data-state");
 
   it("asks for admin credentials before it shows the node's state", async () => {
-    await page.waitForSelector("#login:not([hidden])", { timeout: 30_000 });
+    await page.locator("#login").waitFor({ state: "visible", timeout: 30_000 });
     expect(await page.locator("#members tbody tr[data-node]").count()).toBe(0);
     await page.fill("#credential", "not-the-secret-at-all-0123456789");
     await page.click("#login button");
-    await page.waitForFunction(`document.getElementById("login-error")?.textContent?.includes("unknown or expired")`, undefined, { timeout: 30_000 });
+    await page.locator("#login-error", { hasText: "unknown or expired" }).waitFor({ timeout: 30_000 });
     await page.fill("#credential", TEST_SECRET);
     await page.click("#login button");
-    await page.waitForSelector("#login[hidden]", { state: "attached", timeout: 30_000 });
+    await page.locator("#login").waitFor({ state: "hidden", timeout: 30_000 });
   }, 60_000);
 
   it("shows three alive members and each node's share of the ring", async () => {
-    // Page-side conditions as strings: they run in the browser, not in this (DOM-less) program.
-    await page.waitForFunction(`document.querySelectorAll('#members tbody tr[data-state="alive"]').length === 3`, undefined, { timeout: 30_000 });
+    // Locators and polls only: the page's Content-Security-Policy forbids evaluating strings in it.
+    await page.locator('#members tbody tr[data-state="alive"]').nth(2).waitFor({ timeout: 30_000 });
     expect(await page.locator("#members-count").textContent()).toBe("3 of 3 alive");
     expect(await page.locator("#ring .bar").count()).toBe(3);
     expect(await page.locator("#readiness").textContent()).toBe("serving");
@@ -86,15 +86,13 @@ describe.skipIf(missing !== undefined)(SUITE, () => {
       }
     })();
     try {
-      await page.waitForFunction(`Number(document.getElementById("throughput-total")?.textContent) > 0`, undefined, { timeout: 30_000 });
+      await expect.poll(async () => Number(await page.locator("#throughput-total").textContent()), { timeout: 30_000 }).toBeGreaterThan(0);
       // A line of several samples: the chart is redrawn from each new scrape.
-      await page.waitForFunction(
-        `(document.querySelector('#throughput-chart polyline[data-series="http_PUT"]')?.getAttribute("points") ?? "").split(" ").length >= 3`,
-        undefined,
-        {
+      await expect
+        .poll(async () => ((await page.locator('#throughput-chart polyline[data-series="http_PUT"]').getAttribute("points")) ?? "").split(" ").length, {
           timeout: 30_000,
-        },
-      );
+        })
+        .toBeGreaterThanOrEqual(3);
       expect(await page.locator("#latency-legend li").count()).toBeGreaterThan(0);
       if (process.env.DASHBOARD_SCREENSHOT === "1") await page.screenshot({ path: SCREENSHOT, fullPage: true });
     } finally {
@@ -106,9 +104,7 @@ describe.skipIf(missing !== undefined)(SUITE, () => {
   it("shows a node killed with SIGKILL as dead", async () => {
     const victim = cluster.nodes[2]!;
     await victim.kill();
-    await page.waitForFunction(`document.querySelector('#members tbody tr[data-node="${victim.id}"]')?.getAttribute("data-state") === "dead"`, undefined, {
-      timeout: 30_000,
-    });
+    await page.locator(`#members tbody tr[data-node="${victim.id}"][data-state="dead"]`).waitFor({ timeout: 30_000 });
     expect(await stateOf(victim.id)).toBe("dead");
     expect(await page.locator("#members-count").textContent()).toBe("2 of 3 alive");
   }, 60_000);

@@ -264,7 +264,7 @@ describe("dynamo export / dynamo import between two 3-node clusters", () => {
 
     const wrongSecret = await dynamo("import", "--in", file, "--node", b.node("n1").address, "--secret", TEST_SECRET);
     expect(wrongSecret.code).toBe(1);
-    expect(wrongSecret.stderr).toMatch(/PermissionDenied/);
+    expect(wrongSecret.stderr).toMatch(/Unauthenticated/);
     const noSecret = await dynamo("export", "--node", b.node("n1").address);
     expect(noSecret.code).toBe(2);
     expect(noSecret.stderr).toMatch(/export needs the cluster secret/);

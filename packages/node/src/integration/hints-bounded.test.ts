@@ -3,10 +3,10 @@
 // the caps refused still reaches the replica through anti-entropy.
 import { DynamoClient } from "@dynamo-ts/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TestCluster } from "../test-support/cluster.js";
+import { eventually, TEST_SECRET, TestCluster } from "../test-support/cluster.js";
 
 async function hintsOf(cluster: TestCluster, id: string) {
-  const client = new DynamoClient({ node: cluster.node(id).address, httpVersion: "1.1" });
+  const client = new DynamoClient({ node: cluster.node(id).address, httpVersion: "1.1", clusterSecret: TEST_SECRET });
   try {
     return await client.hints();
   } finally {

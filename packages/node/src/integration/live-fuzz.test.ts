@@ -155,7 +155,8 @@ const METHODS: readonly Method[] = [
     schema: StatusRequestSchema,
     limit: LIMITS.controlReadMaxBytes,
     idempotent: true,
-    baseline: ["ok"],
+    // An admin call, and the fuzzer carries no credentials.
+    baseline: ["unauthenticated"],
   },
   {
     kind: "replica-write",
@@ -652,7 +653,7 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
       const path = rng.pick([
         "/dynamo.v1.KVService/Nope",
         "/dynamo.v1.Nope/Get",
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.Nope/ServerReflectionInfo",
         "/",
         "/dynamo.v1.KVService/get",
         "/dynamo.v1.KVService/Get/extra",

@@ -143,6 +143,8 @@ export class TestCluster {
   private constructor(
     readonly nodes: TestNode[],
     private readonly root: string,
+    /** The cluster's secret: TEST_SECRET unless the options' args give another --cluster-secret. */
+    readonly secret: string,
   ) {}
 
   static async start(options: TestClusterOptions): Promise<TestCluster> {
@@ -180,7 +182,9 @@ export class TestCluster {
           ...(options.args ?? []),
         ]),
     );
-    const cluster = new TestCluster(nodes, root);
+    const args = options.args ?? [];
+    const secretAt = args.lastIndexOf("--cluster-secret");
+    const cluster = new TestCluster(nodes, root, secretAt >= 0 && args[secretAt + 1] ? args[secretAt + 1]! : TEST_SECRET);
     try {
       if (options.seedOnly) await nodes[0]!.start(); // the seed first: the others join through it
       await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));
@@ -201,7 +205,7 @@ export class TestCluster {
 
   /** A client of node `id`; closed by stop(). */
   client(id: string, options: { protocol?: "connect" | "grpc" | "grpc-web"; httpVersion?: "1.1" | "2" } = {}): DynamoClient {
-    const client = new DynamoClient({ node: this.node(id).address, clusterSecret: TEST_SECRET, ...options });
+    const client = new DynamoClient({ node: this.node(id).address, clusterSecret: this.secret, ...options });
     this.clients.push(client);
     return client;
   }
@@ -210,14 +214,14 @@ export class TestCluster {
   async readReplica(id: string, key: string): Promise<SiblingSet | undefined> {
     const transport = createConnectTransport({ baseUrl: `http://${this.node(id).address}`, httpVersion: "1.1" });
     const replica = createClient(ReplicaService, transport);
-    const res = await replica.read({ key }, { headers: { [CLUSTER_SECRET_HEADER]: TEST_SECRET } });
+    const res = await replica.read({ key }, { headers: { [CLUSTER_SECRET_HEADER]: this.secret } });
     return res.record.byteLength === 0 ? undefined : decodeSiblingSet(res.record);
   }
 
   /** Merges `set` into one replica directly, as another node would (cluster secret). */
   async writeReplica(id: string, key: string, set: SiblingSet): Promise<void> {
     const transport = createConnectTransport({ baseUrl: `http://${this.node(id).address}`, httpVersion: "1.1" });
-    await createClient(ReplicaService, transport).write({ key, record: encodeSiblingSet(set) }, { headers: { [CLUSTER_SECRET_HEADER]: TEST_SECRET } });
+    await createClient(ReplicaService, transport).write({ key, record: encodeSiblingSet(set) }, { headers: { [CLUSTER_SECRET_HEADER]: this.secret } });
   }
 
   /** Waits until every running node sees every member alive (faults healed, as far as the nodes know). */
@@ -248,7 +252,7 @@ export class TestCluster {
 
   /** Runs `call` with a short-lived HTTP/1.1 client of node `id`. */
   private async withClient<T>(id: string, call: (client: DynamoClient) => Promise<T>): Promise<T> {
-    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1", clusterSecret: TEST_SECRET });
+    const client = new DynamoClient({ node: this.node(id).address, httpVersion: "1.1", clusterSecret: this.secret });
     try {
       return await call(client);
     } finally {
