@@ -123,12 +123,21 @@ function hostileMessage<D extends DescMessage>(rng: Rng, schema: D, make: (rng: 
 
 const validGossip = (rng: Rng): GossipMessage => {
   const node = () => rng.pick(["n1", "n2", "self", "x"]);
-  const from = { id: rng.pick(["n1", "n2", "x"]), address: "127.0.0.1:1", incarnation: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]) };
+  const ringStatus = () => rng.pick(["joining", "normal", "leaving", "left", "removed"] as const);
+  const from = {
+    id: rng.pick(["n1", "n2", "x"]),
+    address: "127.0.0.1:1",
+    incarnation: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]),
+    ringStatus: ringStatus(),
+    ringVersion: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]),
+  };
   const updates = Array.from({ length: rng.int(4) }, () => ({
     id: node(),
     address: "127.0.0.1:2",
     state: rng.pick(["alive", "suspect", "dead", "left"] as const),
     incarnation: rng.pick([0, 5, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]),
+    ringStatus: ringStatus(),
+    ringVersion: rng.pick([0, 3, Number.MAX_SAFE_INTEGER]),
   }));
   const seq = rng.int(2 ** 32);
   switch (rng.int(5)) {
