@@ -1,6 +1,18 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Ring, RingError, TOKEN_SPACE, hashKey, pendingOwners, rangeContains, rangeSize, rangeTransfers, transfersTo, writeTargets } from "./index.js";
+import {
+  Ring,
+  RingError,
+  RingTransition,
+  TOKEN_SPACE,
+  hashKey,
+  pendingOwners,
+  rangeContains,
+  rangeSize,
+  rangeTransfers,
+  transfersTo,
+  writeTargets,
+} from "./index.js";
 
 const ids = (count: number, prefix = "node") => Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
 
@@ -99,5 +111,42 @@ describe("rangeTransfers", () => {
     expect(only!.range.start).toBe(only!.range.end);
     expect(only!.sources).toEqual(["a"]);
     expect(rangeContains(only!.range, hashKey("anything"))).toBe(true);
+  });
+});
+
+describe("RingTransition", () => {
+  it("joins finishing in any order: a joiner is an extra owner and copies every token it owns in any intermediate ring", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.integer({ min: 0, max: TOKEN_SPACE - 1 }), { minLength: 40, maxLength: 40 }),
+        (common, joining, vnodes, n, probes) => {
+          const settled = new Ring(ids(common), { vnodes });
+          const joiners = ids(joining, "joining");
+          const pending = new Ring([...ids(common), ...joiners], { vnodes });
+          const transition = new RingTransition(settled, pending);
+          // Every subset of finished joins is a ring some node may read from.
+          for (let mask = 1; mask < 1 << joining; mask++) {
+            const finished = joiners.filter((_, i) => (mask & (1 << i)) !== 0);
+            const intermediate = new Ring([...ids(common), ...finished], { vnodes });
+            for (const token of probes) {
+              const key = `probe-${token}`;
+              const owners = intermediate.preferenceList(key, n);
+              const extra = transition.extraOwners(key, n);
+              for (const joiner of finished) {
+                if (!owners.includes(joiner)) continue;
+                expect(extra).toContain(joiner);
+                const copies = transition.transfersTo(joiner, n).filter((t) => rangeContains(t.range, hashKey(key)));
+                expect(copies.length).toBeGreaterThan(0);
+              }
+            }
+          }
+        },
+      ),
+      { seed: 17, numRuns: 40 },
+    );
   });
 });

@@ -102,3 +102,40 @@ export function rangeTransfers(settled: Ring, pending: Ring, n: number): RangeTr
 export function transfersTo(settled: Ring, pending: Ring, target: NodeId, n: number): RangeTransfer[] {
   return rangeTransfers(settled, pending, n).filter((transfer) => transfer.target === target);
 }
+
+/**
+ * A ring changing shape with several joins at once, which complete in any order. A joining node J
+ * owns a token in some intermediate ring (settled plus any set of finished joins including J) iff
+ * it owns it in `settled + J` (other joiners only push J further back). So J must copy, and receive
+ * the writes of, everything it owns in `settled + J` as well as in `pending`; otherwise J, once
+ * normal while another join is still in progress, would own ranges it never copied.
+ */
+export class RingTransition {
+  /** `settled + J` for every node J in pending but not in settled. */
+  private readonly soloJoins: ReadonlyMap<NodeId, Ring>;
+
+  constructor(
+    readonly settled: Ring,
+    readonly pending: Ring,
+  ) {
+    this.soloJoins = new Map(pending.nodes.filter((node) => !settled.has(node)).map((node) => [node, settled.withNode(node)]));
+  }
+
+  /** Nodes that must get a write of `key` beyond its settled preference list: pending owners, and joiners owning it in any intermediate ring. */
+  extraOwners(key: string | Uint8Array, n: number): NodeId[] {
+    const token = hashKey(key);
+    const extra = pendingOwnersForToken(this.settled, this.pending, token, n);
+    for (const [joiner, ring] of this.soloJoins) {
+      if (!extra.includes(joiner) && ring.preferenceListForToken(token, n).includes(joiner)) extra.push(joiner);
+    }
+    return extra;
+  }
+
+  /** What `target` must copy: its gains in `pending` and, for a joiner, in `settled + target` (ranges may overlap). */
+  transfersTo(target: NodeId, n: number): RangeTransfer[] {
+    const transfers = transfersTo(this.settled, this.pending, target, n);
+    const solo = this.soloJoins.get(target);
+    if (solo !== undefined) transfers.push(...transfersTo(this.settled, solo, target, n));
+    return transfers;
+  }
+}

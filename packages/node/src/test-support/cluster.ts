@@ -143,7 +143,21 @@ export class TestCluster {
   private constructor(
     readonly nodes: TestNode[],
     private readonly root: string,
+    private readonly argsFor: (id: string, port: number, membership: readonly string[]) => string[],
   ) {}
+
+  /**
+   * Starts one more node that joins the running cluster through the first node's address
+   * (--seeds): it starts `joining`, copies its ranges, then becomes normal.
+   */
+  async addNode(id: string, extraArgs: readonly string[] = []): Promise<TestNode> {
+    let port = await freePort();
+    while (this.nodes.some((node) => node.port === port)) port = await freePort();
+    const node = new TestNode(id, port, join(this.root, id), () => [...this.argsFor(id, port, ["--seeds", this.nodes[0]!.address]), ...extraArgs]);
+    this.nodes.push(node);
+    await node.start();
+    return node;
+  }
 
   static async start(options: TestClusterOptions): Promise<TestCluster> {
     const root = mkdtempSync(join(tmpdir(), "dynamo-it-"));
@@ -155,32 +169,35 @@ export class TestCluster {
     const ids = ports.map((_, i) => `n${i + 1}`);
     const peers = ids.map((id, i) => `${id}@127.0.0.1:${ports[i]}`).join(",");
     const n = options.n ?? Math.min(3, options.nodes);
+    const argsFor = (id: string, port: number, membership: readonly string[]) => [
+      "--node-id",
+      id,
+      "--listen",
+      `127.0.0.1:${port}`,
+      ...membership,
+      "--data-dir",
+      join(root, id),
+      "--cluster-secret",
+      TEST_SECRET,
+      "--n",
+      String(n),
+      "--r",
+      String(options.r ?? Math.min(2, n)),
+      "--w",
+      String(options.w ?? Math.min(2, n)),
+      "--request-timeout-ms",
+      "3000",
+      "--shutdown-grace-ms",
+      "1000",
+      ...(options.args ?? []),
+    ];
     const nodes = ids.map(
       (id, i) =>
-        new TestNode(id, ports[i]!, join(root, id), () => [
-          "--node-id",
-          id,
-          "--listen",
-          `127.0.0.1:${ports[i]}`,
-          ...(options.seedOnly ? (i === 0 ? [] : ["--seeds", `127.0.0.1:${ports[0]}`]) : ["--peers", peers]),
-          "--data-dir",
-          join(root, id),
-          "--cluster-secret",
-          TEST_SECRET,
-          "--n",
-          String(n),
-          "--r",
-          String(options.r ?? Math.min(2, n)),
-          "--w",
-          String(options.w ?? Math.min(2, n)),
-          "--request-timeout-ms",
-          "3000",
-          "--shutdown-grace-ms",
-          "1000",
-          ...(options.args ?? []),
-        ]),
+        new TestNode(id, ports[i]!, join(root, id), () =>
+          argsFor(id, ports[i]!, options.seedOnly ? (i === 0 ? [] : ["--seeds", `127.0.0.1:${ports[0]}`]) : ["--peers", peers]),
+        ),
     );
-    const cluster = new TestCluster(nodes, root);
+    const cluster = new TestCluster(nodes, root, argsFor);
     try {
       if (options.seedOnly) await nodes[0]!.start(); // the seed first: the others join through it
       await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));

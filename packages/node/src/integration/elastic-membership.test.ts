@@ -1,0 +1,107 @@
+// Elastic membership with real processes: two nodes join a running 3-node cluster (--seeds) under
+// continuous writes, while a reader at R=1 and R=2 fails on any NotFound for an acknowledged key.
+// Writes are at W=3 (= N), as in the issue: at W=2 a read at R=1 may miss a write that is
+// acknowledged but still on its way to the third replica, with or without a membership change.
+// The joining nodes copy their ranges (bootstrap) before they own them; see docs/membership.md.
+import type { DynamoClient } from "@dynamo-ts/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, TestCluster, type TestNode } from "../test-support/cluster.js";
+
+const PRELOADED = 1500;
+
+describe("3 → 5 nodes: two joins at once under writes and reads", () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await TestCluster.start({
+      nodes: 3,
+      n: 3,
+      r: 2,
+      w: 2,
+      // A slow copy, so that the reader runs while ranges are moving.
+      args: ["--gossip-interval-ms", "200", "--gossip-sync-interval-ms", "1000", "--stream-bytes-per-second", "40000", "--request-timeout-ms", "10000"],
+    });
+  }, 60_000);
+  afterAll(async () => cluster?.stop());
+
+  it("no acknowledged key reads NotFound at R=1 or R=2 during or after the joins", async () => {
+    const acknowledged: string[] = [];
+    const writer = cluster.client("n1");
+    for (let i = 0; i < PRELOADED; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, async (_, j) => {
+          const key = `pre-${i + j}`;
+          await writer.put(key, `v${i + j}`, { w: 3 });
+          acknowledged.push(key);
+        }),
+      );
+    }
+
+    const clients = new Map<string, DynamoClient>();
+    const clientOf = (node: TestNode) => clients.get(node.id) ?? clients.set(node.id, cluster.client(node.id)).get(node.id)!;
+    const notFound: string[] = [];
+    let reads = 0;
+    let writes = 0;
+    let stop = false;
+    const writing = (async () => {
+      for (let i = 0; !stop; i++) {
+        const key = `live-${i}`;
+        try {
+          await clientOf(cluster.nodes[i % 3]!).put(key, `live${i}`, { w: 3 });
+          acknowledged.push(key);
+          writes++;
+        } catch {
+          // Not acknowledged: not checked.
+        }
+      }
+    })();
+    const reading = (async () => {
+      for (let i = 0; !stop; i++) {
+        const key = acknowledged[Math.floor(Math.random() * acknowledged.length)]!;
+        const running = cluster.nodes.filter((node) => node.running);
+        const node = running[i % running.length]!;
+        const r = i % 2 === 0 ? 1 : 2;
+        try {
+          const result = await clientOf(node).get(key, { r });
+          if (result == null) notFound.push(`${key} via ${node.id} at R=${r}`);
+          reads++;
+        } catch {
+          // Unavailable or a timeout is not a NotFound.
+        }
+      }
+    })();
+
+    const joined = await Promise.all([cluster.addNode("n4"), cluster.addNode("n5")]);
+    const started = Date.now();
+    for (const node of joined) {
+      await eventually(() => expect(node.output.join("")).toContain("bootstrap complete"), 120_000, 250);
+    }
+    console.log(`both joins complete ${Date.now() - started} ms after the nodes started`);
+    for (const node of joined) {
+      const line = node.output
+        .join("")
+        .split("\n")
+        .find((l) => l.includes("bootstrap complete"));
+      console.log(`${node.id}: ${line}`);
+    }
+    // Let every node hear that the new nodes own their ranges, while reads and writes go on.
+    await new Promise((r) => setTimeout(r, 3000));
+    stop = true;
+    await Promise.all([writing, reading]);
+    console.log(`during the joins: ${reads} reads, ${writes} acknowledged writes, ${notFound.length} NotFound`);
+    expect(notFound).toEqual([]);
+
+    // Afterwards: every acknowledged key, at R=1 and R=2, through every node.
+    const missing: string[] = [];
+    const nodes = cluster.nodes;
+    for (let i = 0; i < acknowledged.length; i += 100) {
+      await Promise.all(
+        acknowledged.slice(i, i + 100).map(async (key, j) => {
+          const node = nodes[(i + j) % nodes.length]!;
+          for (const r of [1, 2]) if ((await clientOf(node).get(key, { r })) == null) missing.push(`${key} via ${node.id} at R=${r}`);
+        }),
+      );
+    }
+    console.log(`after the joins: ${acknowledged.length} acknowledged keys read at R=1 and R=2, ${missing.length} NotFound`);
+    expect(missing).toEqual([]);
+  }, 240_000);
+});
