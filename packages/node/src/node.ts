@@ -436,6 +436,7 @@ export class DynamoNode {
       defaultTimeoutMs: config.requestTimeoutMs,
       now: Date.now,
       ring: () => this.ring,
+      pendingRing: () => this.membership.pendingRing,
       membership: this.membership,
       counters: () => ({ ...this.metrics.snapshot(), ...this.connectionCounters() }),
       rebuilding: () => this.rebuild.active,

@@ -203,6 +203,8 @@ export class TestCluster {
       await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));
       // New data directories: each node first exchanges its (empty) ranges with its co-replicas.
       await cluster.waitRebuilt();
+      // Nodes started with --seeds start joining, copy their (empty) ranges, then become normal.
+      if (options.seedOnly) await cluster.waitAllNormal();
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -244,6 +246,17 @@ export class TestCluster {
         const status = await this.status(node.id);
         const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
         if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
+      }
+    }, timeoutMs);
+  }
+
+  /** Waits until every running node sees every member with ring status normal (joins complete). */
+  async waitAllNormal(timeoutMs = 60_000): Promise<void> {
+    await eventually(async () => {
+      for (const node of this.nodes.filter((x) => x.running)) {
+        const status = await this.status(node.id);
+        const notNormal = status.members.filter((m) => m.ringStatus !== "normal").map((m) => `${m.nodeId} ${m.ringStatus}`);
+        if (notNormal.length > 0 || status.members.length < this.nodes.length) throw new Error(`${node.id} sees ${notNormal.join(", ") || "too few members"}`);
       }
     }, timeoutMs);
   }
