@@ -5,7 +5,8 @@
 // The joining nodes copy their ranges (bootstrap) before they own them; see docs/membership.md.
 import type { DynamoClient } from "@dynamo-ts/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, TestCluster, type TestNode } from "../test-support/cluster.js";
+import { Ring } from "@dynamo-ts/ring";
+import { dynamo, eventually, TestCluster, type TestNode } from "../test-support/cluster.js";
 
 const PRELOADED = 1500;
 
@@ -72,6 +73,12 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
 
     const joined = await Promise.all([cluster.addNode("n4"), cluster.addNode("n5")]);
     const started = Date.now();
+    // What an operator sees mid-join (the transcript in the README).
+    await eventually(async () => {
+      const members = (await cluster.status("n1")).members;
+      expect(members.filter((m) => m.ringStatus === "joining").map((m) => m.nodeId)).toEqual(["n4", "n5"]);
+    }, 30_000);
+    console.log(`dynamo status mid-join:\n${(await dynamo("status", "--node", cluster.node("n1").address)).stdout}`);
     for (const node of joined) {
       await eventually(() => expect(node.output.join("")).toContain("bootstrap complete"), 120_000, 250);
     }
@@ -83,8 +90,14 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
         .find((l) => l.includes("bootstrap complete"));
       console.log(`${node.id}: ${line}`);
     }
-    // Let every node hear that the new nodes own their ranges, while reads and writes go on.
-    await new Promise((r) => setTimeout(r, 3000));
+    // Every node hears that the new nodes own their ranges, while reads and writes go on.
+    await cluster.waitAllNormal();
+    await new Promise((r) => setTimeout(r, 1000));
+    const expected = new Ring(["n1", "n2", "n3", "n4", "n5"], { vnodes: 256 }).ownership();
+    for (const node of cluster.nodes) {
+      for (const m of (await cluster.status(node.id)).members) expect(m.ownership).toBeCloseTo(expected.get(m.nodeId)!, 10);
+    }
+    console.log(`dynamo status after the joins:\n${(await dynamo("status", "--node", cluster.node("n1").address)).stdout}`);
     stop = true;
     await Promise.all([writing, reading]);
     console.log(`during the joins: ${reads} reads, ${writes} acknowledged writes, ${notFound.length} NotFound`);
