@@ -78,6 +78,14 @@ export class Bootstrap {
   async run(signal: AbortSignal): Promise<void> {
     const { deps } = this;
     while (!deps.knowsCluster()) await sleep(100, signal);
+    if (deps.transition().settled.nodes.length === 0) {
+      // No member owns anything yet: a brand-new cluster formed through seeds. Nothing to copy,
+      // and waiting would leave the cluster without owners; every member started so does the same.
+      deps.log.info("no member owns any range yet (a new cluster): normal without copying", {});
+      deps.becomeNormal();
+      rmSync(deps.progressFile, { force: true });
+      return;
+    }
     await sleep(deps.announceDelayMs, signal);
     this.throttleStartedAt = Date.now();
     for (;;) {
