@@ -68,6 +68,13 @@ export class Bootstrap {
 
   constructor(private readonly deps: BootstrapDeps) {
     for (const [key, value] of Object.entries(readProgress(deps.progressFile))) this.progress.set(key, value);
+    if (this.progress.size > 0) {
+      deps.log.info("bootstrap: resuming from the progress of an earlier start", {
+        copies: this.progress.size,
+        done: [...this.progress.values()].filter((p) => p.done).length,
+        keys: [...this.progress.values()].reduce((sum, p) => sum + p.keys, 0),
+      });
+    }
   }
 
   /** The copies in progress (and finished ones of this bootstrap). */
