@@ -52,7 +52,13 @@ async function healthy(port) {
 
 try {
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const peers = ["--peers", ports.slice(0, 3).map((p, i) => `b${i + 1}@127.0.0.1:${p}`).join(",")];
+  const peers = [
+    "--peers",
+    ports
+      .slice(0, 3)
+      .map((p, i) => `b${i + 1}@127.0.0.1:${p}`)
+      .join(","),
+  ];
   for (let i = 0; i < 3; i++) start(`b${i + 1}`, ports[i], peers);
   await Promise.all(ports.slice(0, 3).map(healthy));
   const clients = ports.slice(0, 3).map((p) => new DynamoClient({ node: `127.0.0.1:${p}` }));
