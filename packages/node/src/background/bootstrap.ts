@@ -164,8 +164,9 @@ export class Bootstrap {
       // The empty key is before every key of a token: start at `low` itself.
       const after: ScanPosition = position.token < 0 ? { token: low, key: "" } : { token: position.token, key: position.key };
       const page = await deps.scan(source, after, high, signal);
+      // A page's keys are distinct and the store's read-modify-writes are atomic: merge them together.
+      await Promise.all(page.entries.map((entry) => deps.apply(entry.key, entry.record.set)));
       for (const entry of page.entries) {
-        await deps.apply(entry.key, entry.record.set);
         position.keys++;
         position.bytes += entry.record.encoded.length;
         this.copiedBytes += entry.record.encoded.length;
