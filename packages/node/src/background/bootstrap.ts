@@ -100,13 +100,15 @@ export class Bootstrap {
       const transfers = deps.transition().transfersTo(deps.self, deps.n);
       const pendingWork = transfers.filter((t) => t.sources.length > 0 && this.sourcesFor(t).some((source) => !this.isDone(t, source)));
       if (pendingWork.length === 0) {
+        deps.becomeNormal();
+        const copies = [...this.progress.values()];
+        rmSync(deps.progressFile, { force: true });
+        // Logged last: tests and operators take this line as "normal, progress file gone".
         deps.log.info("bootstrap complete: every range this node gains is copied; now normal", {
           ranges: transfers.length,
-          keys: [...this.progress.values()].reduce((sum, p) => sum + p.keys, 0),
-          bytes: [...this.progress.values()].reduce((sum, p) => sum + p.bytes, 0),
+          keys: copies.reduce((sum, p) => sum + p.keys, 0),
+          bytes: copies.reduce((sum, p) => sum + p.bytes, 0),
         });
-        deps.becomeNormal();
-        rmSync(deps.progressFile, { force: true });
         return;
       }
       let failed = false;
