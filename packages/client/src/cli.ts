@@ -263,13 +263,16 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
           m.nodeId + (m.nodeId === s.nodeId ? " *" : ""),
           m.address,
           m.state,
+          m.ringStatus || "-",
           String(m.incarnation),
           m.nodeId === s.nodeId ? "-" : formatAge(Number(m.lastHeardMs)),
           `${(m.ownership * 100).toFixed(1)}%`,
+          // Share once the joins and departures in progress complete; shown only when it differs.
+          Math.abs(m.pendingOwnership - m.ownership) < 0.0005 ? "" : `-> ${(m.pendingOwnership * 100).toFixed(1)}%`,
         ]);
         io.out(
           `node ${s.nodeId} (dynamo-ts ${s.version}, up ${formatAge(Number(s.uptimeMs))}), N=${s.n} R=${s.r} W=${s.w}, ${s.vnodes} vnodes per node\n` +
-            table([["NODE", "ADDRESS", "STATE", "INCARNATION", "LAST HEARD", "OWNS"], ...rows]),
+            table([["NODE", "ADDRESS", "STATE", "RING", "INCARNATION", "LAST HEARD", "OWNS", ""], ...rows]),
         );
         return EXIT.ok;
       }

@@ -19,7 +19,7 @@ import { MAX_PIGGYBACK_LIMIT } from "./config.js";
 import { GossipDecodeError, GossipEncodeError } from "./errors.js";
 import { mulberry32 } from "./simulation.js";
 import { Swim } from "./swim.js";
-import type { GossipMessage, MemberUpdate, Outgoing } from "./types.js";
+import type { GossipMessage, MemberUpdate, Outgoing, RingStatus } from "./types.js";
 import { MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_SEQ, MAX_SYNC_MEMBERS, messageProblem } from "./validate.js";
 
 /** Fixed seeds: a failure reproduces with the same seed (fast-check prints the path as well). */
@@ -63,8 +63,16 @@ const id = fc.oneof(
 const address = fc.oneof({ weight: 4, arbitrary: id.map((x) => `${x}:7946`) }, { weight: 1, arbitrary: fc.constant("h".repeat(MAX_ADDRESS_BYTES)) });
 const incarnation = fc.oneof(fc.nat(20), fc.constant(Number.MAX_SAFE_INTEGER - 1), fc.constant(Number.MAX_SAFE_INTEGER), fc.maxSafeNat());
 const seq = fc.oneof(fc.nat(10), fc.constant(MAX_SEQ), fc.nat(MAX_SEQ));
-const sender = fc.record({ id, address, incarnation });
-const update: fc.Arbitrary<MemberUpdate> = fc.record({ id, address, state: fc.constantFrom("alive", "suspect", "dead", "left"), incarnation });
+const ringStatus = fc.constantFrom<RingStatus>("joining", "normal", "leaving", "left", "removed");
+const sender = fc.record({ id, address, incarnation, ringStatus, ringVersion: incarnation });
+const update: fc.Arbitrary<MemberUpdate> = fc.record({
+  id,
+  address,
+  state: fc.constantFrom("alive", "suspect", "dead", "left"),
+  incarnation,
+  ringStatus,
+  ringVersion: incarnation,
+});
 const updates = fc.array(update, { maxLength: 10 });
 
 const message: fc.Arbitrary<GossipMessage> = fc.oneof(
@@ -110,6 +118,8 @@ function messageFields(bytes: Uint8Array): Field[] {
   string("from.id");
   string("from.address");
   varint("from.incarnation");
+  pos++; // from.ringStatus
+  varint("from.ringVersion");
   if (type === 1) string("targetId");
   if (type === 3) {
     string("target.id");
@@ -121,6 +131,8 @@ function messageFields(bytes: Uint8Array): Field[] {
     string("update address");
     pos++; // state
     varint("update incarnation");
+    pos++; // ring status
+    varint("update ringVersion");
   }
   expect(pos).toBe(bytes.length);
   return fields;
@@ -280,8 +292,8 @@ function member(seed: number): Swim {
     {
       type: "sync-response",
       seq: 0,
-      from: { id: "a", address: "a:7946", incarnation: 1 },
-      updates: [{ id: "b", address: "b:7946", state: "alive", incarnation: 1 }],
+      from: { id: "a", address: "a:7946", incarnation: 1, ringStatus: "normal", ringVersion: 0 },
+      updates: [{ id: "b", address: "b:7946", state: "alive", incarnation: 1, ringStatus: "normal", ringVersion: 0 }],
     },
     0,
   );
@@ -333,6 +345,7 @@ describe("decodeMessage under mutation", () => {
         "from.address length",
         "from.id length",
         "from.incarnation",
+        "from.ringVersion",
         "seq",
         "target.address length",
         "target.id length",
@@ -341,6 +354,7 @@ describe("decodeMessage under mutation", () => {
         "update count",
         "update id length",
         "update incarnation",
+        "update ringVersion",
       ].sort(),
     );
     expect(tally.rejected).toBeGreaterThan(0);
@@ -350,8 +364,15 @@ describe("decodeMessage under mutation", () => {
     const full: GossipMessage = {
       type: "sync-response",
       seq: 1,
-      from: { id: "a", address: "a:1", incarnation: 0 },
-      updates: Array.from({ length: MAX_SYNC_MEMBERS }, (_, i) => ({ id: `m${i}`, address: `m${i}:1`, state: "alive" as const, incarnation: i })),
+      from: { id: "a", address: "a:1", incarnation: 0, ringStatus: "normal", ringVersion: 0 },
+      updates: Array.from({ length: MAX_SYNC_MEMBERS }, (_, i) => ({
+        id: `m${i}`,
+        address: `m${i}:1`,
+        state: "alive" as const,
+        incarnation: i,
+        ringStatus: "normal" as const,
+        ringVersion: i,
+      })),
     };
     const valid = encodeMessage(full);
     const count = messageFields(valid).find((f) => f.role === "update count")!;
@@ -412,8 +433,8 @@ describe("Swim fed with decoded hostile messages", () => {
     const claim: GossipMessage = {
       type: "ack",
       seq: 0,
-      from: { id: "a", address: "a:7946", incarnation: 1 },
-      updates: [{ id: SELF, address: `${SELF}:7946`, state: "suspect", incarnation: Number.MAX_SAFE_INTEGER }],
+      from: { id: "a", address: "a:7946", incarnation: 1, ringStatus: "normal", ringVersion: 0 },
+      updates: [{ id: SELF, address: `${SELF}:7946`, state: "suspect", incarnation: Number.MAX_SAFE_INTEGER, ringStatus: "normal", ringVersion: 0 }],
     };
     const bytes = encodeMessage(claim);
     expect(decodeMessage(bytes)).toEqual(claim);

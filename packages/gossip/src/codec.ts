@@ -1,16 +1,19 @@
 import { GossipDecodeError, GossipEncodeError } from "./errors.js";
-import type { GossipMessage, GossipMessageType, MemberState, MemberUpdate, SenderInfo } from "./types.js";
+import type { GossipMessage, GossipMessageType, MemberState, MemberUpdate, RingStatus, SenderInfo } from "./types.js";
 import { MAX_PIGGYBACK_LIMIT } from "./config.js";
 import { MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_SEQ, MAX_SYNC_MEMBERS, messageProblem } from "./validate.js";
 
 /*
  * Wire format (all integers are unsigned LEB128 varints in canonical, shortest form):
  *
- *   u8 version (= 1) | u8 type | varint seq | from | type-specific | varint count | update*count
- *   from    = string id | string address | varint incarnation
+ *   u8 version (= 2) | u8 type | varint seq | from | type-specific | varint count | update*count
+ *   from    = string id | string address | varint incarnation | ring
  *   ping    : string targetId
  *   ping-req: string target.id | string target.address
- *   update  = string id | string address | u8 state | varint incarnation
+ *   update  = string id | string address | u8 state | varint incarnation | ring
+ *   ring    = u8 ringStatus | varint ringVersion
+ *
+ * Version 2 added the ring status; version 1 messages are refused (a cluster upgrades all at once).
  *   string  = varint byteLength | UTF-8 bytes
  *
  * Decoding is strict: unknown version/type/state, non-canonical varints, invalid UTF-8,
@@ -18,7 +21,7 @@ import { MAX_ADDRESS_BYTES, MAX_ID_BYTES, MAX_SEQ, MAX_SYNC_MEMBERS, messageProb
  * counts are checked against the bytes remaining before anything is allocated.
  */
 
-const VERSION = 1;
+const VERSION = 2;
 
 const TYPE_CODES: Readonly<Record<GossipMessageType, number>> = {
   ping: 1,
@@ -30,9 +33,11 @@ const TYPE_CODES: Readonly<Record<GossipMessageType, number>> = {
 const TYPES_BY_CODE: readonly (GossipMessageType | undefined)[] = [undefined, "ping", "ack", "ping-req", "sync-request", "sync-response"];
 const STATE_CODES: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
 const STATES_BY_CODE: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
+const RING_STATUS_CODES: Readonly<Record<RingStatus, number>> = { joining: 0, normal: 1, leaving: 2, left: 3, removed: 4 };
+const RING_STATUSES_BY_CODE: readonly RingStatus[] = ["joining", "normal", "leaving", "left", "removed"];
 
-/** Smallest possible encoded update: 1-byte id, 1-byte address, state, incarnation. */
-const MIN_UPDATE_BYTES = 2 + 2 + 1 + 1;
+/** Smallest possible encoded update: 1-byte id, 1-byte address, state, incarnation, ring status, ring version. */
+const MIN_UPDATE_BYTES = 2 + 2 + 1 + 1 + 1 + 1;
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -128,6 +133,8 @@ function writeUpdate(w: Writer, u: MemberUpdate): void {
   w.string(u.address);
   w.byte(STATE_CODES[u.state]);
   w.varint(u.incarnation);
+  w.byte(RING_STATUS_CODES[u.ringStatus]);
+  w.varint(u.ringVersion);
 }
 
 /** Encodes a message; throws GossipEncodeError if the message object is malformed. */
@@ -141,6 +148,8 @@ export function encodeMessage(m: GossipMessage): Uint8Array {
   w.string(m.from.id);
   w.string(m.from.address);
   w.varint(m.from.incarnation);
+  w.byte(RING_STATUS_CODES[m.from.ringStatus]);
+  w.varint(m.from.ringVersion);
   if (m.type === "ping") {
     w.string(m.targetId);
   } else if (m.type === "ping-req") {
@@ -159,7 +168,14 @@ function readUpdate(r: Reader, index: number): MemberUpdate {
   const state = STATES_BY_CODE[stateCode];
   if (state === undefined) throw new GossipDecodeError(`updates[${index}].state has unknown code ${stateCode}`);
   const incarnation = r.varint(`updates[${index}].incarnation`, Number.MAX_SAFE_INTEGER);
-  return { id, address, state, incarnation };
+  return { id, address, state, incarnation, ...readRing(r, `updates[${index}]`) };
+}
+
+function readRing(r: Reader, what: string): { ringStatus: RingStatus; ringVersion: number } {
+  const code = r.byte(`${what}.ringStatus`);
+  const ringStatus = RING_STATUSES_BY_CODE[code];
+  if (ringStatus === undefined) throw new GossipDecodeError(`${what}.ringStatus has unknown code ${code}`);
+  return { ringStatus, ringVersion: r.varint(`${what}.ringVersion`, Number.MAX_SAFE_INTEGER) };
 }
 
 /** Decodes and strictly validates a message; throws GossipDecodeError on malformed input. */
@@ -176,6 +192,7 @@ export function decodeMessage(bytes: Uint8Array): GossipMessage {
     id: r.string("from.id", MAX_ID_BYTES),
     address: r.string("from.address", MAX_ADDRESS_BYTES),
     incarnation: r.varint("from.incarnation", Number.MAX_SAFE_INTEGER),
+    ...readRing(r, "from"),
   };
   let targetId: string | undefined;
   let target: { id: string; address: string } | undefined;

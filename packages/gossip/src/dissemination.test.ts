@@ -24,8 +24,17 @@ function roundsToReachAll(n: number, seed: number): number {
   sim.inject(teller, origin, {
     type: "ack",
     seq: 0,
-    from: { id: teller, address: sim.addressOf(teller), incarnation: sim.node(teller).self.incarnation },
-    updates: [{ id: origin, address: before.address, state: "suspect", incarnation: before.incarnation }],
+    from: { id: teller, address: sim.addressOf(teller), incarnation: sim.node(teller).self.incarnation, ringStatus: "normal", ringVersion: 0 },
+    updates: [
+      {
+        id: origin,
+        address: before.address,
+        state: "suspect",
+        incarnation: before.incarnation,
+        ringStatus: before.ringStatus,
+        ringVersion: before.ringVersion,
+      },
+    ],
   });
   const refuted = before.incarnation + 1;
   expect(sim.node(origin).self.incarnation).toBe(refuted);

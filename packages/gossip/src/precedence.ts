@@ -1,4 +1,4 @@
-import type { MemberState } from "./types.js";
+import type { MemberState, RingStatus } from "./types.js";
 
 const STATE_RANK: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 };
 
@@ -22,4 +22,25 @@ export interface Versioned {
 export function supersedes(incoming: Versioned, current: Versioned): boolean {
   if (incoming.incarnation !== current.incarnation) return incoming.incarnation > current.incarnation;
   return STATE_RANK[incoming.state] > STATE_RANK[current.state];
+}
+
+const RING_RANK: Readonly<Record<RingStatus, number>> = { joining: 0, normal: 1, leaving: 2, left: 3, removed: 4 };
+
+export interface RingVersioned {
+  readonly ringStatus: RingStatus;
+  readonly ringVersion: number;
+}
+
+/**
+ * Precedence of ring statuses, again one total order so that merging is "keep the maximum":
+ * `removed` is above everything (an operator's removal must dominate whatever the removed member
+ * itself still says, whatever its version), removed records among themselves by version; every other
+ * status by (version, rank) with joining < normal < leaving < left.
+ */
+export function ringSupersedes(incoming: RingVersioned, current: RingVersioned): boolean {
+  const incomingRemoved = incoming.ringStatus === "removed";
+  const currentRemoved = current.ringStatus === "removed";
+  if (incomingRemoved !== currentRemoved) return incomingRemoved;
+  if (incoming.ringVersion !== current.ringVersion) return incoming.ringVersion > current.ringVersion;
+  return RING_RANK[incoming.ringStatus] > RING_RANK[current.ringStatus];
 }

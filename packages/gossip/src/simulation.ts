@@ -209,8 +209,15 @@ export class Simulation {
       const message: GossipMessage = {
         type: "sync-response",
         seq: 0,
-        from: { id: from.id, address: from.address, incarnation: from.incarnation },
-        updates: everyone.map((m) => ({ id: m.id, address: m.address, state: m.state, incarnation: m.incarnation })),
+        from: { id: from.id, address: from.address, incarnation: from.incarnation, ringStatus: from.ringStatus, ringVersion: from.ringVersion },
+        updates: everyone.map((m) => ({
+          id: m.id,
+          address: m.address,
+          state: m.state,
+          incarnation: m.incarnation,
+          ringStatus: m.ringStatus,
+          ringVersion: m.ringVersion,
+        })),
       };
       const node = this.entry(id);
       this.afterStep(node, node.swim.receive(from.address, message, this.now));

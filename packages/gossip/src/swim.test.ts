@@ -20,11 +20,11 @@ function makeSwim(id = "a", options: { incarnation?: number; seed?: number; conf
 }
 
 function info(id: string, incarnation = 0): SenderInfo {
-  return { id, address: address(id), incarnation };
+  return { id, address: address(id), incarnation, ringStatus: "normal", ringVersion: 0 };
 }
 
 function update(id: string, state: MemberState, incarnation: number): MemberUpdate {
-  return { id, address: address(id), state, incarnation };
+  return { id, address: address(id), state, incarnation, ringStatus: "normal", ringVersion: 0 };
 }
 
 /** Teaches `swim` about `ids` (alive at incarnation 0) through a sync-response from the first one. */
@@ -74,8 +74,17 @@ function ofType<T extends GossipMessage["type"]>(sent: { out: Outgoing }[], type
 describe("Swim construction", () => {
   it("starts alive with the given incarnation and reports itself as a change", () => {
     const swim = makeSwim("a", { incarnation: 4 });
-    expect(swim.self).toEqual({ id: "a", address: address("a"), state: "alive", incarnation: 4, lastHeardAt: undefined, stateChangedAt: 0 });
-    expect(swim.drainChanges()).toEqual([{ member: swim.self, previous: undefined }]);
+    expect(swim.self).toEqual({
+      id: "a",
+      address: address("a"),
+      state: "alive",
+      incarnation: 4,
+      ringStatus: "normal",
+      ringVersion: 0,
+      lastHeardAt: undefined,
+      stateChangedAt: 0,
+    });
+    expect(swim.drainChanges()).toEqual([{ member: swim.self, previous: undefined, previousRingStatus: undefined }]);
     expect(swim.drainChanges()).toEqual([]);
   });
 
@@ -291,7 +300,11 @@ describe("Swim incarnations and precedence", () => {
         const views = [updates, shuffled].map((order) => {
           const swim = makeSwim("a");
           for (const u of order) {
-            swim.receive(address("z"), { type: "ack", seq: 1, from: info("z", 0), updates: [{ ...u, address: address(u.id) }] }, 0);
+            swim.receive(
+              address("z"),
+              { type: "ack", seq: 1, from: info("z", 0), updates: [{ ...u, address: address(u.id), ringStatus: "normal", ringVersion: 0 }] },
+              0,
+            );
           }
           return swim.members().map((m) => [m.id, m.state, m.incarnation]);
         });
@@ -345,7 +358,16 @@ describe("Swim join and leave", () => {
     // Retries at +1 s, +3 s, +7 s (backoff 1, 2, 4 s); the regular push-pull adds at most one more.
     expect(retries).toBeGreaterThanOrEqual(6);
     expect(retries).toBeLessThanOrEqual(7);
-    swim.receive("seed:1", { type: "sync-response", seq: 0, from: { id: "s1", address: "seed:1", incarnation: 0 }, updates: [update("b", "alive", 0)] }, 8000);
+    swim.receive(
+      "seed:1",
+      {
+        type: "sync-response",
+        seq: 0,
+        from: { id: "s1", address: "seed:1", incarnation: 0, ringStatus: "normal", ringVersion: 0 },
+        updates: [update("b", "alive", 0)],
+      },
+      8000,
+    );
     expect(swim.members().map((m) => m.id)).toEqual(["a", "b", "s1"]);
     const later = tickUntil(swim, 30_000);
     expect(ofType(later, "sync-request").every((o) => o.to !== "seed:2")).toBe(true);

@@ -1,8 +1,18 @@
 import { BroadcastQueue } from "./broadcast-queue.js";
 import { resolveSwimConfig, type SwimConfig } from "./config.js";
 import { GossipConfigError } from "./errors.js";
-import { supersedes } from "./precedence.js";
-import type { GossipMessage, Member, MemberState, MembershipChange, MemberUpdate, Outgoing, SenderInfo } from "./types.js";
+import { ringSupersedes, supersedes } from "./precedence.js";
+import {
+  RING_STATUSES,
+  type GossipMessage,
+  type Member,
+  type MemberState,
+  type MembershipChange,
+  type MemberUpdate,
+  type Outgoing,
+  type RingStatus,
+  type SenderInfo,
+} from "./types.js";
 import { addressProblem, idProblem, incarnationProblem, MAX_SEQ, MAX_SYNC_MEMBERS, messageProblem } from "./validate.js";
 
 export interface SwimOptions {
@@ -11,6 +21,9 @@ export interface SwimOptions {
   address: string;
   /** Persist it and pass a higher one on every start, so this start's `alive` overrides an old `dead`. Default 0. */
   incarnation?: number;
+  /** This member's persisted ring status and its version (see `setRingStatus`). Default normal, 0. */
+  ringStatus?: RingStatus;
+  ringVersion?: number;
   config?: Partial<SwimConfig>;
   /** Uniform random number in [0, 1): drives probe order, helper and sync-partner choice. */
   random: () => number;
@@ -43,6 +56,8 @@ interface MemberRecord {
   address: string;
   state: MemberState;
   incarnation: number;
+  ringStatus: RingStatus;
+  ringVersion: number;
   lastHeardAt: number | undefined;
   stateChangedAt: number;
   /** When a suspect turns dead unless refuted first. */
@@ -120,6 +135,11 @@ export class Swim {
     const problem =
       idProblem(options.id, "member id") ?? addressProblem(options.address, "member address") ?? incarnationProblem(options.incarnation ?? 0, "incarnation");
     if (problem !== undefined) throw new GossipConfigError(problem);
+    if (options.ringStatus !== undefined && !RING_STATUSES.includes(options.ringStatus)) {
+      throw new GossipConfigError(`ring status must be one of ${RING_STATUSES.join(", ")}`);
+    }
+    const ringVersionProblem = incarnationProblem(options.ringVersion ?? 0, "ring version");
+    if (ringVersionProblem !== undefined) throw new GossipConfigError(ringVersionProblem);
     if (typeof options.random !== "function") throw new GossipConfigError("random must be a function returning [0, 1)");
     if (!Number.isFinite(options.now)) throw new GossipConfigError("now must be a finite number");
     this.config = resolveSwimConfig(options.config);
@@ -130,12 +150,14 @@ export class Swim {
       address: options.address,
       state: "alive",
       incarnation: options.incarnation ?? 0,
+      ringStatus: options.ringStatus ?? "normal",
+      ringVersion: options.ringVersion ?? 0,
       lastHeardAt: undefined,
       stateChangedAt: now,
       suspectDeadline: undefined,
     };
     this.table.set(this.selfRecord.id, this.selfRecord);
-    this.recordChange(this.selfRecord, undefined);
+    this.recordChange(this.selfRecord, undefined, undefined);
     // Random phases keep members that start together from probing and syncing in lockstep.
     this.nextProbeAt = now + Math.floor(this.randomBelow(this.config.protocolPeriodMs));
     this.nextSyncAt = now + this.config.syncIntervalMs / 2 + this.randomBelow(this.config.syncIntervalMs / 2);
@@ -166,6 +188,50 @@ export class Swim {
     return drained;
   }
 
+  /** Whether some member told this one that an operator removed it: it must stop and be wiped. */
+  get removed(): boolean {
+    return this.selfRecord.ringStatus === "removed";
+  }
+
+  /**
+   * Changes this member's own ring status (joining → normal, normal → leaving, leaving → left, or
+   * back when a transfer is abandoned) and gossips it with the next ring version. `removed` is not
+   * something a member says about itself; a removed member cannot change its status.
+   */
+  setRingStatus(status: Exclude<RingStatus, "removed">, now: number): void {
+    if (!RING_STATUSES.includes(status) || status === ("removed" as RingStatus))
+      throw new GossipConfigError(`a member cannot set its own ring status to ${String(status)}`);
+    const self = this.selfRecord;
+    if (self.ringStatus === "removed") throw new GossipConfigError("this member was removed from the cluster");
+    if (self.ringStatus === status) return;
+    const previousRingStatus = self.ringStatus;
+    self.ringStatus = status;
+    self.ringVersion = Math.min(self.ringVersion + 1, Number.MAX_SAFE_INTEGER);
+    self.stateChangedAt = now;
+    this.recordChange(self, self.state, previousRingStatus);
+    this.broadcasts.enqueue(toUpdate(self));
+  }
+
+  /**
+   * An operator's removal of another member that is dead (or has left): its ring status becomes
+   * `removed`, which no later update from that member can override. Returns the reason it was
+   * refused, or undefined when done.
+   */
+  removeMember(id: string, now: number): string | undefined {
+    if (id === this.selfRecord.id) return "a member cannot remove itself (decommission it instead)";
+    const record = this.table.get(id);
+    if (record === undefined) return `no member with id ${JSON.stringify(id)}`;
+    if (isActive(record.state)) return `member ${id} is ${record.state}: only a dead member can be removed (decommission a live one)`;
+    if (record.ringStatus === "removed") return undefined;
+    const previousRingStatus = record.ringStatus;
+    record.ringStatus = "removed";
+    record.ringVersion = Math.min(record.ringVersion + 1, Number.MAX_SAFE_INTEGER);
+    record.stateChangedAt = now;
+    this.recordChange(record, record.state, previousRingStatus);
+    this.broadcasts.enqueue(toUpdate(record));
+    return undefined;
+  }
+
   /** Starts joining through seed addresses (its own address is ignored); retried with backoff until a peer answers. */
   join(seeds: readonly string[], now: number): Outgoing[] {
     const unique = new Set<string>();
@@ -192,7 +258,7 @@ export class Swim {
     this.probe = undefined;
     this.joinRetryAt = undefined;
     this.relays.clear();
-    this.recordChange(this.selfRecord, previous);
+    this.recordChange(this.selfRecord, previous, this.selfRecord.ringStatus);
     this.broadcasts.enqueue(toUpdate(this.selfRecord));
     // Nobody will probe a left member, so tell a few members directly; they spread it further.
     const peers = this.peers((r) => isActive(r.state));
@@ -409,7 +475,8 @@ export class Swim {
   }
 
   private senderInfo(): SenderInfo {
-    return { id: this.selfRecord.id, address: this.selfRecord.address, incarnation: this.selfRecord.incarnation };
+    const self = this.selfRecord;
+    return { id: self.id, address: self.address, incarnation: self.incarnation, ringStatus: self.ringStatus, ringVersion: self.ringVersion };
   }
 
   /**
@@ -421,7 +488,7 @@ export class Swim {
     const max = this.config.maxPiggyback;
     const priority: MemberUpdate[] = [];
     const recipient = recipientId === undefined ? undefined : this.table.get(recipientId);
-    if (recipient !== undefined && recipient !== this.selfRecord && recipient.state !== "alive") {
+    if (recipient !== undefined && recipient !== this.selfRecord && (recipient.state !== "alive" || recipient.ringStatus === "removed")) {
       priority.push(toUpdate(recipient));
     }
     if (this.hasLeft && priority.length < max) priority.push(toUpdate(this.selfRecord));
@@ -447,7 +514,11 @@ export class Swim {
 
   /** A direct message is the sender's own word that it is alive at its incarnation. */
   private applySender(from: SenderInfo, now: number): void {
-    this.applyUpdate({ id: from.id, address: from.address, state: "alive", incarnation: from.incarnation }, "gossip", now);
+    this.applyUpdate(
+      { id: from.id, address: from.address, state: "alive", incarnation: from.incarnation, ringStatus: from.ringStatus, ringVersion: from.ringVersion },
+      "gossip",
+      now,
+    );
     const record = this.table.get(from.id);
     if (record !== undefined) record.lastHeardAt = now;
   }
@@ -464,28 +535,45 @@ export class Swim {
         address: update.address,
         state: update.state,
         incarnation: update.incarnation,
+        ringStatus: update.ringStatus,
+        ringVersion: update.ringVersion,
         lastHeardAt: undefined,
         stateChangedAt: now,
         suspectDeadline: update.state === "suspect" ? now + this.suspicionTimeout() : undefined,
       };
       this.table.set(record.id, record);
       if (isActive(record.state)) this.addToProbeOrder(record.id);
-      this.recordChange(record, undefined);
+      this.recordChange(record, undefined, undefined);
       this.broadcasts.enqueue(toUpdate(record));
       return;
+    }
+    // Liveness and ring status are two independent "keep the maximum" merges.
+    const newerRing = ringSupersedes(update, current);
+    const previousRingStatus = current.ringStatus;
+    if (newerRing) {
+      current.ringStatus = update.ringStatus;
+      current.ringVersion = update.ringVersion;
     }
     let state = update.state;
     // Push-pull carries whole tables, which may be stale (the other side of a partition holds us
     // all dead). Treat a remote `dead` as `suspect` for a member we consider live, so the member
     // gets its chance to refute instead of being killed by an old view.
     if (source === "sync" && state === "dead" && isActive(current.state)) state = "suspect";
-    if (!supersedes({ state, incarnation: update.incarnation }, current)) return;
+    if (!supersedes({ state, incarnation: update.incarnation }, current)) {
+      if (newerRing) {
+        if (previousRingStatus !== current.ringStatus) current.stateChangedAt = now;
+        this.recordChange(current, current.state, previousRingStatus);
+        this.broadcasts.enqueue(toUpdate(current));
+      }
+      return;
+    }
     // An address can only change along with a new incarnation (a restart elsewhere).
     if (update.incarnation > current.incarnation) current.address = update.address;
-    this.setState(current, state, update.incarnation, now);
+    this.setState(current, state, update.incarnation, now, previousRingStatus);
   }
 
   private applyClaimAboutSelf(claim: MemberUpdate): void {
+    this.applyRingClaimAboutSelf(claim);
     const self = this.selfRecord;
     // Someone holds a newer record of us (a claim from before a restart with too low an
     // incarnation, or one that we are suspect/dead/left): outbid it by one incarnation.
@@ -499,11 +587,30 @@ export class Swim {
     // Saturates: a claim at 2^53 - 1 (only a forged one: incarnations grow by one per restart)
     // must not push ours past what a message can carry, or nothing this member sends would encode.
     self.incarnation = Math.min(claim.incarnation + 1, Number.MAX_SAFE_INTEGER);
-    this.recordChange(self, self.state);
+    this.recordChange(self, self.state, self.ringStatus);
     this.broadcasts.enqueue(toUpdate(self));
   }
 
-  private setState(record: MemberRecord, state: MemberState, incarnation: number, now: number): void {
+  /**
+   * A member is the authority on its own ring status, except for an operator's `removed`, which it
+   * adopts (and then never leaves). A newer record of any other status (one this member gossiped
+   * before a restart that lost it) is outbid with this member's current status at the next version.
+   */
+  private applyRingClaimAboutSelf(claim: MemberUpdate): void {
+    const self = this.selfRecord;
+    if (!ringSupersedes(claim, self)) return;
+    const previousRingStatus = self.ringStatus;
+    if (claim.ringStatus === "removed") {
+      self.ringStatus = "removed";
+      self.ringVersion = claim.ringVersion;
+    } else {
+      self.ringVersion = Math.min(claim.ringVersion + 1, Number.MAX_SAFE_INTEGER);
+    }
+    this.recordChange(self, self.state, previousRingStatus);
+    this.broadcasts.enqueue(toUpdate(self));
+  }
+
+  private setState(record: MemberRecord, state: MemberState, incarnation: number, now: number, previousRingStatus = record.ringStatus): void {
     const previous = record.state;
     const wasActive = isActive(previous);
     const renewedSuspicion = state === "suspect" && (previous !== "suspect" || incarnation !== record.incarnation);
@@ -513,12 +620,12 @@ export class Swim {
     if (state !== "suspect") record.suspectDeadline = undefined;
     else if (renewedSuspicion) record.suspectDeadline = now + this.suspicionTimeout();
     if (!wasActive && isActive(state)) this.addToProbeOrder(record.id);
-    this.recordChange(record, previous);
+    this.recordChange(record, previous, previousRingStatus);
     this.broadcasts.enqueue(toUpdate(record));
   }
 
-  private recordChange(record: MemberRecord, previous: MemberState | undefined): void {
-    this.changes.push({ member: snapshot(record), previous });
+  private recordChange(record: MemberRecord, previous: MemberState | undefined, previousRingStatus: RingStatus | undefined): void {
+    this.changes.push({ member: snapshot(record), previous, previousRingStatus });
   }
 
   // --- helpers -----------------------------------------------------------------------------
@@ -585,7 +692,14 @@ export class Swim {
 }
 
 function toUpdate(record: MemberRecord): MemberUpdate {
-  return { id: record.id, address: record.address, state: record.state, incarnation: record.incarnation };
+  return {
+    id: record.id,
+    address: record.address,
+    state: record.state,
+    incarnation: record.incarnation,
+    ringStatus: record.ringStatus,
+    ringVersion: record.ringVersion,
+  };
 }
 
 function snapshot(record: MemberRecord): Member {
@@ -594,6 +708,8 @@ function snapshot(record: MemberRecord): Member {
     address: record.address,
     state: record.state,
     incarnation: record.incarnation,
+    ringStatus: record.ringStatus,
+    ringVersion: record.ringVersion,
     lastHeardAt: record.lastHeardAt,
     stateChangedAt: record.stateChangedAt,
   };

@@ -2,11 +2,24 @@ export type MemberState = "alive" | "suspect" | "dead" | "left";
 
 export const MEMBER_STATES: readonly MemberState[] = ["alive", "suspect", "dead", "left"];
 
+/**
+ * A member's place in the ring, separate from its liveness: `joining` (receiving its ranges, not yet
+ * an owner), `normal` (an owner), `leaving` (an owner handing its ranges over), `left` (gone after
+ * handing over), `removed` (an operator removed it while it was dead). Each member sets its own,
+ * except `removed`, which an operator sets about another member and which dominates everything.
+ */
+export type RingStatus = "joining" | "normal" | "leaving" | "left" | "removed";
+
+export const RING_STATUSES: readonly RingStatus[] = ["joining", "normal", "leaving", "left", "removed"];
+
 export interface Member {
   readonly id: string;
   readonly address: string;
   readonly state: MemberState;
   readonly incarnation: number;
+  readonly ringStatus: RingStatus;
+  /** Grows by one with every ring status change this member makes (see `ringSupersedes`). */
+  readonly ringVersion: number;
   /** Local time of the last message received directly from this member (undefined for self or if never heard). */
   readonly lastHeardAt: number | undefined;
   /** Local time at which this member's state last changed in this node's view. */
@@ -19,13 +32,17 @@ export interface MemberUpdate {
   readonly address: string;
   readonly state: MemberState;
   readonly incarnation: number;
+  readonly ringStatus: RingStatus;
+  readonly ringVersion: number;
 }
 
-/** Who sent a message: the sender's own id, advertised address and current incarnation. */
+/** Who sent a message: the sender's own id, advertised address, current incarnation and ring status. */
 export interface SenderInfo {
   readonly id: string;
   readonly address: string;
   readonly incarnation: number;
+  readonly ringStatus: RingStatus;
+  readonly ringVersion: number;
 }
 
 interface MessageBase {
@@ -79,4 +96,6 @@ export interface MembershipChange {
   readonly member: Member;
   /** State before the change; undefined when the member was not known before. */
   readonly previous: MemberState | undefined;
+  /** Ring status before the change; undefined when the member was not known before. */
+  readonly previousRingStatus: RingStatus | undefined;
 }

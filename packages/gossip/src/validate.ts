@@ -1,5 +1,5 @@
 import { MAX_PIGGYBACK_LIMIT } from "./config.js";
-import { MEMBER_STATES } from "./types.js";
+import { MEMBER_STATES, RING_STATUSES } from "./types.js";
 
 /** Longest member id, in UTF-8 bytes. */
 export const MAX_ID_BYTES = 256;
@@ -48,6 +48,11 @@ export function incarnationProblem(value: unknown, what = "incarnation"): string
   return undefined;
 }
 
+function ringProblem(value: Record<string, unknown>, what: string): string | undefined {
+  if (!RING_STATUSES.includes(value["ringStatus"] as never)) return `${what}.ringStatus is not a ring status`;
+  return incarnationProblem(value["ringVersion"], `${what}.ringVersion`);
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null;
 }
@@ -58,7 +63,8 @@ function updateProblem(value: unknown, index: number): string | undefined {
     idProblem(value["id"], `updates[${index}].id`) ??
     addressProblem(value["address"], `updates[${index}].address`) ??
     (MEMBER_STATES.includes(value["state"] as never) ? undefined : `updates[${index}].state is not a member state`) ??
-    incarnationProblem(value["incarnation"], `updates[${index}].incarnation`)
+    incarnationProblem(value["incarnation"], `updates[${index}].incarnation`) ??
+    ringProblem(value, `updates[${index}]`)
   );
 }
 
@@ -79,7 +85,10 @@ export function messageProblem(m: unknown): string | undefined {
   const from = m["from"];
   if (!isRecord(from)) return "from must be an object";
   const fromProblem =
-    idProblem(from["id"], "from.id") ?? addressProblem(from["address"], "from.address") ?? incarnationProblem(from["incarnation"], "from.incarnation");
+    idProblem(from["id"], "from.id") ??
+    addressProblem(from["address"], "from.address") ??
+    incarnationProblem(from["incarnation"], "from.incarnation") ??
+    ringProblem(from, "from");
   if (fromProblem !== undefined) return fromProblem;
   if (type === "ping") {
     const p = idProblem(m["targetId"], "targetId");

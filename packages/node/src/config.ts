@@ -86,6 +86,8 @@ export interface NodeConfig {
   /** Keys, and record bytes, anti-entropy may move per second (fetched + pushed). */
   readonly antiEntropyKeysPerSecond: number;
   readonly antiEntropyBytesPerSecond: number;
+  /** Record bytes a joining node copies per second (bootstrap). */
+  readonly streamBytesPerSecond: number;
 }
 
 /** Room in a record for its clock and per-sibling framing, beyond the values themselves. */
@@ -176,6 +178,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "anti-entropy-interval-ms", help: "Pause between anti-entropy rounds (Merkle tree exchanges with co-replicas); 0 turns them off", default: "30000" },
   { flag: "anti-entropy-keys-per-second", help: "Most keys anti-entropy fetches and pushes per second", default: "2000" },
   { flag: "anti-entropy-bytes-per-second", help: "Most record bytes anti-entropy fetches and pushes per second", default: String(16 * 1024 * 1024) },
+  {
+    flag: "stream-bytes-per-second",
+    help: "Most record bytes a joining node copies per second from the owners of its ranges",
+    default: String(32 * 1024 * 1024),
+  },
 ];
 
 export function envName(flag: string): string {
@@ -416,5 +423,6 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     antiEntropyIntervalMs,
     antiEntropyKeysPerSecond: parseInteger(raw, "anti-entropy-keys-per-second", 1, 10_000_000),
     antiEntropyBytesPerSecond: parseInteger(raw, "anti-entropy-bytes-per-second", 1024, 2 ** 40),
+    streamBytesPerSecond: parseInteger(raw, "stream-bytes-per-second", 1024, 2 ** 40),
   };
 }

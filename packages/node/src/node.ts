@@ -23,7 +23,8 @@ import { Metrics } from "./observability/metrics.js";
 import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
 import { type ExportOptions, ExportWalk } from "./requests/export.js";
 import { DEFAULT_PAGE_BYTES, DEFAULT_PAGE_KEYS } from "./rpc/export-import.js";
-import { Membership } from "./cluster/membership.js";
+import { Membership, readRingStatus } from "./cluster/membership.js";
+import { Bootstrap } from "./background/bootstrap.js";
 import { type MessageLimits, messageLimits } from "./rpc/message-limits.js";
 import { hasClusterSecret, PeerPool } from "./rpc/peers.js";
 import { ReplicaRebuild } from "./local/rebuild.js";
@@ -66,6 +67,8 @@ export class DynamoNode {
   private readonly servingListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
   private readonly aloneTimers: NodeJS.Timeout[] = [];
+  private bootstrap: Bootstrap | undefined;
+  private readonly bootstrapAbort = new AbortController();
   /** Fires when the node starts to stop: long-lived streams (peers' replica streams, health watches) then end. */
   private readonly draining = new AbortController();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -106,6 +109,8 @@ export class DynamoNode {
       this.metrics,
       log,
     );
+    // An operator removed this node while it was down: it must not serve with stale ranges.
+    this.membership.onRemoved(() => void this.stop());
     this.storeHealth = new StoreHealth(
       [
         { name: "data", reopen: () => storage.reopen(), probe: () => storage.probe() },
@@ -207,6 +212,11 @@ export class DynamoNode {
       if (err instanceof IdentityError) throw new StartupError(err.message);
       throw err;
     }
+    if (readRingStatus(join(config.dataDir, "ring-status.json"))?.status === "removed") {
+      throw new StartupError(
+        `this data dir (${config.dataDir}) belongs to node ${config.nodeId}, which the cluster removed (dynamo remove-node); wipe the data dir to join again as a new node`,
+      );
+    }
     // LevelDB's CURRENT file exists once a store was created: without it this start has no data.
     const dataDir = join(config.dataDir, "data");
     const startsWithoutData = !existsSync(join(dataDir, "CURRENT"));
@@ -275,6 +285,7 @@ export class DynamoNode {
     const coordinator = new Coordinator({
       options: { ...config, maxShippedRecordBytes: this.limits.maxShippedRecordBytes },
       ring: () => this.ring,
+      transition: () => this.membership.transition,
       replicas: this.replicas,
       random: Math.random,
       updateLocal: (key, fn) => this.replica.update(key, fn),
@@ -382,6 +393,7 @@ export class DynamoNode {
     }
     this.membership.start();
     await this.waitForJoin();
+    this.startBootstrap();
     this.setServing(true);
     if (config.hintedHandoff) this.handoff.start();
     // Peers whose RPCs failed are health-checked so that they are seen again (as fallbacks,
@@ -476,10 +488,48 @@ export class DynamoNode {
    */
   private async waitForJoin(timeoutMs = 10_000): Promise<void> {
     const hasSeeds = this.config.seeds.some((a) => a !== this.config.advertise);
-    if (!hasSeeds || this.ring.nodes.length > 1) return;
+    if (!hasSeeds || this.knownMembers() > 1) return;
     const deadline = Date.now() + timeoutMs;
-    while (this.ring.nodes.length <= 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (this.ring.nodes.length <= 1) this.log.warn("no seed answered; serving as a cluster of one until one does", { seeds: this.config.seeds });
+    while (this.knownMembers() <= 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.knownMembers() <= 1) this.log.warn("no seed answered; serving as a cluster of one until one does", { seeds: this.config.seeds });
+  }
+
+  /** Members of either ring (a joining node is in the pending ring only). */
+  private knownMembers(): number {
+    return new Set([...this.ring.nodes, ...this.membership.pendingRing.nodes]).size;
+  }
+
+  /** A joining node copies the ranges it gains, then becomes normal (background/bootstrap.ts). */
+  private startBootstrap(): void {
+    if (this.membership.ringStatus !== "joining") return;
+    const { config } = this;
+    const limits = { maxKeys: DEFAULT_PAGE_KEYS, maxBytes: DEFAULT_PAGE_BYTES };
+    const pageTimeoutMs = Math.max(config.requestTimeoutMs, 10_000);
+    this.bootstrap = new Bootstrap({
+      self: config.nodeId,
+      n: config.n,
+      w: config.w,
+      transition: () => this.membership.transition,
+      knowsCluster: () => this.membership.members().some((m) => m.id !== config.nodeId && m.state === "alive"),
+      isAvailable: (node) => this.replicas.isAvailable(node),
+      scan: (node, after, lastToken, signal) => this.replicas.observe(node, this.peers.scan(node, after, lastToken, limits, signal, pageTimeoutMs)),
+      apply: async (key, set) => {
+        await this.replica.apply(key, set);
+      },
+      becomeNormal: () => this.membership.setRingStatus("normal"),
+      progressFile: join(config.dataDir, "bootstrap.json"),
+      bytesPerSecond: config.streamBytesPerSecond,
+      // Gossip spreads `joining` in a few periods; a write a coordinator began before it knew
+      // completes (or fails) within the request timeout. After both, every acknowledged write is
+      // on the sources or was sent to this node.
+      announceDelayMs: 10 * config.gossipIntervalMs + config.requestTimeoutMs,
+      log: this.log,
+      metrics: this.metrics,
+    });
+    this.log.info("joining: copying the ranges this node gains before owning them", {});
+    this.bootstrap.run(this.bootstrapAbort.signal).catch((err: unknown) => {
+      if (!this.bootstrapAbort.signal.aborted) this.log.error("bootstrap stopped", { error: String(err) });
+    });
   }
 
   private setServing(serving: boolean): void {
@@ -544,6 +594,7 @@ export class DynamoNode {
       defaultTimeoutMs: config.requestTimeoutMs,
       now: Date.now,
       ring: () => this.ring,
+      pendingRing: () => this.membership.pendingRing,
       membership: this.membership,
       counters: () => ({ ...this.metrics.snapshot(), ...this.connectionCounters() }),
       rebuilding: () => this.rebuild.active,
@@ -633,6 +684,7 @@ export class DynamoNode {
       if (closed && closed.cutOff > 0) {
         this.log.warn("grace period over: cut off requests still in flight", { requests: closed.cutOff, graceMs: this.config.shutdownGraceMs });
       }
+      this.bootstrapAbort.abort();
       await this.handoff.stop();
       await this.tombstones.stop();
       await this.antiEntropy.stop();

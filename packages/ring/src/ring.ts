@@ -245,6 +245,6 @@ function assertNodeId(node: unknown): asserts node is NodeId {
   }
 }
 
-function assertReplicaCount(n: number): void {
+export function assertReplicaCount(n: number): void {
   if (!Number.isInteger(n) || n < 1) throw new RingError(`replica count n must be a positive integer, got ${n}`);
 }

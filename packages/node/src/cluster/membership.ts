@@ -1,11 +1,13 @@
 // Membership: drives the SWIM state machine (@dynamo-ts/gossip) with real time, a timer and
-// the GossipService RPC, and turns its verdicts into what the node uses: the ring (every
-// member that has not left: dead members keep their ranges, served by fallbacks and hints),
-// member addresses, availability, and "node is back" events for hinted handoff.
+// the GossipService RPC, and turns its verdicts into what the node uses: two rings (settled:
+// the owners reads and W/R use, every member that is normal or leaving, dead ones included:
+// they keep their ranges, served by fallbacks and hints; pending: the ring once every join,
+// decommission and removal completes, whose extra owners get writes too), member addresses,
+// availability, and "node is back" events for hinted handoff. See docs/membership.md.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeMessage, encodeMessage, type Member, type Outgoing, Swim, type SwimConfig } from "@dynamo-ts/gossip";
-import { Ring } from "@dynamo-ts/ring";
+import { decodeMessage, encodeMessage, type Member, type Outgoing, RING_STATUSES, type RingStatus, Swim, type SwimConfig } from "@dynamo-ts/gossip";
+import { Ring, RingTransition } from "@dynamo-ts/ring";
 import type { Logger } from "../observability/log.js";
 import type { Metrics } from "../observability/metrics.js";
 
@@ -26,16 +28,50 @@ interface PersistedMember {
   address: string;
 }
 
+/** This node's own ring status as last set, in `ring-status.json`: it survives restarts. */
+export interface PersistedRingStatus {
+  readonly status: RingStatus;
+  readonly version: number;
+}
+
+/** A member in the settled ring: its ranges are its own (reads and the W/R counts use them). */
+export function isSettledOwner(status: RingStatus): boolean {
+  return status === "normal" || status === "leaving";
+}
+
+/** A member in the pending ring: it will own ranges once every transfer in progress completes. */
+export function isPendingOwner(status: RingStatus): boolean {
+  return status === "normal" || status === "joining";
+}
+
+/**
+ * The ring status a node starts with when its data dir holds none: `normal` for a member of the
+ * initial cluster (started with --peers, or alone) and for a data dir that already knew members
+ * (written before ring statuses existed); `joining` for a new node started with --seeds only,
+ * which then streams its ranges before it owns them.
+ */
+export function initialRingStatus(options: { hasPeers: boolean; hasSeeds: boolean; knewMembers: boolean }): RingStatus {
+  if (options.hasPeers || options.knewMembers || !options.hasSeeds) return "normal";
+  return "joining";
+}
+
+/** The node's data dir belongs to a member the cluster removed. */
+export class RemovedMemberError extends Error {}
+
 export class Membership {
   readonly swim: Swim;
   private ringNow: Ring;
+  private pendingRingNow: Ring;
+  private transitionNow: RingTransition;
   private ringIds: string;
   private readonly addresses = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly ringListeners: Array<(ring: Ring) => void> = [];
   private readonly upListeners: Array<(node: string) => void> = [];
+  private readonly removedListeners: Array<() => void> = [];
   private readonly membersFile: string;
+  private readonly ringStatusFile: string;
 
   constructor(
     private readonly options: MembershipOptions,
@@ -48,20 +84,86 @@ export class Membership {
     this.membersFile = join(options.dataDir, "members.json");
     // A restarted node comes back with a higher incarnation, so its fresh "alive" overrides
     // the "dead" the others hold for it.
+    this.ringStatusFile = join(options.dataDir, "ring-status.json");
+    const persistedMembers = this.readPersisted();
+    const persistedStatus = readRingStatus(this.ringStatusFile);
+    if (persistedStatus?.status === "removed") {
+      throw new RemovedMemberError(
+        `this data dir (${options.dataDir}) belongs to node ${options.nodeId}, which the cluster removed (dynamo remove-node); wipe the data dir to join again as a new node`,
+      );
+    }
+    const ringStatus =
+      persistedStatus?.status ??
+      initialRingStatus({
+        hasPeers: options.initialMembers.some((m) => m.id !== options.nodeId),
+        hasSeeds: options.seeds.some((a) => a !== options.address),
+        knewMembers: persistedMembers.some((m) => m.id !== options.nodeId),
+      });
     const incarnation = bumpIncarnation(join(options.dataDir, "incarnation"));
-    this.swim = new Swim({ id: options.nodeId, address: options.address, incarnation, config: options.swim, random: Math.random, now: Date.now() });
+    this.swim = new Swim({
+      id: options.nodeId,
+      address: options.address,
+      incarnation,
+      ringStatus,
+      ringVersion: persistedStatus?.version ?? 0,
+      config: options.swim,
+      random: Math.random,
+      now: Date.now(),
+    });
+    this.persistRingStatus();
     // The ring starts from what is known without the network: configured peers and the
     // members this node saw last time, so a restart does not begin with a ring of one.
     const known = new Map<string, string>([[options.nodeId, options.address]]);
-    for (const m of [...this.readPersisted(), ...options.initialMembers]) if (!known.has(m.id)) known.set(m.id, m.address);
+    for (const m of [...persistedMembers, ...options.initialMembers]) if (!known.has(m.id)) known.set(m.id, m.address);
     for (const [id, address] of known) this.addresses.set(id, address);
-    this.ringIds = [...known.keys()].sort().join(",");
-    this.ringNow = new Ring(known.keys(), { vnodes: options.vnodes });
+    const { settled, pending } = this.ownerSets();
+    this.ringIds = ringKey(settled, pending);
+    this.ringNow = new Ring(settled, { vnodes: options.vnodes });
+    this.pendingRingNow = new Ring(pending, { vnodes: options.vnodes });
+    this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
     this.swim.drainChanges();
   }
 
+  /** The settled ring: the owners reads, W and R use. */
+
   get ring(): Ring {
     return this.ringNow;
+  }
+
+  /** The ring once every join, decommission and removal in progress completes. */
+  get pendingRing(): Ring {
+    return this.pendingRingNow;
+  }
+
+  /** Settled and pending rings together: extra write owners, what a joining node copies. */
+  get transition(): RingTransition {
+    return this.transitionNow;
+  }
+
+  get ringStatus(): RingStatus {
+    return this.swim.self.ringStatus;
+  }
+
+  /** Sets this node's ring status, persists it (before gossiping it), and recomputes the rings. */
+  setRingStatus(status: Exclude<RingStatus, "removed">): void {
+    const self = this.swim.self;
+    if (self.ringStatus === status) return;
+    writeRingStatus(this.ringStatusFile, { status, version: self.ringVersion + 1 });
+    this.swim.setRingStatus(status, Date.now());
+    this.log.info("ring status", { from: self.ringStatus, to: status });
+    this.applyChanges();
+  }
+
+  /** An operator's removal of a dead member (see Swim.removeMember); the refusal reason, or undefined. */
+  removeMember(id: string): string | undefined {
+    const refused = this.swim.removeMember(id, Date.now());
+    if (refused === undefined) this.applyChanges();
+    return refused;
+  }
+
+  /** Called once when gossip says an operator removed this node. */
+  onRemoved(listener: () => void): void {
+    this.removedListeners.push(listener);
   }
 
   addressOf(node: string): string | undefined {
@@ -140,9 +242,19 @@ export class Membership {
   private applyChanges(): void {
     const changes = this.swim.drainChanges();
     if (changes.length === 0) return;
-    for (const { member, previous } of changes) {
+    for (const { member, previous, previousRingStatus } of changes) {
       this.addresses.set(member.id, member.address);
-      if (member.id === this.options.nodeId) continue;
+      if (previousRingStatus !== undefined && previousRingStatus !== member.ringStatus) {
+        this.log.info("member ring status", { member: member.id, from: previousRingStatus, to: member.ringStatus });
+      }
+      if (member.id === this.options.nodeId) {
+        if (member.ringStatus === "removed" && previousRingStatus !== "removed") {
+          this.persistRingStatus();
+          this.log.error("an operator removed this node from the cluster (dynamo remove-node); stopping. Wipe its data dir to join again as a new node");
+          for (const l of this.removedListeners) l();
+        }
+        continue;
+      }
       if (previous !== member.state) {
         // Failure-detector verdicts and recoveries, countable by Prometheus (dynamo_members_became_*_total).
         if (previous !== undefined) this.metrics.count(`members_became_${member.state}`);
@@ -157,19 +269,40 @@ export class Membership {
       // Alive again, or alive at a new incarnation (it restarted): worth telling.
       if (member.state === "alive" && previous !== undefined) for (const l of this.upListeners) l(member.id);
     }
-    // Every node computes the same ring from the same membership: all members but those
-    // that left. Known-but-not-yet-gossiped members (configured peers) stay until gossip
-    // says they left.
-    const ids = new Set(this.addresses.keys());
-    for (const m of this.swim.members()) if (m.state === "left") ids.delete(m.id);
-    const key = [...ids].sort().join(",");
+    const { settled, pending } = this.ownerSets();
+    const key = ringKey(settled, pending);
     if (key !== this.ringIds) {
       this.ringIds = key;
-      this.ringNow = new Ring(ids, { vnodes: this.options.vnodes });
-      this.log.info("ring changed", { members: [...ids].sort() });
+      this.ringNow = new Ring(settled, { vnodes: this.options.vnodes });
+      this.pendingRingNow = new Ring(pending, { vnodes: this.options.vnodes });
+      this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
+      this.log.info("ring changed", { members: [...settled].sort(), pending: [...pending].sort() });
       this.persist();
       for (const l of this.ringListeners) l(this.ringNow);
     }
+  }
+
+  /**
+   * Every node computes the same rings from the same membership. Members that left (liveness)
+   * are in neither; known-but-not-yet-gossiped members (configured peers) count as normal until
+   * gossip says otherwise.
+   */
+  private ownerSets(): { settled: Set<string>; pending: Set<string> } {
+    const settled = new Set<string>();
+    const pending = new Set<string>();
+    for (const id of this.addresses.keys()) {
+      const m = this.swim.member(id);
+      if (m?.state === "left") continue;
+      const status = m?.ringStatus ?? "normal";
+      if (isSettledOwner(status)) settled.add(id);
+      if (isPendingOwner(status)) pending.add(id);
+    }
+    return { settled, pending };
+  }
+
+  private persistRingStatus(): void {
+    const self = this.swim.self;
+    writeRingStatus(this.ringStatusFile, { status: self.ringStatus, version: self.ringVersion });
   }
 
   /** Announces a graceful, final departure and keeps gossiping long enough for it to spread. */
@@ -195,7 +328,9 @@ export class Membership {
   }
 
   private persist(): void {
-    const members = this.ringNow.nodes.map((id) => ({ id, address: this.addressOf(id) ?? "" })).filter((m) => m.address);
+    const members = [...new Set([...this.ringNow.nodes, ...this.pendingRingNow.nodes])]
+      .map((id) => ({ id, address: this.addressOf(id) ?? "" }))
+      .filter((m) => m.address);
     try {
       writeFileSync(this.membersFile + ".tmp", JSON.stringify(members));
       renameSync(this.membersFile + ".tmp", this.membersFile);
@@ -203,6 +338,27 @@ export class Membership {
       this.log.warn("could not persist membership", { error: String(err) });
     }
   }
+}
+
+function ringKey(settled: ReadonlySet<string>, pending: ReadonlySet<string>): string {
+  return `${[...settled].sort().join(",")}|${[...pending].sort().join(",")}`;
+}
+
+/** This node's persisted ring status; undefined when none was written (or it is unreadable). */
+export function readRingStatus(file: string): PersistedRingStatus | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(file, "utf8")) as { status?: unknown; version?: unknown };
+    if (!RING_STATUSES.includes(parsed.status as RingStatus)) return undefined;
+    if (typeof parsed.version !== "number" || !Number.isSafeInteger(parsed.version) || parsed.version < 0) return undefined;
+    return { status: parsed.status as RingStatus, version: parsed.version };
+  } catch {
+    return undefined;
+  }
+}
+
+function writeRingStatus(file: string, status: PersistedRingStatus): void {
+  writeFileSync(file + ".tmp", JSON.stringify(status));
+  renameSync(file + ".tmp", file);
 }
 
 /** Reads the last incarnation from `file`, writes and returns the next one. */

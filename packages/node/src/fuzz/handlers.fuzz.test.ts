@@ -123,12 +123,21 @@ function hostileMessage<D extends DescMessage>(rng: Rng, schema: D, make: (rng: 
 
 const validGossip = (rng: Rng): GossipMessage => {
   const node = () => rng.pick(["n1", "n2", "self", "x"]);
-  const from = { id: rng.pick(["n1", "n2", "x"]), address: "127.0.0.1:1", incarnation: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]) };
+  const ringStatus = () => rng.pick(["joining", "normal", "leaving", "left", "removed"] as const);
+  const from = {
+    id: rng.pick(["n1", "n2", "x"]),
+    address: "127.0.0.1:1",
+    incarnation: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]),
+    ringStatus: ringStatus(),
+    ringVersion: rng.pick([0, 1, Number.MAX_SAFE_INTEGER]),
+  };
   const updates = Array.from({ length: rng.int(4) }, () => ({
     id: node(),
     address: "127.0.0.1:2",
     state: rng.pick(["alive", "suspect", "dead", "left"] as const),
     incarnation: rng.pick([0, 5, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]),
+    ringStatus: ringStatus(),
+    ringVersion: rng.pick([0, 3, Number.MAX_SAFE_INTEGER]),
   }));
   const seq = rng.int(2 ** 32);
   switch (rng.int(5)) {
@@ -411,7 +420,8 @@ describe("ReplicaService and GossipService handlers (registerServices) through t
     await fc.assert(
       fc.asyncProperty(fc.nat(), async (seed) => {
         const rng = new Rng(seed);
-        membership = newMembership(join(dir, "gossip"));
+        // A data dir per case: gossip may tell the node it was removed, which it persists.
+        membership = newMembership(mkdtempSync(join(dir, "gossip-")));
         const req = hostileMessage(rng, SendRequestSchema, (r) => gen.sendRequest(encodeMessage(validGossip(r))));
         if (req) await gossipClient.send(req).catch((error: unknown) => expectClientError(error, `Send ${Buffer.from(req.message).toString("hex")}`));
       }),
@@ -553,7 +563,8 @@ describe("GossipService.Send bytes through Membership.receive", () => {
     fc.assert(
       fc.property(fc.nat(), (seed) => {
         const rng = new Rng(seed);
-        const membership = newMembership(dir);
+        // A data dir per case: gossip may tell the node it was removed, which it persists.
+        const membership = newMembership(mkdtempSync(join(dir, "m-")));
         const valid = encodeMessage(validGossip(rng));
         const bytes = rng.chance(0.3) ? valid : hostileBytes(rng, valid, encodeMessage(validGossip(rng)));
         try {

@@ -3,7 +3,7 @@
 // `Replicas` (replicas.ts), so this file holds the request
 // logic (sloppy quorum, fallbacks, read repair) and nothing about sockets.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Ring } from "@dynamo-ts/ring";
+import type { Ring, RingTransition } from "@dynamo-ts/ring";
 import {
   type CausalContext,
   contextAfterWrite,
@@ -91,8 +91,14 @@ export interface CoordinatorOptions {
 
 export interface CoordinatorDeps {
   readonly options: CoordinatorOptions;
-  /** The current ring (membership may change between requests). */
+  /** The current (settled) ring: preference lists, W and R (membership may change between requests). */
   ring(): Ring;
+  /**
+   * The settled ring and the one once the joins, decommissions and removals in progress complete:
+   * a key's extra owners (RingTransition.extraOwners) get every write of the key as extra
+   * replicas, not counted towards W. Undefined: no extra owners.
+   */
+  transition?(): RingTransition;
   /** The replicas' endpoints and whether each is worth sending to. */
   readonly replicas: Replicas;
   /** Atomic read-modify-write on the local store (the coordinator issues new versions here). */
@@ -396,8 +402,37 @@ export class Coordinator {
           }),
         ] as const,
     );
+    this.writeToPendingOwners(key, record, ring, replicas, deadline);
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError(verb, tracker, deadline);
+  }
+
+  /**
+   * Sends the write to the key's pending owners outside its preference list (nodes joining, or
+   * gaining the ranges of a node leaving or removed), so that a transfer in progress misses no
+   * write made after it started. Not counted towards W and not awaited; one that fails is kept
+   * as a hint here for that owner, like any replica's.
+   */
+  private writeToPendingOwners(key: string, record: VersionedRecord, ring: Ring, replicas: readonly string[], deadline: Deadline): void {
+    const transition = this.deps.transition?.();
+    if (transition === undefined || transition.settled !== ring) return;
+    const self = this.options.nodeId;
+    for (const owner of transition.extraOwners(key, this.options.n)) {
+      if (owner === self || replicas.includes(owner)) continue;
+      this.deps.metrics.count("pending_owner_writes");
+      this.deps.replicas
+        .endpoint(owner)
+        .write(key, record, undefined, deadline.replicaSignal)
+        .catch(() =>
+          this.deps.replicas
+            .endpoint(self)
+            .write(key, record, owner, deadline.replicaSignal)
+            .then(
+              () => this.deps.metrics.count("pending_owner_hints"),
+              () => this.deps.metrics.count("pending_owner_writes_lost"),
+            ),
+        );
+    }
   }
 
   /**

@@ -28,6 +28,8 @@ export interface AdminSources extends ExportImportSources {
   /** Every admin method needs the cluster secret or a token with the admin role. */
   readonly credentials: Credentials;
   ring(): Ring;
+  /** The ring once the joins and departures in progress complete (the settled ring when undefined). */
+  pendingRing?(): Ring;
   readonly membership: Pick<Membership, "members" | "addressOf">;
   /** Every counter of the node, by name. */
   counters(): Record<string, number>;
@@ -48,6 +50,7 @@ export interface AdminSources extends ExportImportSources {
 export function statusResponse(src: AdminSources): MessageInitShape<typeof StatusResponseSchema> {
   const ring = src.ring();
   const ownership = ring.ownership();
+  const pendingOwnership = src.pendingRing?.().ownership() ?? ownership;
   const now = src.now();
   const gossiped = new Map(src.membership.members().map((m) => [m.id, m]));
   const ids = new Set([...ring.nodes, ...gossiped.keys()]);
@@ -62,6 +65,8 @@ export function statusResponse(src: AdminSources): MessageInitShape<typeof Statu
       incarnation: BigInt(m?.incarnation ?? 0),
       lastHeardMs: BigInt(id === src.nodeId || heard === undefined ? 0 : Math.max(0, now - heard)),
       ownership: ownership.get(id) ?? 0,
+      ringStatus: m?.ringStatus ?? "unknown",
+      pendingOwnership: pendingOwnership.get(id) ?? 0,
     };
   });
   return {

@@ -145,7 +145,21 @@ export class TestCluster {
     private readonly root: string,
     /** The cluster's secret: TEST_SECRET unless the options' args give another --cluster-secret. */
     readonly secret: string,
+    private readonly argsFor: (id: string, port: number, membership: readonly string[]) => string[],
   ) {}
+
+  /**
+   * Starts one more node that joins the running cluster through the first node's address
+   * (--seeds): it starts `joining`, copies its ranges, then becomes normal.
+   */
+  async addNode(id: string, extraArgs: readonly string[] = []): Promise<TestNode> {
+    let port = await freePort();
+    while (this.nodes.some((node) => node.port === port)) port = await freePort();
+    const node = new TestNode(id, port, join(this.root, id), () => [...this.argsFor(id, port, ["--seeds", this.nodes[0]!.address]), ...extraArgs]);
+    this.nodes.push(node);
+    await node.start();
+    return node;
+  }
 
   static async start(options: TestClusterOptions): Promise<TestCluster> {
     const root = mkdtempSync(join(tmpdir(), "dynamo-it-"));
@@ -157,39 +171,44 @@ export class TestCluster {
     const ids = ports.map((_, i) => `n${i + 1}`);
     const peers = ids.map((id, i) => `${id}@127.0.0.1:${ports[i]}`).join(",");
     const n = options.n ?? Math.min(3, options.nodes);
+    const argsFor = (id: string, port: number, membership: readonly string[]) => [
+      "--node-id",
+      id,
+      "--listen",
+      `127.0.0.1:${port}`,
+      ...membership,
+      "--data-dir",
+      join(root, id),
+      "--cluster-secret",
+      TEST_SECRET,
+      "--n",
+      String(n),
+      "--r",
+      String(options.r ?? Math.min(2, n)),
+      "--w",
+      String(options.w ?? Math.min(2, n)),
+      "--request-timeout-ms",
+      "3000",
+      "--shutdown-grace-ms",
+      "1000",
+      ...(options.args ?? []),
+    ];
     const nodes = ids.map(
       (id, i) =>
-        new TestNode(id, ports[i]!, join(root, id), () => [
-          "--node-id",
-          id,
-          "--listen",
-          `127.0.0.1:${ports[i]}`,
-          ...(options.seedOnly ? (i === 0 ? [] : ["--seeds", `127.0.0.1:${ports[0]}`]) : ["--peers", peers]),
-          "--data-dir",
-          join(root, id),
-          "--cluster-secret",
-          TEST_SECRET,
-          "--n",
-          String(n),
-          "--r",
-          String(options.r ?? Math.min(2, n)),
-          "--w",
-          String(options.w ?? Math.min(2, n)),
-          "--request-timeout-ms",
-          "3000",
-          "--shutdown-grace-ms",
-          "1000",
-          ...(options.args ?? []),
-        ]),
+        new TestNode(id, ports[i]!, join(root, id), () =>
+          argsFor(id, ports[i]!, options.seedOnly ? (i === 0 ? [] : ["--seeds", `127.0.0.1:${ports[0]}`]) : ["--peers", peers]),
+        ),
     );
     const args = options.args ?? [];
     const secretAt = args.lastIndexOf("--cluster-secret");
-    const cluster = new TestCluster(nodes, root, secretAt >= 0 && args[secretAt + 1] ? args[secretAt + 1]! : TEST_SECRET);
+    const cluster = new TestCluster(nodes, root, secretAt >= 0 && args[secretAt + 1] ? args[secretAt + 1]! : TEST_SECRET, argsFor);
     try {
       if (options.seedOnly) await nodes[0]!.start(); // the seed first: the others join through it
       await Promise.all(nodes.filter((node) => !node.running).map((node) => node.start()));
       // New data directories: each node first exchanges its (empty) ranges with its co-replicas.
       await cluster.waitRebuilt();
+      // Nodes started with --seeds start joining, copy their (empty) ranges, then become normal.
+      if (options.seedOnly) await cluster.waitAllNormal();
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -231,6 +250,17 @@ export class TestCluster {
         const status = await this.status(node.id);
         const notAlive = status.members.filter((m) => m.state !== "alive").map((m) => m.nodeId);
         if (notAlive.length > 0) throw new Error(`${node.id} sees ${notAlive.join(", ")} as not alive`);
+      }
+    }, timeoutMs);
+  }
+
+  /** Waits until every running node sees every member with ring status normal (joins complete). */
+  async waitAllNormal(timeoutMs = 60_000): Promise<void> {
+    await eventually(async () => {
+      for (const node of this.nodes.filter((x) => x.running)) {
+        const status = await this.status(node.id);
+        const notNormal = status.members.filter((m) => m.ringStatus !== "normal").map((m) => `${m.nodeId} ${m.ringStatus}`);
+        if (notNormal.length > 0 || status.members.length < this.nodes.length) throw new Error(`${node.id} sees ${notNormal.join(", ") || "too few members"}`);
       }
     }, timeoutMs);
   }
