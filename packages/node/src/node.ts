@@ -1,9 +1,7 @@
 // DynamoNode composes the pure parts (ring, vclock, quorum) with the I/O edges (storage,
 // hints, peers, the listener). It owns every socket, file and timer of a node.
-import { AsyncResource } from "node:async_hooks";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { HintStore } from "@dynamo-ts/hintstore";
 import type { Ring } from "@dynamo-ts/ring";
 import { Storage } from "@dynamo-ts/storage";
@@ -18,7 +16,7 @@ import { RpcFailureDetector } from "./cluster/failure-detector.js";
 import { HintDelivery } from "./background/handoff.js";
 import { checkIdentity, clusterFingerprint, IdentityError, loadIdentity, type NodeIdentity, saveIdentity } from "./local/identity.js";
 import { DualProtocolListener } from "./rpc/listener.js";
-import { currentRequestId, type Logger, jsonLogger, withRequestScope } from "./observability/log.js";
+import { type Logger, jsonLogger } from "./observability/log.js";
 import { Metrics } from "./observability/metrics.js";
 import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
 import { type ExportOptions, ExportWalk } from "./requests/export.js";
@@ -31,12 +29,14 @@ import { ReplicaRebuild } from "./local/rebuild.js";
 import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler } from "./rpc/rpc-handler.js";
-import { createKvHttpHandler, isKvPath } from "./rpc/kv-http.js";
-import type { FallbackResponse, RequestHandler } from "./rpc/rpc-handler.js";
+import { createKvHttpHandler } from "./rpc/kv-http.js";
+import { httpRoutes } from "./rpc/http-routes.js";
+import { inRequestScope, logUnexpectedErrors } from "./rpc/request-scope.js";
+import { warnWhileAlone } from "./observability/lone-node.js";
 import { Credentials, nodeHeaders } from "./rpc/credentials.js";
-import { createDashboardHandler, isDashboardPath } from "./rpc/dashboard-http.js";
+import { createDashboardHandler } from "./rpc/dashboard-http.js";
 import { registerNodeGauges } from "./observability/node-gauges.js";
-import { requestMetrics, serveMetrics } from "./observability/request-metrics.js";
+import { requestMetrics } from "./observability/request-metrics.js";
 import { type Readiness, readiness } from "./observability/readiness.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { StoreHealth } from "./local/store-health.js";
@@ -343,40 +343,17 @@ export class DynamoNode {
       maxTimeoutMs: MAX_TIMEOUT_MS,
       maxCheckedJsonBytes: this.limits.publicReadMaxBytes,
       log: this.log,
-      fallback: (req, res) => {
-        if (isKvPath(req.url)) {
-          kvHttp(req, res);
-          return;
-        }
-        if (req.url?.split("?", 1)[0] === "/metrics" && (req.method === "GET" || req.method === "HEAD")) {
-          serveMetrics(this.metrics, req, res, this.log);
-          return;
-        }
-        if (req.url === "/livez" && (req.method === "GET" || req.method === "HEAD")) {
-          res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
-          res.end(req.method === "HEAD" ? undefined : "ok\n");
-          return;
-        }
-        if (req.url === "/readyz" && (req.method === "GET" || req.method === "HEAD")) {
-          const ready = this.readiness();
-          res.writeHead(ready.ready ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" });
-          res.end(req.method === "HEAD" ? undefined : `${JSON.stringify(ready)}\n`);
-          return;
-        }
-        if (isDashboardPath(req.url)) {
-          dashboard(req, res);
-          return;
-        }
-        if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
-          res.writeHead(this.serving ? 200 : 503, { "content-type": "text/plain" });
-          res.end(this.serving ? "ok\n" : `${this.notReadyReason()}\n`);
-          return;
-        }
-        res.writeHead(404, { "content-type": "text/plain" });
-        res.end("not found: this port serves dynamo.v1.KVService over Connect, gRPC and gRPC-Web, and plain HTTP at /kv/{key}\n");
-      },
+      fallback: httpRoutes({
+        kvHttp,
+        dashboard,
+        metrics: this.metrics,
+        log: this.log,
+        readiness: () => this.readiness(),
+        serving: () => this.serving,
+        notReadyReason: () => this.notReadyReason(),
+      }),
     });
-    this.listener = new DualProtocolListener(this.inRequestScope(handler), {
+    this.listener = new DualProtocolListener(inRequestScope(handler, config, this.log), {
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
       idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,
       streamIdleTimeoutMs: config.streamIdleTimeoutMs,
@@ -408,7 +385,7 @@ export class DynamoNode {
     this.tombstones.start();
     this.storeHealth.start();
     this.antiEntropy.start();
-    this.warnWhileAlone();
+    this.aloneTimers.push(...warnWhileAlone(config, () => this.readiness(), this.log));
     this.log.info("listening", {
       listen: `${address.address}:${address.port}`,
       advertise: config.advertise,
@@ -420,66 +397,6 @@ export class DynamoNode {
       version: VERSION,
     });
     return { host: address.address, port: address.port };
-  }
-
-  /**
-   * Gives every request a log scope (its lines carry its id: the client's x-request-id, echoed
-   * back, or one made up) and, at --log-level debug, a line when it is answered.
-   */
-  private inRequestScope(handler: RequestHandler): RequestHandler {
-    const debug = this.config.logLevel === "debug";
-    const hostAllowed = hostAllowList(this.config);
-    return (req, res) =>
-      withRequestScope(req.headers["x-request-id"], () => {
-        if (!hostAllowed(req.headers.host ?? (req.headers[":authority"] as string | undefined))) {
-          (res as FallbackResponse).writeHead(421, { "content-type": "text/plain; charset=utf-8" });
-          res.end("misdirected request: this node does not answer for that Host (see --allowed-hosts)\n");
-          return;
-        }
-        const incoming = req.headers["x-request-id"];
-        if (typeof incoming === "string" && incoming === currentRequestId()) res.setHeader("x-request-id", incoming);
-        if (debug) {
-          const started = performance.now();
-          res.once(
-            "finish",
-            AsyncResource.bind(() =>
-              this.log.debug("request", {
-                method: req.method,
-                path: req.url?.split("?", 1)[0],
-                status: res.statusCode,
-                ms: Math.round((performance.now() - started) * 10) / 10,
-              }),
-            ),
-          );
-        }
-        handler(req, res);
-      });
-  }
-
-  /**
-   * A node configured for replication (N > 1) that has no one to replicate with fails every
-   * request at the default quorum: say so loudly at start-up, and again while it lasts.
-   */
-  private warnWhileAlone(): void {
-    const { config } = this;
-    if (Math.max(config.r, config.w) <= 1) return;
-    const check = () => {
-      const ready = this.readiness();
-      const quorum = ready.checks.find((c) => c.name === "quorum");
-      if (quorum && !quorum.ok) this.log.warn(`NOT READY: ${quorum.detail}`, { n: config.n, r: config.r, w: config.w });
-    };
-    const hasOthers = config.seeds.some((a) => a !== config.advertise) || config.peers.some((p) => p.id !== config.nodeId);
-    if (!hasOthers) {
-      this.log.warn(
-        `NOT READY: this node was started alone (no --seeds or --peers) with N=${config.n} R=${config.r} W=${config.w}: requests at the default quorum need ${Math.max(config.r, config.w)} nodes and will fail until other nodes join it (start them with --seeds ${config.advertise}), or run with --n 1 --r 1 --w 1`,
-      );
-    }
-    // Then every minute for as long as too few members are up (first after gossip settled).
-    const timer = setInterval(check, 60_000);
-    timer.unref();
-    const first = setTimeout(check, 3 * config.gossipSuspicionMs);
-    first.unref();
-    this.aloneTimers.push(timer, first);
   }
 
   /**
@@ -697,43 +614,6 @@ export class DynamoNode {
     })();
     return this.stopping;
   }
-}
-
-/**
- * --allowed-hosts: the Host (or :authority) a request may name, so that a page on another site
- * cannot reach a node on localhost through a DNS name rebound to 127.0.0.1. The node's own
- * listen and advertised addresses are always allowed (other nodes call it by them).
- */
-function hostAllowList(config: NodeConfig): (host: string | undefined) => boolean {
-  if (config.allowedHosts.length === 0) return () => true;
-  const allowed = new Set([...config.allowedHosts, config.advertise.toLowerCase(), config.listen.toLowerCase()]);
-  return (host) => {
-    if (host === undefined) return false;
-    const h = host.toLowerCase();
-    if (allowed.has(h)) return true;
-    const port = /:(\d+)$/.exec(h);
-    return port !== null && allowed.has(h.slice(0, port.index));
-  };
-}
-
-/**
- * Logs a handler failure that is not a ConnectError: the client only sees "internal error"
- * (Connect hides the cause), so the node's log is where the cause must be found.
- */
-function logUnexpectedErrors(log: Logger): Interceptor {
-  return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
-      if (!(err instanceof ConnectError)) {
-        log.error("request failed with an unexpected error", {
-          method: `${req.service.typeName}/${req.method.name}`,
-          error: err instanceof Error ? (err.stack ?? err.message) : String(err),
-        });
-      }
-      throw err;
-    }
-  };
 }
 
 function splitHostPort(hostPort: string): [string, string] {

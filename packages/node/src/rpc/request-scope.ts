@@ -1,0 +1,83 @@
+// What wraps every request before routing: the Host allow-list (--allowed-hosts), a log scope
+// (the lines a request causes carry its id: the client's sane x-request-id, echoed back, or one
+// made up), and at --log-level debug a line when it is answered; and the interceptor that logs
+// handler failures Connect would hide.
+import { AsyncResource } from "node:async_hooks";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { currentRequestId, type Logger, withRequestScope } from "../observability/log.js";
+import type { FallbackResponse, RequestHandler } from "./rpc-handler.js";
+
+export interface RequestScopeOptions {
+  readonly logLevel: string;
+  /** --allowed-hosts (lower case); empty: any Host. */
+  readonly allowedHosts: readonly string[];
+  readonly advertise: string;
+  readonly listen: string;
+}
+
+export function inRequestScope(handler: RequestHandler, options: RequestScopeOptions, log: Logger): RequestHandler {
+  const debug = options.logLevel === "debug";
+  const hostAllowed = hostAllowList(options);
+  return (req, res) =>
+    withRequestScope(req.headers["x-request-id"], () => {
+      if (!hostAllowed(req.headers.host ?? (req.headers[":authority"] as string | undefined))) {
+        (res as FallbackResponse).writeHead(421, { "content-type": "text/plain; charset=utf-8" });
+        res.end("misdirected request: this node does not answer for that Host (see --allowed-hosts)\n");
+        return;
+      }
+      const incoming = req.headers["x-request-id"];
+      if (typeof incoming === "string" && incoming === currentRequestId()) res.setHeader("x-request-id", incoming);
+      if (debug) {
+        const started = performance.now();
+        res.once(
+          "finish",
+          AsyncResource.bind(() =>
+            log.debug("request", {
+              method: req.method,
+              path: req.url?.split("?", 1)[0],
+              status: res.statusCode,
+              ms: Math.round((performance.now() - started) * 10) / 10,
+            }),
+          ),
+        );
+      }
+      handler(req, res);
+    });
+}
+
+/**
+ * --allowed-hosts: the Host (or :authority) a request may name, so that a page on another site
+ * cannot reach a node on localhost through a DNS name rebound to 127.0.0.1. The node's own
+ * listen and advertised addresses are always allowed (other nodes call it by them).
+ */
+export function hostAllowList(options: Pick<RequestScopeOptions, "allowedHosts" | "advertise" | "listen">): (host: string | undefined) => boolean {
+  if (options.allowedHosts.length === 0) return () => true;
+  const allowed = new Set([...options.allowedHosts, options.advertise.toLowerCase(), options.listen.toLowerCase()]);
+  return (host) => {
+    if (host === undefined) return false;
+    const h = host.toLowerCase();
+    if (allowed.has(h)) return true;
+    const port = /:(\d+)$/.exec(h);
+    return port !== null && allowed.has(h.slice(0, port.index));
+  };
+}
+
+/**
+ * Logs a handler failure that is not a ConnectError: the client only sees "internal error"
+ * (Connect hides the cause), so the node's log is where the cause must be found.
+ */
+export function logUnexpectedErrors(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      if (!(err instanceof ConnectError)) {
+        log.error("request failed with an unexpected error", {
+          method: `${req.service.typeName}/${req.method.name}`,
+          error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+        });
+      }
+      throw err;
+    }
+  };
+}
