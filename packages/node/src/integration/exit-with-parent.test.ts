@@ -18,9 +18,14 @@ async function nodeUnderParent(exitWithParent: boolean): Promise<{ parent: Child
   const args = ["--node-id", "n1", "--listen", `127.0.0.1:${port}`, "--data-dir", join(dir, "n1"), "--n", "1", "--r", "1", "--w", "1"];
   const env = { ...process.env, DYNAMO_CLUSTER_SECRET: TEST_SECRET, DYNAMO_EXIT_WITH_PARENT: exitWithParent ? "1" : "" };
   const script = `const c = require("node:child_process").spawn(process.execPath, ${JSON.stringify([MAIN, ...args])}, { stdio: "ignore" }); console.log(c.pid); setInterval(() => {}, 1000);`;
-  const parent = spawn(process.execPath, ["-e", script], { env, stdio: ["ignore", "pipe", "inherit"] });
+  // Its own process group (the node joins it): cleanup can kill whatever is left of the group.
+  const parent = spawn(process.execPath, ["-e", script], { env, stdio: ["ignore", "pipe", "inherit"], detached: true });
   const nodePid = await new Promise<number>((resolve, reject) => {
-    parent.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+    parent.stdout!.once("data", (d: Buffer) => {
+      const pid = Number(d.toString().trim());
+      if (Number.isInteger(pid) && pid > 0) resolve(pid);
+      else reject(new Error(`the parent printed ${JSON.stringify(d.toString())}, not the node's pid`));
+    });
     parent.once("exit", () => reject(new Error("the parent exited before starting the node")));
   });
   for (let i = 0; i < 300; i++) {
@@ -55,6 +60,11 @@ describe("DYNAMO_EXIT_WITH_PARENT", () => {
     for (const started of [watched, free]) {
       cleanup.push(() => {
         if (alive(started.nodePid)) process.kill(started.nodePid, "SIGKILL");
+        try {
+          process.kill(-started.parent.pid!, "SIGKILL");
+        } catch {
+          // the group is already gone
+        }
         rmSync(started.dir, { recursive: true, force: true });
       });
       expect(await fetch(`http://127.0.0.1:${started.port}/healthz`).then((r) => r.status)).toBe(200);
