@@ -46,7 +46,7 @@ describe("liveness and readiness", () => {
     const ready = await readyz(n1.address);
     expect(ready.status).toBe(200);
     expect(ready.body.ready).toBe(true);
-    expect(ready.body.checks.map((c) => c.name)).toEqual(["started", "storage", "ring", "quorum"]);
+    expect(ready.body.checks.map((c) => c.name)).toEqual(["started", "storage", "membership", "ring", "quorum"]);
     expect(await status("")).toBe(Status.SERVING);
 
     await n2.kill();

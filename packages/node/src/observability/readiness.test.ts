@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { readiness } from "./readiness.js";
 
-const healthy = { started: true, stopping: false, storageProblem: "", ringMembers: 3, membersUp: 3, n: 3, r: 2, w: 2 };
+const healthy = { started: true, stopping: false, storageProblem: "", ringStatus: "normal", ringMembers: 3, membersUp: 3, n: 3, r: 2, w: 2 };
 
 describe("readiness", () => {
   it("is ready when started, writable, and enough members are up for R and W", () => {
@@ -29,6 +29,14 @@ describe("readiness", () => {
     expect(readiness({ ...healthy, stopping: true }).reason).toBe("shutting down");
   });
 
+  it("is not ready while joining (copying its ranges), nor once it has left or was removed", () => {
+    const joining = readiness({ ...healthy, ringStatus: "joining" });
+    expect(joining.ready).toBe(false);
+    expect(joining.reason).toContain("joining: copying the ranges it will own");
+    expect(readiness({ ...healthy, ringStatus: "leaving" }).ready).toBe(true);
+    expect(readiness({ ...healthy, ringStatus: "left" }).reason).toContain("no longer a member");
+  });
+
   it("is ready exactly when no check fails", () => {
     fc.assert(
       fc.property(
@@ -36,6 +44,7 @@ describe("readiness", () => {
           started: fc.boolean(),
           stopping: fc.boolean(),
           storageProblem: fc.constantFrom("", "data: failing"),
+          ringStatus: fc.constantFrom("joining", "normal", "leaving", "left", "removed"),
           ringMembers: fc.integer({ min: 0, max: 6 }),
           membersUp: fc.integer({ min: 0, max: 6 }),
           n: fc.constant(3),
@@ -45,7 +54,12 @@ describe("readiness", () => {
         (facts) => {
           const r = readiness(facts);
           const expected =
-            facts.started && !facts.stopping && facts.storageProblem === "" && facts.ringMembers >= 1 && facts.membersUp >= Math.max(facts.r, facts.w);
+            facts.started &&
+            !facts.stopping &&
+            facts.storageProblem === "" &&
+            (facts.ringStatus === "normal" || facts.ringStatus === "leaving") &&
+            facts.ringMembers >= 1 &&
+            facts.membersUp >= Math.max(facts.r, facts.w);
           expect(r.ready).toBe(expected);
           expect(r.reason === "").toBe(expected);
         },
