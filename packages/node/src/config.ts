@@ -70,6 +70,8 @@ export interface NodeConfig {
   readonly maxConnections: number;
   /** Replay hints to their targets (hinted handoff). Off only for repair experiments. */
   readonly hintedHandoff: boolean;
+  /** Serve KVService Get/Put/Delete (Connect unary, gRPC unary) on the lean path (rpc/lean-unary.ts). */
+  readonly leanUnary: boolean;
   readonly hintIntervalMs: number;
   readonly hintTtlMs: number;
   /** Bytes of hints this node keeps, for all targets together and for one target. */
@@ -163,6 +165,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   { flag: "max-connections", help: "Most connections open at once; more are refused with a reason (HTTP/1.1 503, HTTP/2 GOAWAY)", default: "4096" },
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
+  {
+    flag: "lean-unary",
+    help: "Serve KVService Get/Put/Delete over Connect and gRPC unary without connect-node's machinery: true or false (false: every call through connect-node)",
+    default: "true",
+  },
   { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },
   { flag: "hint-ttl-ms", help: "Hints older than this are dropped (anti-entropy repairs their keys)", default: String(3 * 3600_000) },
   {
@@ -412,6 +419,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     streamIdleTimeoutMs: parseInteger(raw, "stream-idle-timeout-ms", 0, 3600_000),
     maxConnections: parseInteger(raw, "max-connections", 16, 1_000_000),
     hintedHandoff: parseBoolean(raw, "hinted-handoff"),
+    leanUnary: parseBoolean(raw, "lean-unary"),
     hintIntervalMs: parseInteger(raw, "hint-interval-ms", 10, 3600_000),
     hintTtlMs,
     maxHintBytes: parseInteger(raw, "max-hint-bytes", 1024 * 1024, 2 ** 50),

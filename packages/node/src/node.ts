@@ -28,7 +28,9 @@ import { hasClusterSecret, PeerPool } from "./rpc/peers.js";
 import { ReplicaRebuild } from "./local/rebuild.js";
 import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
-import { createRpcHandler } from "./rpc/rpc-handler.js";
+import { createRpcHandler, type RequestHandler } from "./rpc/rpc-handler.js";
+import { leanUnaryHandler } from "./rpc/lean-unary.js";
+import { kvOperations } from "./rpc/kv-operations.js";
 import { createKvHttpHandler } from "./rpc/kv-http.js";
 import { httpRoutes } from "./rpc/http-routes.js";
 import { inRequestScope, logUnexpectedErrors } from "./rpc/request-scope.js";
@@ -296,6 +298,7 @@ export class DynamoNode {
       sealer: new ContextSealer(config.clusterSecret),
       log: this.log,
     });
+    const kv = kvOperations({ coordinator, credentials: this.credentials, clusterSecret: config.clusterSecret, defaultTimeoutMs: config.requestTimeoutMs });
     const kvHttp = createKvHttpHandler({
       coordinator,
       defaultTimeoutMs: config.requestTimeoutMs,
@@ -325,7 +328,7 @@ export class DynamoNode {
           clusterSecret: config.clusterSecret,
           credentials: this.credentials,
           defaultTimeoutMs: config.requestTimeoutMs,
-          coordinator,
+          kv,
           replica: this.replica,
           antiEntropy: this.antiEntropy,
           serving: () => this.serving,
@@ -353,7 +356,17 @@ export class DynamoNode {
         notReadyReason: () => this.notReadyReason(),
       }),
     });
-    this.listener = new DualProtocolListener(inRequestScope(handler, config, this.log), {
+    const lean = config.leanUnary
+      ? leanUnaryHandler({
+          kv,
+          readMaxBytes: this.limits.publicReadMaxBytes,
+          maxTimeoutMs: MAX_TIMEOUT_MS,
+          observe: (method, code, seconds) => this.metrics.observeRequest(method, code, seconds),
+          log: this.log,
+        })
+      : undefined;
+    const serve: RequestHandler = lean ? (req, res) => lean(req, res) || handler(req, res) : handler;
+    this.listener = new DualProtocolListener(inRequestScope(serve, config, this.log), {
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
       idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,
       streamIdleTimeoutMs: config.streamIdleTimeoutMs,
@@ -473,6 +486,7 @@ export class DynamoNode {
       started: this.servingNow,
       stopping: this.stopping !== undefined,
       storageProblem: this.storeHealth.reason ?? "",
+      ringStatus: this.membership.ringStatus,
       ringMembers: ring.length,
       membersUp: ring.filter((id) => up.has(id)).length,
       n: this.config.n,

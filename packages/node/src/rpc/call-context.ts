@@ -44,7 +44,11 @@ export function requireInternal(ctx: HandlerContext, secret: string): void {
  * default, shortened by a transport timeout; it also fires when the call's signal does (the
  * client went away). Any call with a signal can have one: the plain HTTP key API passes its own.
  */
-export function deadlineFor(requestedMs: number | undefined, defaultMs: number, ctx: Pick<HandlerContext, "timeoutMs" | "signal">): Deadline {
+export function deadlineFor(
+  requestedMs: number | undefined,
+  defaultMs: number,
+  ctx: { timeoutMs(): number | undefined; readonly signal?: AbortSignal },
+): Deadline {
   if (requestedMs !== undefined && (requestedMs < 1 || requestedMs > MAX_TIMEOUT_MS)) {
     throw new ConnectError(`timeout_ms must be between 1 and ${MAX_TIMEOUT_MS}, got ${requestedMs}`, Code.InvalidArgument);
   }

@@ -167,9 +167,9 @@ export function multipartBody(siblings: readonly LiveSibling[]): { boundary: str
 /**
  * Reads a body of at most `limit` bytes. One byte more and it stops reading (the chunk in hand is
  * dropped, the request paused; the listener discards the rest once the answer is sent) and
- * rejects with a 413.
+ * rejects with `tooLarge` (by default a 413), which is given the chunks received.
  */
-export function readBody(req: Readable, limit: number): Promise<Buffer> {
+export function readBody(req: Readable, limit: number, tooLarge: (limit: number, received: readonly Buffer[]) => Error = valueTooLarge): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -187,7 +187,7 @@ export function readBody(req: Readable, limit: number): Promise<Buffer> {
       }
       stop();
       req.pause();
-      reject(valueTooLarge(limit));
+      reject(tooLarge(limit, chunks.concat(chunk)));
     };
     const onEnd = () => {
       stop();

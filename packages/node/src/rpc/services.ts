@@ -14,16 +14,15 @@ import {
   ReplicaService,
 } from "@dynamo-ts/proto";
 import { type AntiEntropy, antiEntropyService } from "../background/anti-entropy/index.js";
-import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
 import { type AdminSources, adminService } from "./admin-service.js";
 import { registerReflection } from "./reflection.js";
-import { connectHeaders, type Credentials, type Role } from "./credentials.js";
-import { deadlineFor, isInternalCaller, requireInternal } from "./call-context.js";
+import { connectHeaders, type Credentials } from "./credentials.js";
+import { requireInternal } from "./call-context.js";
+import type { KvCall, KvOperations } from "./kv-operations.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, decodeRecord, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
 import { scanResponse } from "./export-import.js";
-import { FORWARD_OUTCOME_HEADER, FORWARDED_HEADER } from "@dynamo-ts/proto";
 
 export { deadlineFor, MAX_TIMEOUT_MS, requireInternal } from "./call-context.js";
 
@@ -31,7 +30,8 @@ export interface ServiceState {
   readonly nodeId: string;
   readonly clusterSecret: string;
   readonly defaultTimeoutMs: number;
-  readonly coordinator: Coordinator;
+  /** KVService's methods (kv-operations.ts), shared with the lean unary path. */
+  readonly kv: KvOperations;
   readonly replica: LocalReplica;
   readonly antiEntropy: AntiEntropy;
   serving(): boolean;
@@ -49,71 +49,26 @@ export interface ServiceState {
   readonly limits: MessageLimits;
 }
 
-/**
- * Runs a write; when it was forwarded by another node, its error says whether this node
- * coordinated it (the error is the write's outcome) or declined it (try another replica).
- */
-async function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch (err) {
-    if (!forwarded) throw err;
-    const ce = ConnectError.from(err);
-    ce.metadata.set(FORWARD_OUTCOME_HEADER, isNotCoordinated(err) ? "declined" : "answered");
-    throw ce;
-  }
-}
-
-export function registerServices(router: ConnectRouter, state: ServiceState): void {
-  const { coordinator, replica, clusterSecret, defaultTimeoutMs, limits, credentials } = state;
-  // With --require-client-auth, Get needs the read role and Put/Delete the write role.
-  const allow = (ctx: HandlerContext, role: Role) => {
-    if (credentials.requireClientAuth) credentials.authorize(connectHeaders(ctx.requestHeader), role, `KVService/${ctx.method.name}`);
-  };
-  const publicLimits = { readMaxBytes: limits.publicReadMaxBytes };
-  const internalLimits = { readMaxBytes: limits.internalReadMaxBytes };
-  const controlLimits = { readMaxBytes: limits.controlReadMaxBytes };
-
+/** KVService on connect-node's router: the same operations the lean unary path runs. */
+export function registerKvService(router: ConnectRouter, kv: KvOperations, readMaxBytes: number): void {
+  const callOf = (ctx: HandlerContext): KvCall => ({ header: connectHeaders(ctx.requestHeader), timeoutMs: () => ctx.timeoutMs(), signal: ctx.signal });
   router.service(
     KVService,
     {
-      async get(req, ctx) {
-        allow(ctx, "read");
-        const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx));
-        return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
-      },
-      async put(req, ctx) {
-        allow(ctx, "write");
-        const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-        const context = await coordinate(forwarded, () =>
-          coordinator.write(
-            {
-              key: req.key,
-              value: req.value,
-              contentType: req.contentType || undefined,
-              context: req.context,
-              w: req.w,
-              deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx),
-            },
-            forwarded,
-          ),
-        );
-        return { context };
-      },
-      async delete(req, ctx) {
-        allow(ctx, "write");
-        const forwarded = ctx.requestHeader.get(FORWARDED_HEADER) === "1" && isInternalCaller(ctx, clusterSecret);
-        await coordinate(forwarded, () =>
-          coordinator.write(
-            { key: req.key, value: null, context: req.context, w: req.w, deadline: deadlineFor(req.timeoutMs, defaultTimeoutMs, ctx) },
-            forwarded,
-          ),
-        );
-        return {};
-      },
+      get: (req, ctx) => kv.get(req, callOf(ctx)),
+      put: (req, ctx) => kv.put(req, callOf(ctx)),
+      delete: (req, ctx) => kv.delete(req, callOf(ctx)),
     },
-    publicLimits,
+    { readMaxBytes },
   );
+}
+
+export function registerServices(router: ConnectRouter, state: ServiceState): void {
+  const { replica, clusterSecret, limits } = state;
+  const internalLimits = { readMaxBytes: limits.internalReadMaxBytes };
+  const controlLimits = { readMaxBytes: limits.controlReadMaxBytes };
+
+  registerKvService(router, state.kv, limits.publicReadMaxBytes);
 
   router.service(
     ReplicaService,
