@@ -1,6 +1,6 @@
 import { hashKey, rangeContains } from "@dynamo-ts/ring";
 import type { TokenRange } from "@dynamo-ts/ring";
-import { emptySet, isDeleted, liveValues, sync, update } from "@dynamo-ts/vclock";
+import { emptySet, encodeSiblingSet, isDeleted, liveValues, sync, update } from "@dynamo-ts/vclock";
 import type { SiblingSet } from "@dynamo-ts/vclock";
 import fs from "node:fs";
 import { ClassicLevel } from "classic-level";
@@ -148,6 +148,9 @@ describe("merge", () => {
     expect(values(merged.after)).toEqual(["remote", "other"]);
     expect(merged.before).toEqual(first.after);
     expect(store.stats().writes).toBe(2);
+    // What listeners hash (anti-entropy's trees): exactly the encoding of the new state.
+    expect(first.afterBytes).toEqual(encodeSiblingSet(first.after));
+    expect(merged.afterBytes).toEqual(encodeSiblingSet(merged.after));
   });
 
   it("never resurrects a value that a stored tombstone covered", async () => {

@@ -36,6 +36,8 @@ export interface StoredChange {
   readonly after: SiblingSet;
   /** False when the stored state already equalled the result: nothing was written. */
   readonly changed: boolean;
+  /** encodeSiblingSet(after) when changed (the bytes written): listeners that hash it need not encode it again. */
+  readonly afterBytes?: Uint8Array;
 }
 
 export interface StoredEntry {
@@ -318,7 +320,7 @@ export class Storage {
     const batch = this.enqueue(key, { dbKey, value: bytes });
     this.pending.set(key, { set: after, bytes, batch });
     await batch.done;
-    return { key, token, before: current.set, after, changed: true };
+    return { key, token, before: current.set, after, changed: true, afterBytes: bytes };
   }
 
   /** Applies a remote state: update() with sync(current ?? emptySet(), incoming). */

@@ -17,6 +17,8 @@ export interface ReplicaChange {
   readonly key: string;
   readonly token: number;
   readonly after: SiblingSet | undefined;
+  /** encodeSiblingSet(after), when the store had it at hand. */
+  readonly afterBytes?: Uint8Array;
 }
 
 export class LocalReplica implements ReplicaEndpoint {
@@ -49,7 +51,7 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   private notify(change: StoredChange): StoredChange {
-    if (change.changed) for (const listener of this.changeListeners) listener({ key: change.key, token: change.token, after: change.after });
+    if (change.changed) for (const listener of this.changeListeners) listener({ key: change.key, token: change.token, after: change.after, afterBytes: change.afterBytes });
     return change;
   }
 

@@ -11,7 +11,7 @@
 //
 // Wire format: 0xE1, the unsealed client context (@dynamo-ts/vclock client-context.ts), then a 16-byte tag.
 // The empty context (a blind write) stays zero bytes: it claims nothing.
-import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, hkdfSync, type KeyObject, timingSafeEqual } from "node:crypto";
 import { InvalidContextError } from "@dynamo-ts/vclock";
 
 export const SEALED_CONTEXT_FORMAT = 0xe1;
@@ -19,11 +19,12 @@ const TAG_BYTES = 16;
 const utf8 = new TextEncoder();
 
 export class ContextSealer {
-  private readonly macKey: Buffer;
+  /** A KeyObject made once: createHmac with raw key bytes builds one on every call (a profile saw it at ~2% of a put). */
+  private readonly macKey: KeyObject;
 
   constructor(clusterSecret: string) {
     // A key of its own, so a context tag can never be replayed as anything else the secret signs.
-    this.macKey = Buffer.from(hkdfSync("sha256", clusterSecret, "dynamo-ts", "client context v1", 32));
+    this.macKey = createSecretKey(Buffer.from(hkdfSync("sha256", clusterSecret, "dynamo-ts", "client context v1", 32)));
   }
 
   /** Seals `payload` (an encoded client context) for `key`. Empty stays empty. */
@@ -57,7 +58,7 @@ export class ContextSealer {
 
   private tag(key: string, payload: Uint8Array): Buffer {
     const keyBytes = utf8.encode(key);
-    const length = Buffer.alloc(4);
+    const length = Buffer.allocUnsafe(4);
     length.writeUInt32BE(keyBytes.byteLength);
     return createHmac("sha256", this.macKey).update(length).update(keyBytes).update(payload).digest().subarray(0, TAG_BYTES);
   }

@@ -10,7 +10,12 @@ export const DIGEST_BYTES = 16;
 
 /** Digest of a sibling set. The encoding is canonical, so equal sets give equal digests. */
 export function versionDigest(set: SiblingSet): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(encodeSiblingSet(set)).digest().subarray(0, DIGEST_BYTES));
+  return digestOfEncoded(encodeSiblingSet(set));
+}
+
+/** versionDigest of a set given already encoded (the bytes the store wrote). */
+export function digestOfEncoded(encoded: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(encoded).digest().subarray(0, DIGEST_BYTES));
 }
 
 /**

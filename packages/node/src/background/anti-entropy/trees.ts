@@ -5,7 +5,7 @@ import { MerkleTree } from "@dynamo-ts/merkle";
 import { replicaRanges, type Ring, type TokenRange } from "@dynamo-ts/ring";
 import type { ReplicaChange } from "../../local/replica.js";
 import type { AntiEntropyDeps, AntiEntropyOptions } from "./options.js";
-import { treeDepthFor, versionDigest } from "./ranges.js";
+import { digestOfEncoded, treeDepthFor, versionDigest } from "./ranges.js";
 
 /** A range's exchanges so far, as status reports them. */
 export interface RangeStats {
@@ -105,7 +105,7 @@ export class Trees {
   /** Adds a change of the local store to the trees (the current ones, and those being built). */
   onChange(change: ReplicaChange): void {
     try {
-      const digest = change.after === undefined ? undefined : versionDigest(change.after);
+      const digest = change.after === undefined ? undefined : change.afterBytes !== undefined ? digestOfEncoded(change.afterBytes) : versionDigest(change.after);
       this.current?.find(change.token)?.tree.set(change.key, change.token, digest);
       const pending = this.pending;
       if (pending !== undefined) {
