@@ -129,6 +129,34 @@ describe.skipIf("missing" in found)(`${SUITE}${"missing" in found ? ` (skipped: 
     }
   });
 
+  it("sends its deadline (grpc-timeout) and gzip-compressed calls, both served", async () => {
+    // Python grpcio's own deadline and compression, with one replica frozen: a put at W=3 cannot
+    // complete and must end with DEADLINE_EXCEEDED at the client's deadline; gzip calls work.
+    const script = [
+      "import sys, grpc",
+      "from dynamo.v1 import kv_pb2, kv_pb2_grpc",
+      "stub = kv_pb2_grpc.KVServiceStub(grpc.insecure_channel(sys.argv[1]))",
+      "stub.Put(kv_pb2.PutRequest(key='py-gzip', value=b'z' * 4000), timeout=10, compression=grpc.Compression.Gzip)",
+      "got = stub.Get(kv_pb2.GetRequest(key='py-gzip'), timeout=10, compression=grpc.Compression.Gzip)",
+      "print('gzip', len(got.siblings), len(got.siblings[0].value))",
+      "try:",
+      "    stub.Put(kv_pb2.PutRequest(key='py-deadline', value=b'v', w=3), timeout=0.5)",
+      "    print('deadline: put succeeded')",
+      "except grpc.RpcError as e:",
+      "    print('deadline', e.code().name)",
+    ].join("\n");
+    const env = { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" };
+    const n3 = cluster.node("n3");
+    n3.pause();
+    try {
+      const res = await run(python, ["-c", script, cluster.node("n1").address], { env, timeoutMs: 50_000 });
+      expect(res.stderr).toBe("");
+      expect(res.stdout.trimEnd().split("\n")).toEqual(["gzip 1 4000", "deadline DEADLINE_EXCEEDED"]);
+    } finally {
+      n3.resume();
+    }
+  });
+
   it("fails with a non-zero exit and a clear message when no node answers", async () => {
     const res = await run(python, [EXAMPLE, "127.0.0.1:1", "--timeout", "1"], { env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" } });
     expect(res.code).toBe(1);

@@ -51,7 +51,8 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   private notify(change: StoredChange): StoredChange {
-    if (change.changed) for (const listener of this.changeListeners) listener({ key: change.key, token: change.token, after: change.after, afterBytes: change.afterBytes });
+    if (change.changed)
+      for (const listener of this.changeListeners) listener({ key: change.key, token: change.token, after: change.after, afterBytes: change.afterBytes });
     return change;
   }
 

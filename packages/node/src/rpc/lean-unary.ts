@@ -223,7 +223,13 @@ function decodeInput(method: Method, protocol: Protocol, bytes: Uint8Array): unk
     json = JSON.parse(text) as JsonValue;
   } catch (err) {
     // protobuf-es's words for the same failure (fromJsonString).
-    throw new ConnectError(`cannot decode message ${method.input.typeName} from JSON: ${(err as Error).message}`, Code.InvalidArgument, undefined, undefined, err);
+    throw new ConnectError(
+      `cannot decode message ${method.input.typeName} from JSON: ${(err as Error).message}`,
+      Code.InvalidArgument,
+      undefined,
+      undefined,
+      err,
+    );
   }
   if (json !== null && typeof json === "object" && !Array.isArray(json)) {
     for (const field of method.bytesFields) {

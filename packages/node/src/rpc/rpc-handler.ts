@@ -21,7 +21,7 @@
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { Code, ConnectError, type ConnectRouter, type ConnectRouterOptions, createConnectRouter } from "@connectrpc/connect";
-import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { ScalarType } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "../observability/log.js";
@@ -52,7 +52,10 @@ export type RequestHandler = (req: NodeRequest, res: NodeResponse) => void;
 
 export function createRpcHandler(options: RpcHandlerOptions): RequestHandler {
   const strictJson = { ...options.jsonOptions, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
-  const router = createConnectRouter({ ...options, jsonOptions: strictJson });
+  // gzip and brotli for clients that compress (connectNodeAdapter's defaults; a bare router has
+  // none, and a gzip client got Unimplemented). Peers never compress: their transports accept no
+  // encoding (peers.ts), so neither side compresses between nodes.
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options, jsonOptions: strictJson });
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const handler of router.handlers) paths.set(handler.requestPath, withInputCorrections(handler, options));

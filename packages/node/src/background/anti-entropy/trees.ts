@@ -105,7 +105,8 @@ export class Trees {
   /** Adds a change of the local store to the trees (the current ones, and those being built). */
   onChange(change: ReplicaChange): void {
     try {
-      const digest = change.after === undefined ? undefined : change.afterBytes !== undefined ? digestOfEncoded(change.afterBytes) : versionDigest(change.after);
+      const digest =
+        change.after === undefined ? undefined : change.afterBytes !== undefined ? digestOfEncoded(change.afterBytes) : versionDigest(change.after);
       this.current?.find(change.token)?.tree.set(change.key, change.token, digest);
       const pending = this.pending;
       if (pending !== undefined) {
