@@ -30,6 +30,7 @@ import { LocalReplica } from "./local/replica.js";
 import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler, type RequestHandler } from "./rpc/rpc-handler.js";
 import { leanUnaryHandler } from "./rpc/lean-unary.js";
+import { leanReplicaStreamHandler } from "./rpc/replica-stream/lean-server.js";
 import { kvOperations } from "./rpc/kv-operations.js";
 import { createKvHttpHandler } from "./rpc/kv-http.js";
 import { httpRoutes } from "./rpc/http-routes.js";
@@ -41,6 +42,7 @@ import { registerNodeGauges } from "./observability/node-gauges.js";
 import { requestMetrics } from "./observability/request-metrics.js";
 import { type Readiness, readiness } from "./observability/readiness.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
+import { clusterSecretMatcher } from "./rpc/call-context.js";
 import { StoreHealth } from "./local/store-health.js";
 import { TombstoneCollector } from "./background/tombstones.js";
 import { VERSION } from "./version.js";
@@ -365,7 +367,16 @@ export class DynamoNode {
           log: this.log,
         })
       : undefined;
-    const serve: RequestHandler = lean ? (req, res) => lean(req, res) || handler(req, res) : handler;
+    // Other nodes' replica streams, without connect-node's per-message machinery (lean-server.ts).
+    const leanStream = config.leanUnary
+      ? leanReplicaStreamHandler({
+          replica: this.replica,
+          isClusterSecret: clusterSecretMatcher(config.clusterSecret),
+          readMaxBytes: this.limits.internalReadMaxBytes,
+          draining: this.draining.signal,
+        })
+      : undefined;
+    const serve: RequestHandler = lean && leanStream ? (req, res) => lean(req, res) || leanStream(req, res) || handler(req, res) : handler;
     this.listener = new DualProtocolListener(inRequestScope(serve, config, this.log), {
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
       idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,

@@ -26,7 +26,7 @@
 // LIVE_FUZZ_SEED to replay, LIVE_FUZZ_MS to change the duration.
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { create, type DescMessage, fromBinary, type MessageShape, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -672,15 +672,18 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         () => ({ body: envelope(binary, 0, 0xffffffff), expect: ["resource_exhausted", "invalid_argument"] }),
         () => ({ body: envelope(binary, rng.pick([0x02, 0x04, 0x80, 0xfe, 0xff])) }),
         () => ({ body: envelope(binary, 0x01), expect: ["invalid_argument"] }), // compressed, no encoding
-        // The node supports no compression: an encoding it does not know is Unimplemented (gRPC spec).
-        () => ({ body: envelope(binary, 0x01), headers: { "grpc-encoding": "gzip" }, expect: ["unimplemented", "invalid_argument"] }), // not gzip data either
-        () => ({ body: envelope(gzipSync(binary), 0x01), headers: { "grpc-encoding": "gzip" }, expect: ["unimplemented"] }),
+        // The node accepts gzip and br; any other encoding is Unimplemented (gRPC spec). Data that
+        // does not decompress is InvalidArgument, unless the method refuses the caller first.
+        () => ({ body: envelope(binary, 0x01), headers: { "grpc-encoding": "gzip" }, expect: undecodable(method, binary) }), // not gzip data
+        () => ({ body: envelope(gzipSync(binary), 0x01), headers: { "grpc-encoding": "gzip" }, expect: [...method.baseline] }),
+        () => ({ body: envelope(brotliCompressSync(binary), 0x01), headers: { "grpc-encoding": "br" }, expect: [...method.baseline] }),
+        () => ({ body: envelope(binary, 0x01), headers: { "grpc-encoding": "br" }, expect: undecodable(method, binary) }), // not brotli data
         () => ({
           body: envelope(binary, 0x01),
-          headers: { "grpc-encoding": rng.pick(["br", "x-garbage", "identity, gzip"]) },
-          expect: ["unimplemented", "invalid_argument"],
+          headers: { "grpc-encoding": rng.pick(["x-garbage", "identity, gzip"]) },
+          expect: ["unimplemented", "invalid_argument", ...refusals(method)],
         }),
-        () => ({ body: envelope(binary, 0x00), headers: { "grpc-encoding": "gzip" }, expect: [...method.baseline, "unimplemented"] }), // not flagged: nothing to decompress
+        () => ({ body: envelope(binary, 0x00), headers: { "grpc-encoding": "gzip" }, expect: [...method.baseline] }), // not flagged: nothing to decompress
         () => ({ body: envelope(binary).subarray(0, rng.int(5)) }), // header cut short
         () => ({ body: Buffer.concat([envelope(binary), envelope(binary)]) }), // two messages for a unary method
         () => ({ body: Buffer.concat([envelope(binary), rng.bytes(1 + rng.int(8))]) }),
@@ -696,17 +699,30 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
       if (isEnveloped(protocol)) return undefined;
       const body = bodyOf(protocol, method, saneMessage(rng, method));
       const v = rng.pick([
-        // The node supports no compression: an encoding it does not know is Unimplemented (Connect spec).
-        { body, headers: { "content-encoding": "gzip" }, expect: ["unimplemented", "invalid_argument"] },
-        { body: gzipSync(body), headers: { "content-encoding": "gzip" }, expect: ["unimplemented"] },
-        { body, headers: { "content-encoding": "br" }, expect: ["unimplemented", "invalid_argument"] },
-        { body: gzipSync(body).subarray(0, 12), headers: { "content-encoding": "gzip" }, expect: ["unimplemented", "invalid_argument"] },
+        // The node accepts gzip and br (Connect spec: any other encoding is Unimplemented); a body
+        // that does not decompress is InvalidArgument, unless the method refuses the caller first.
+        { body, headers: { "content-encoding": "gzip" }, expect: undecodable(method, body) },
+        { body: gzipSync(body), headers: { "content-encoding": "gzip" }, expect: [...method.baseline] },
+        { body: brotliCompressSync(body), headers: { "content-encoding": "br" }, expect: [...method.baseline] },
+        { body, headers: { "content-encoding": "br" }, expect: undecodable(method, body) },
+        { body, headers: { "content-encoding": "x-garbage" }, expect: ["unimplemented", ...refusals(method)] },
+        { body: gzipSync(body).subarray(0, 12), headers: { "content-encoding": "gzip" }, expect: ["invalid_argument", ...refusals(method)] },
         { body, headers: { "content-encoding": "identity" }, expect: [...method.baseline] },
       ]);
       return { request: post(protocol, method, v.body, v.headers), expect: v.expect };
     },
   },
 };
+
+/** Codes a method answers before it reads the body: an admin or internal method refuses a caller without credentials. */
+function refusals(method: Method): string[] {
+  return method.baseline.filter((code) => code === "unauthenticated" || code === "permission_denied");
+}
+
+/** Expected codes for a body that claims a compression it does not have (an empty body decompresses to nothing). */
+function undecodable(method: Method, body: Uint8Array): string[] {
+  return body.byteLength === 0 ? ["invalid_argument", ...method.baseline] : ["invalid_argument", ...refusals(method)];
+}
 
 function makeCase(index: number, material: Material): Case {
   const rng = new Rng((SEED ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0);

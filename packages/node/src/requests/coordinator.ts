@@ -214,7 +214,7 @@ export class Coordinator {
     const merged = await this.readQuorum(key, r, deadline);
     this.deps.metrics.count("gets");
     if (isDeleted(merged)) {
-      throw new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
+      throw notFound(key);
     }
     const siblings = merged.siblings.flatMap((s) => (s.value === null ? [] : [{ value: s.value, contentType: s.contentType }]));
     this.deps.metrics.siblings.observe(siblings.length);
@@ -547,4 +547,18 @@ function quorumError(verb: string, tracker: QuorumTracker<unknown>, deadline: De
     return new ConnectError(`deadline passed: ${tracker.describe(verb)}`, Code.DeadlineExceeded);
   }
   return unavailable(verb, tracker);
+}
+
+/**
+ * A key's NotFound, without a stack trace: an answer, not a failure, and under a read load of
+ * missing keys capturing the stack was ~3% of a node's CPU (a profile of Get).
+ */
+function notFound(key: string): ConnectError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ConnectError(`key not found: ${JSON.stringify(key)}`, Code.NotFound);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
