@@ -8,6 +8,7 @@ import {
   ListHintsResponseSchema,
   RepairKeyResponseSchema,
   RepairResponseSchema,
+  type StatusResponse,
   StatusResponseSchema,
 } from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
@@ -27,7 +28,14 @@ Commands:
   delete KEY              Delete a key
   status                  Show the node's view of the cluster
   hints                   Show the hints the node holds for nodes that were down
-  leave                   Make the node leave the cluster for good, then stop (needs the secret)
+  leave                   Make the node leave the cluster for good, then stop, WITHOUT handing its
+                          data over first (anti-entropy repairs it later); prefer decommission
+  decommission            Stream every range the node holds to the nodes that gain it, then make it
+                          leave and stop; waits, showing progress (--no-wait: return once started).
+                          Its data dir is kept; delete it yourself (needs the secret)
+  remove-node NODE_ID     Remove a dead member: the node asked streams its ranges from the surviving
+                          replicas to their new owners, then marks it removed; waits, showing
+                          progress (--no-wait: return once started) (needs the secret)
   repair [--range S:E]    Run anti-entropy now with the node's co-replicas (needs the secret)
   ranges                  Show the node's ranges and their anti-entropy state
   repair-key KEY          Rebuild one key whose version clock is damaged (writes to it fail with
@@ -55,6 +63,7 @@ Options:
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --out FILE, --in FILE   The file export writes, import reads (default stdout, stdin)
   --stop-on-error         import: stop at the first line that fails
+  --no-wait               decommission, remove-node: return once the transfers have started
   --protocol P            connect (default), grpc or grpc-web
   --json                  One JSON document on stdout (proto3 JSON for status, hints, ranges,
                           repair, repair-key: 64-bit integers as strings, every field present)
@@ -85,7 +94,7 @@ interface Parsed {
 
 const NEEDS_SECRET = "needs the cluster secret (--secret-file FILE or DYNAMO_CLUSTER_SECRET_FILE) or an admin token (--token-file FILE or DYNAMO_TOKEN_FILE)";
 const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "secret-file", "token-file", "range", "out", "in"]);
-const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version", "stop-on-error"]);
+const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version", "stop-on-error", "no-wait"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {
   const positional: string[] = [];
@@ -131,6 +140,35 @@ export function parseTokenRange(text: string): { start: number; end: number } {
     throw new UsageError(`--range must be START:END with tokens in 0..${0xffffffff}, got '${text}'`);
   }
   return { start, end };
+}
+
+/** The transfers a node drives, one line each: the copies in flight first, then a count of those done. */
+function transfersTable(s: StatusResponse): string {
+  if (s.transfers.length === 0) return "";
+  const active = s.transfers.filter((t) => !t.done);
+  const done = s.transfers.filter((t) => t.done);
+  const rows = active.map((t) => {
+    const seconds = Math.max(0.001, Number(t.elapsedMs) / 1000);
+    const rate = Number(t.bytes) / seconds;
+    const eta = t.fraction > 0.001 ? formatAge(((1 - t.fraction) / t.fraction) * seconds * 1000) : "?";
+    return [
+      t.kind,
+      `${t.rangeStart}:${t.rangeEnd}`,
+      t.source,
+      t.target,
+      String(t.keys),
+      formatBytes(Number(t.bytes)),
+      `${formatBytes(rate)}/s`,
+      `${(t.fraction * 100).toFixed(0)}%`,
+      eta,
+    ];
+  });
+  const keys = done.reduce((sum, t) => sum + Number(t.keys), 0);
+  const bytes = done.reduce((sum, t) => sum + Number(t.bytes), 0);
+  return (
+    `\ntransfers: ${active.length} in flight, ${done.length} done (${keys} keys, ${formatBytes(bytes)})\n` +
+    (rows.length > 0 ? table([["KIND", "RANGE", "SOURCE", "TARGET", "KEYS", "BYTES", "RATE", "SCANNED", "ETA"], ...rows]) : "")
+  );
 }
 
 function formatBytes(bytes: number): string {
@@ -272,7 +310,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         ]);
         io.out(
           `node ${s.nodeId} (dynamo-ts ${s.version}, up ${formatAge(Number(s.uptimeMs))}), N=${s.n} R=${s.r} W=${s.w}, ${s.vnodes} vnodes per node\n` +
-            table([["NODE", "ADDRESS", "STATE", "RING", "INCARNATION", "LAST HEARD", "OWNS", ""], ...rows]),
+            table([["NODE", "ADDRESS", "STATE", "RING", "INCARNATION", "LAST HEARD", "OWNS", ""], ...rows]) +
+            transfersTable(s),
         );
         return EXIT.ok;
       }
@@ -281,6 +320,47 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
         if (!clusterSecret && !credentials.token) throw new UsageError(`leave ${NEEDS_SECRET}`);
         await client.leave();
         io.out(json ? JSON.stringify({ left: true }) + "\n" : `${client.baseUrl} left the cluster and is shutting down\n`);
+        return EXIT.ok;
+      }
+      case "decommission": {
+        expectArgs(0, "decommission [--no-wait]");
+        if (!clusterSecret && !credentials.token) throw new UsageError(`decommission ${NEEDS_SECRET}`);
+        const transfers = await client.decommission();
+        const before = await client.status();
+        io.err(`${before.nodeId} is leaving: ${transfers} range transfer(s) to stream\n`);
+        if (flags.has("no-wait")) {
+          io.out(
+            json
+              ? JSON.stringify({ node: before.nodeId, leaving: true, transfers }) + "\n"
+              : `${before.nodeId} is decommissioning; follow it with: dynamo status --node ${client.baseUrl.replace(/^https?:\/\//, "")}\n`,
+          );
+          return EXIT.ok;
+        }
+        // The node answers Status until it stops; a refused connection after that is the end.
+        const last = await followTransfers(client, io, () => true);
+        io.out(
+          json
+            ? JSON.stringify({ node: before.nodeId, left: true, keys: last.keys, bytes: last.bytes }) + "\n"
+            : `${before.nodeId} streamed ${last.keys} keys (${formatBytes(last.bytes)}), left the cluster and stopped; its data dir is kept\n`,
+        );
+        return EXIT.ok;
+      }
+      case "remove-node": {
+        expectArgs(1, "remove-node NODE_ID [--no-wait]");
+        if (!clusterSecret && !credentials.token) throw new UsageError(`remove-node ${NEEDS_SECRET}`);
+        const id = args[0]!;
+        const transfers = await client.removeNode(id);
+        io.err(`removing ${id}: ${transfers} range transfer(s) to stream from the surviving replicas\n`);
+        if (flags.has("no-wait")) {
+          io.out(json ? JSON.stringify({ node: id, removing: true, transfers }) + "\n" : `removing ${id}; follow it with: dynamo status\n`);
+          return EXIT.ok;
+        }
+        const last = await followTransfers(client, io, (s) => s.members.find((m) => m.nodeId === id)?.ringStatus !== "removed");
+        io.out(
+          json
+            ? JSON.stringify({ node: id, removed: true, keys: last.keys, bytes: last.bytes }) + "\n"
+            : `${id} removed; ${last.keys} keys (${formatBytes(last.bytes)}) streamed to its ranges' new owners\n`,
+        );
         return EXIT.ok;
       }
       case "repair": {
@@ -420,6 +500,33 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
 /** A node's answer as one line of proto3 JSON (as Connect's JSON protocol writes it), every field present. */
 function toJsonLine<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): string {
   return JSON.stringify(toJson(schema, message, { alwaysEmitImplicit: true })) + "\n";
+}
+
+/**
+ * Polls Status every second while `stillGoing` holds, printing the transfers' progress on stderr;
+ * ends when it no longer holds or the node stops answering (a decommissioned node stops).
+ */
+async function followTransfers(client: DynamoClient, io: Io, stillGoing: (s: StatusResponse) => boolean): Promise<{ keys: number; bytes: number }> {
+  let last = { keys: 0, bytes: 0 };
+  for (;;) {
+    let s: StatusResponse;
+    try {
+      s = await client.status();
+    } catch (err) {
+      if (err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled)) return last;
+      throw err;
+    }
+    const mine = s.transfers.filter((t) => t.kind !== "bootstrap");
+    last = { keys: mine.reduce((sum, t) => sum + Number(t.keys), 0), bytes: mine.reduce((sum, t) => sum + Number(t.bytes), 0) };
+    if (!stillGoing(s)) return last;
+    const done = mine.filter((t) => t.done).length;
+    io.err(
+      mine.length === 0
+        ? "  waiting for the change to reach every member before streaming\n"
+        : `  ${done}/${mine.length} range copies done, ${last.keys} keys, ${formatBytes(last.bytes)}\n`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 function formatAge(ms: number): string {

@@ -252,6 +252,27 @@ export class DynamoClient {
     await this.call("operator", options, this.secretHeaders("leave"), ({ admin }, call) => admin.leave({}, call));
   }
 
+  /**
+   * Starts the first node's decommission: it streams every range it holds to the nodes that gain
+   * it, then leaves and stops. Resolves once started, with the number of ranges to stream; follow
+   * it with `status()` (members' ring status, `transfers`). FailedPrecondition when fewer than N
+   * owners would remain.
+   */
+  async decommission(options?: CallOptions): Promise<number> {
+    const res = await this.call("operator", options, this.secretHeaders("decommission"), ({ admin }, call) => admin.decommission({}, call));
+    return res.transfers;
+  }
+
+  /**
+   * Asks the first node to remove the dead member `nodeId`: the survivors stream its ranges to
+   * their new owners, then it is marked removed. Resolves once started (follow it with `status()`
+   * on that node). FailedPrecondition for a live member; NotFound for an unknown one.
+   */
+  async removeNode(nodeId: string, options?: CallOptions): Promise<number> {
+    const res = await this.call("operator", options, this.secretHeaders("remove-node"), ({ admin }, call) => admin.removeNode({ nodeId }, call));
+    return res.transfers;
+  }
+
   /** Closes every node's HTTP/2 connection; the client can't be used afterwards. */
   close(): void {
     for (const e of this.endpoints) e.close();

@@ -102,6 +102,27 @@ describe("Swim ring status", () => {
     expect(a.member("c")).toMatchObject({ state: "alive", incarnation: 9, ringStatus: "removed", ringVersion: 5 });
   });
 
+  it("markLeaving makes a dead member leaving on its behalf, and the member outbids it when it comes back", () => {
+    const a = newSwim("a");
+    a.receive(address("b"), { type: "ack", seq: 1, from: sender("b"), updates: [claim("c", "normal", 4, "dead")] }, 0);
+    expect(a.markLeaving("a", 1)).toMatch(/cannot remove itself/);
+    expect(a.markLeaving("x", 1)).toMatch(/no member/);
+    expect(a.markLeaving("b", 1)).toMatch(/b is alive: only a dead member can be removed/);
+    a.drainChanges();
+    expect(a.markLeaving("c", 1)).toBeUndefined();
+    expect(a.member("c")).toMatchObject({ ringStatus: "leaving", ringVersion: 5 });
+    expect(a.drainChanges()).toEqual([{ member: a.member("c"), previous: "dead", previousRingStatus: "normal" }]);
+    expect(a.markLeaving("c", 2)).toBeUndefined(); // already leaving: nothing to do
+    expect(a.member("c")?.ringVersion).toBe(5);
+    // c comes back and, as the authority on its own status, outbids the claim.
+    const c = newSwim("c", "normal", 4);
+    c.receive(address("a"), { type: "ack", seq: 2, from: sender("a"), updates: [a.member("c")!] }, 3);
+    expect(c.self).toMatchObject({ ringStatus: "normal", ringVersion: 6 });
+    a.receive(address("c"), { type: "ack", seq: 3, from: { ...sender("c", "normal", 6), incarnation: 9 }, updates: [] }, 4);
+    expect(a.member("c")).toMatchObject({ state: "alive", ringStatus: "normal", ringVersion: 6 });
+    expect(a.removeMember("c", 5)).toMatch(/alive/);
+  });
+
   it("a removed member that comes back learns it is removed and cannot change its status", () => {
     const sim = new Simulation({ seed: 21 });
     const ids = nodeIds(4);

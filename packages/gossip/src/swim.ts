@@ -218,18 +218,44 @@ export class Swim {
    * refused, or undefined when done.
    */
   removeMember(id: string, now: number): string | undefined {
+    const record = this.deadMember(id);
+    if (typeof record === "string") return record;
+    if (record.ringStatus !== "removed") this.setRingStatusFor(record, "removed", now);
+    return undefined;
+  }
+
+  /**
+   * The first step of an operator's removal of a dead member: its ring status becomes `leaving` on
+   * its behalf, so the pending ring drops it and the nodes that gain its ranges get their writes
+   * while the survivors stream the ranges to them (then `removeMember`). If the member comes back,
+   * it outbids this with its own status. Returns the reason it was refused, or undefined when done.
+   */
+  markLeaving(id: string, now: number): string | undefined {
+    const record = this.deadMember(id);
+    if (typeof record === "string") return record;
+    if (record.ringStatus === "removed") return `member ${id} is already removed`;
+    if (record.ringStatus === "left") return `member ${id} has left the ring already`;
+    if (record.ringStatus !== "leaving") this.setRingStatusFor(record, "leaving", now);
+    return undefined;
+  }
+
+  /** Another member an operator may act on (dead or left), or why not. */
+  private deadMember(id: string): MemberRecord | string {
     if (id === this.selfRecord.id) return "a member cannot remove itself (decommission it instead)";
     const record = this.table.get(id);
     if (record === undefined) return `no member with id ${JSON.stringify(id)}`;
     if (isActive(record.state)) return `member ${id} is ${record.state}: only a dead member can be removed (decommission a live one)`;
-    if (record.ringStatus === "removed") return undefined;
+    return record;
+  }
+
+  /** Sets another member's ring status on an operator's behalf, at the next ring version, and gossips it. */
+  private setRingStatusFor(record: MemberRecord, status: RingStatus, now: number): void {
     const previousRingStatus = record.ringStatus;
-    record.ringStatus = "removed";
+    record.ringStatus = status;
     record.ringVersion = Math.min(record.ringVersion + 1, Number.MAX_SAFE_INTEGER);
     record.stateChangedAt = now;
     this.recordChange(record, record.state, previousRingStatus);
     this.broadcasts.enqueue(toUpdate(record));
-    return undefined;
   }
 
   /** Starts joining through seed addresses (its own address is ignored); retried with backoff until a peer answers. */

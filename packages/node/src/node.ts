@@ -22,7 +22,8 @@ import { type KeyRepairResult, repairKey } from "./requests/key-repair.js";
 import { type ExportOptions, ExportWalk } from "./requests/export.js";
 import { DEFAULT_PAGE_BYTES, DEFAULT_PAGE_KEYS } from "./rpc/export-import.js";
 import { Membership, readRingStatus } from "./cluster/membership.js";
-import { Bootstrap } from "./background/bootstrap.js";
+import { OwnershipChanges } from "./cluster/ownership-changes.js";
+import type { RangeStreamerDeps } from "./background/range-streamer.js";
 import { type MessageLimits, messageLimits } from "./rpc/message-limits.js";
 import { hasClusterSecret, PeerPool } from "./rpc/peers.js";
 import { ReplicaRebuild } from "./local/rebuild.js";
@@ -71,8 +72,7 @@ export class DynamoNode {
   private readonly servingListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
   private readonly aloneTimers: NodeJS.Timeout[] = [];
-  private bootstrap: Bootstrap | undefined;
-  private readonly bootstrapAbort = new AbortController();
+  private readonly ownership: OwnershipChanges;
   /** Fires when the node starts to stop: long-lived streams (peers' replica streams, health watches) then end. */
   private readonly draining = new AbortController();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -195,6 +195,25 @@ export class DynamoNode {
     );
     // Ranges gained or reshaped by a membership change get their trees at once.
     this.membership.onRingChange(() => this.antiEntropy.ringChanged());
+    this.ownership = new OwnershipChanges({
+      self: config.nodeId,
+      n: config.n,
+      w: config.w,
+      dataDir: config.dataDir,
+      bytesPerSecond: config.streamBytesPerSecond,
+      // Gossip spreads a status change in a few periods; a write a coordinator began before it knew
+      // completes (or fails) within the request timeout. After both, every acknowledged write is
+      // on the sources or was sent to the gaining nodes too.
+      announceDelayMs: 10 * config.gossipIntervalMs + config.requestTimeoutMs,
+      membership: this.membership,
+      streaming: this.streamingEndpoints(),
+      leaveAndStop: () => this.leave(),
+      log,
+      metrics: this.metrics,
+    });
+    // Hints for a member that was removed or left can never be delivered: its ranges were streamed
+    // to their new owners (from the survivors, or by itself). Dropped, and counted.
+    this.membership.onRingChange(() => void this.dropHintsForRemovedMembers());
   }
 
   private get ring(): Ring {
@@ -394,7 +413,7 @@ export class DynamoNode {
     }
     this.membership.start();
     await this.waitForJoin();
-    this.startBootstrap();
+    this.ownership.start();
     this.setServing(true);
     if (config.hintedHandoff) this.handoff.start();
     // Peers whose RPCs failed are health-checked so that they are seen again (as fallbacks,
@@ -440,37 +459,42 @@ export class DynamoNode {
     return new Set([...this.ring.nodes, ...this.membership.pendingRing.nodes]).size;
   }
 
-  /** A joining node copies the ranges it gains, then becomes normal (background/bootstrap.ts). */
-  private startBootstrap(): void {
-    if (this.membership.ringStatus !== "joining") return;
+  /** How range streaming reads a store (this node's directly, others' over ReplicaService.Scan) and merges into one. */
+  private streamingEndpoints(): Pick<RangeStreamerDeps, "isAvailable" | "scan" | "apply"> {
     const { config } = this;
     const limits = { maxKeys: DEFAULT_PAGE_KEYS, maxBytes: DEFAULT_PAGE_BYTES };
     const pageTimeoutMs = Math.max(config.requestTimeoutMs, 10_000);
-    this.bootstrap = new Bootstrap({
-      self: config.nodeId,
-      n: config.n,
-      w: config.w,
-      transition: () => this.membership.transition,
-      knowsCluster: () => this.membership.members().some((m) => m.id !== config.nodeId && m.state === "alive"),
+    return {
       isAvailable: (node) => this.replicas.isAvailable(node),
-      scan: (node, after, lastToken, signal) => this.replicas.observe(node, this.peers.scan(node, after, lastToken, limits, signal, pageTimeoutMs)),
-      apply: async (key, set) => {
-        await this.replica.apply(key, set);
+      scan: (node, after, lastToken, signal) =>
+        node === config.nodeId
+          ? this.replica.scan(after, lastToken, limits)
+          : this.replicas.observe(node, this.peers.scan(node, after, lastToken, limits, signal, pageTimeoutMs)),
+      // A page's keys are distinct and each store's read-modify-writes are atomic: merge them together.
+      apply: async (target, entries, signal) => {
+        if (target === config.nodeId) await Promise.all(entries.map((entry) => this.replica.apply(entry.key, entry.record.set)));
+        else await Promise.all(entries.map((entry) => this.replicas.endpoint(target).write(entry.key, entry.record, undefined, signal)));
       },
-      becomeNormal: () => this.membership.setRingStatus("normal"),
-      progressFile: join(config.dataDir, "bootstrap.json"),
-      bytesPerSecond: config.streamBytesPerSecond,
-      // Gossip spreads `joining` in a few periods; a write a coordinator began before it knew
-      // completes (or fails) within the request timeout. After both, every acknowledged write is
-      // on the sources or was sent to this node.
-      announceDelayMs: 10 * config.gossipIntervalMs + config.requestTimeoutMs,
-      log: this.log,
-      metrics: this.metrics,
-    });
-    this.log.info("joining: copying the ranges this node gains before owning them", {});
-    this.bootstrap.run(this.bootstrapAbort.signal).catch((err: unknown) => {
-      if (!this.bootstrapAbort.signal.aborted) this.log.error("bootstrap stopped", { error: String(err) });
-    });
+    };
+  }
+
+  private async dropHintsForRemovedMembers(): Promise<void> {
+    const removed = new Set(
+      this.membership
+        .members()
+        .filter((m) => m.ringStatus === "removed")
+        .map((m) => m.id),
+    );
+    for (const target of this.hints.targets()) {
+      if (!removed.has(target.target)) continue;
+      try {
+        const dropped = await this.hints.dropTarget(target.target);
+        this.metrics.count("hints_dropped_removed", dropped);
+        this.log.warn("dropped the hints held for a member that was removed or left", { member: target.target, hints: dropped });
+      } catch (err) {
+        this.log.warn("could not drop the hints held for a member that was removed or left", { member: target.target, error: String(err) });
+      }
+    }
   }
 
   private setServing(serving: boolean): void {
@@ -548,6 +572,7 @@ export class DynamoNode {
       validateKey: (key) => coordinator.validateKey(key),
       repairKey: (key, deadline) => this.repairKey(key, deadline),
       leave: () => this.leave(),
+      ownership: this.ownership,
       draining: this.draining.signal,
       exportWalk: (options) => this.exportWalk(options),
       contextOf: (key, set) => coordinator.contextOf(key, set),
@@ -626,7 +651,7 @@ export class DynamoNode {
       if (closed && closed.cutOff > 0) {
         this.log.warn("grace period over: cut off requests still in flight", { requests: closed.cutOff, graceMs: this.config.shutdownGraceMs });
       }
-      this.bootstrapAbort.abort();
+      this.ownership.stop();
       await this.handoff.stop();
       await this.tombstones.stop();
       await this.antiEntropy.stop();

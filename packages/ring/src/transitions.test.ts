@@ -149,4 +149,33 @@ describe("RingTransition", () => {
       { seed: 17, numRuns: 40 },
     );
   });
+
+  it("transfersFrom covers, for every key a departing node replicates, each node that gains the key, with the departing node among the sources", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 6 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.integer({ min: 0, max: TOKEN_SPACE - 1 }), { minLength: 40, maxLength: 40 }),
+        (count, vnodes, n, probes) => {
+          const all = ids(count);
+          const leaver = all[count - 1]!;
+          const settled = new Ring(all, { vnodes });
+          const pending = new Ring(all.slice(0, -1), { vnodes });
+          const transition = new RingTransition(settled, pending);
+          const from = transition.transfersFrom(leaver, n);
+          for (const t of from) expect(t.sources).toContain(leaver);
+          for (const token of probes) {
+            const before = settled.preferenceListForToken(token, n);
+            const gainers = pending.preferenceListForToken(token, n).filter((node) => !before.includes(node));
+            if (!before.includes(leaver)) expect(gainers).toEqual([]);
+            for (const gainer of gainers) {
+              expect(from.some((t) => t.target === gainer && rangeContains(t.range, token))).toBe(true);
+            }
+          }
+        },
+      ),
+      { seed: 23, numRuns: 60 },
+    );
+  });
 });

@@ -131,6 +131,11 @@ export class RingTransition {
     return extra;
   }
 
+  /** The ranges whose settled replicas include `source` that some node gains (what a departure of `source` moves). */
+  transfersFrom(source: NodeId, n: number): RangeTransfer[] {
+    return rangeTransfers(this.settled, this.pending, n).filter((transfer) => transfer.sources.includes(source));
+  }
+
   /** What `target` must copy: its gains in `pending` and, for a joiner, in `settled + target` (ranges may overlap). */
   transfersTo(target: NodeId, n: number): RangeTransfer[] {
     const transfers = transfersTo(this.settled, this.pending, target, n);

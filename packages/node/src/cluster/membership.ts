@@ -92,6 +92,11 @@ export class Membership {
         `this data dir (${options.dataDir}) belongs to node ${options.nodeId}, which the cluster removed (dynamo remove-node); wipe the data dir to join again as a new node`,
       );
     }
+    if (persistedStatus?.status === "left") {
+      throw new RemovedMemberError(
+        `this data dir (${options.dataDir}) belongs to node ${options.nodeId}, which was decommissioned (its ranges now live on other nodes); wipe the data dir to join again as a new node`,
+      );
+    }
     const ringStatus =
       persistedStatus?.status ??
       initialRingStatus({
@@ -159,6 +164,18 @@ export class Membership {
     const refused = this.swim.removeMember(id, Date.now());
     if (refused === undefined) this.applyChanges();
     return refused;
+  }
+
+  /** The first step of removing a dead member (see Swim.markLeaving); the refusal reason, or undefined. */
+  markLeaving(id: string): string | undefined {
+    const refused = this.swim.markLeaving(id, Date.now());
+    if (refused === undefined) this.applyChanges();
+    return refused;
+  }
+
+  /** A member as gossip knows it (undefined for self and unknown ids). */
+  member(id: string): Member | undefined {
+    return id === this.options.nodeId ? undefined : this.swim.member(id);
   }
 
   /** Called once when gossip says an operator removed this node. */

@@ -1,8 +1,10 @@
-// Elastic membership with real processes: two nodes join a running 3-node cluster (--seeds) under
-// continuous writes, while a reader at R=1 and R=2 fails on any NotFound for an acknowledged key.
+// Elastic membership with real processes: two nodes join a running 3-node cluster (--seeds), one
+// is decommissioned and one killed and removed, under continuous writes, while a reader at R=1 and
+// R=2 fails on any NotFound for an acknowledged key.
 // Writes are at W=3 (= N), as in the issue: at W=2 a read at R=1 may miss a write that is
 // acknowledged but still on its way to the third replica, with or without a membership change.
-// The joining nodes copy their ranges (bootstrap) before they own them; see docs/membership.md.
+// Joining nodes copy their ranges (bootstrap) before they own them; a leaving node, or the node
+// removing a dead one, streams the ranges to the nodes that gain them first; see docs/membership.md.
 import type { DynamoClient } from "@dynamo-ts/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
@@ -12,7 +14,7 @@ import { dynamo, eventually, TestCluster, type TestNode } from "../test-support/
 
 const PRELOADED = 1500;
 
-describe("3 → 5 nodes: two joins at once under writes and reads", () => {
+describe("3 → 5 → 3 nodes: two joins at once, a decommission and a removal, under writes and reads", () => {
   let cluster: TestCluster;
   beforeAll(async () => {
     cluster = await TestCluster.start({
@@ -21,12 +23,23 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
       r: 2,
       w: 2,
       // A slow copy, so that the reader runs while ranges are moving.
-      args: ["--gossip-interval-ms", "200", "--gossip-sync-interval-ms", "1000", "--stream-bytes-per-second", "40000", "--request-timeout-ms", "10000"],
+      args: [
+        "--gossip-interval-ms",
+        "200",
+        "--gossip-sync-interval-ms",
+        "1000",
+        "--gossip-suspicion-ms",
+        "2000",
+        "--stream-bytes-per-second",
+        "40000",
+        "--request-timeout-ms",
+        "10000",
+      ],
     });
   }, 60_000);
   afterAll(async () => cluster?.stop());
 
-  it("no acknowledged key reads NotFound at R=1 or R=2 during or after the joins", async () => {
+  it("no acknowledged key reads NotFound at R=1 or R=2 during or after the changes, and ends on exactly N owners", async () => {
     const acknowledged: string[] = [];
     const writer = cluster.client("n1");
     for (let i = 0; i < PRELOADED; i += 50) {
@@ -41,9 +54,11 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
 
     const clients = new Map<string, DynamoClient>();
     const clientOf = (node: TestNode) => clients.get(node.id) ?? clients.set(node.id, cluster.client(node.id)).get(node.id)!;
+    // Nodes about to go (decommissioned or killed) are not asked: a client would see Unavailable.
+    const going = new Set<string>();
+    const serving = () => cluster.nodes.filter((node) => node.running && !going.has(node.id));
     const notFound: string[] = [];
-    let reads = 0;
-    let writes = 0;
+    const phases = { reads: 0, writes: 0 };
     let stop = false;
     const writing = (async () => {
       for (let i = 0; !stop; i++) {
@@ -51,7 +66,7 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
         try {
           await clientOf(cluster.nodes[i % 3]!).put(key, `live${i}`, { w: 3 });
           acknowledged.push(key);
-          writes++;
+          phases.writes++;
         } catch {
           // Not acknowledged: not checked.
         }
@@ -60,65 +75,122 @@ describe("3 → 5 nodes: two joins at once under writes and reads", () => {
     const reading = (async () => {
       for (let i = 0; !stop; i++) {
         const key = acknowledged[Math.floor(Math.random() * acknowledged.length)]!;
-        const running = cluster.nodes.filter((node) => node.running);
-        const node = running[i % running.length]!;
+        const nodes = serving();
+        if (nodes.length === 0) break;
+        const node = nodes[i % nodes.length]!;
         const r = i % 2 === 0 ? 1 : 2;
         try {
           const result = await clientOf(node).get(key, { r });
           if (result == null) notFound.push(`${key} via ${node.id} at R=${r}`);
-          reads++;
+          phases.reads++;
         } catch {
           // Unavailable or a timeout is not a NotFound.
         }
       }
     })();
+    const growAndShrink = async () => {
+      // 3 → 5: two joins at once.
+      const joined = await Promise.all([cluster.addNode("n4"), cluster.addNode("n5")]);
+      const started = Date.now();
+      // What an operator sees mid-join (the transcript in the README).
+      await eventually(async () => {
+        const members = (await cluster.status("n1")).members;
+        expect(members.filter((m) => m.ringStatus === "joining").map((m) => m.nodeId)).toEqual(["n4", "n5"]);
+      }, 30_000);
+      await eventually(async () => expect((await cluster.status("n4")).transfers.filter((t) => t.done && t.keys > 0n).length).toBeGreaterThan(10), 60_000, 100);
+      console.log(`dynamo status mid-join:\n${(await admin("status", "--node", cluster.node("n4").address)).stdout}`);
+      for (const node of joined) {
+        await eventually(() => expect(node.output.join("")).toContain("bootstrap complete"), 120_000, 250);
+      }
+      console.log(`both joins complete ${Date.now() - started} ms after the nodes started`);
+      for (const node of joined) {
+        const line = node.output
+          .join("")
+          .split("\n")
+          .find((l) => l.includes("bootstrap complete"));
+        console.log(`${node.id}: ${line}`);
+      }
+      // Every node hears that the new nodes own their ranges, while reads and writes go on.
+      await cluster.waitAllNormal();
+      await new Promise((r) => setTimeout(r, 1000));
+      const expected = new Ring(["n1", "n2", "n3", "n4", "n5"], { vnodes: 256 }).ownership();
+      for (const node of cluster.nodes) {
+        for (const m of (await cluster.status(node.id)).members) expect(m.ownership).toBeCloseTo(expected.get(m.nodeId)!, 10);
+      }
+      console.log(`dynamo status after the joins:\n${(await admin("status", "--node", cluster.node("n1").address)).stdout}`);
+      console.log(`joins: ${phases.reads} reads, ${phases.writes} acknowledged writes, ${notFound.length} NotFound`);
 
-    const joined = await Promise.all([cluster.addNode("n4"), cluster.addNode("n5")]);
-    const started = Date.now();
-    // What an operator sees mid-join (the transcript in the README).
-    await eventually(async () => {
-      const members = (await cluster.status("n1")).members;
-      expect(members.filter((m) => m.ringStatus === "joining").map((m) => m.nodeId)).toEqual(["n4", "n5"]);
-    }, 30_000);
-    console.log(`dynamo status mid-join:\n${(await dynamo("status", "--node", cluster.node("n1").address)).stdout}`);
-    for (const node of joined) {
-      await eventually(() => expect(node.output.join("")).toContain("bootstrap complete"), 120_000, 250);
+      // 5 → 4: n5 decommissions itself, streaming its ranges to the nodes that gain them.
+      const n5 = cluster.node("n5");
+      going.add("n5");
+      const decommissionStarted = Date.now();
+      const decommission = admin("decommission", "--node", n5.address);
+      await eventually(
+        async () => expect((await cluster.status("n5")).transfers.filter((t) => t.kind === "decommission" && t.done && t.keys > 0n).length).toBeGreaterThan(10),
+        60_000,
+        100,
+      );
+      console.log(`dynamo status mid-decommission:\n${(await admin("status", "--node", n5.address)).stdout}`);
+      const decommissioned = await decommission;
+      console.log(`$ dynamo decommission --node ${n5.address}\n${decommissioned.stderr}${decommissioned.stdout}`);
+      expect(decommissioned.code).toBe(0);
+      await eventually(() => expect(n5.running).toBe(false), 30_000);
+      console.log(`decommission of n5 took ${Date.now() - decommissionStarted} ms`);
+      expect(n5.output.join("")).toContain("decommission complete");
+
+      // 4 → 3: n4 is killed (kill -9) and an operator removes it through n1.
+      const n4 = cluster.node("n4");
+      going.add("n4");
+      await n4.kill();
+      await eventually(async () => expect((await cluster.status("n1")).members.find((m) => m.nodeId === "n4")?.state).toBe("dead"), 30_000, 200);
+      // A live node can't be removed; the refusal says why.
+      const refused = await admin("remove-node", "n1", "--node", cluster.node("n2").address);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/n1 is alive: only a dead member can be removed/);
+      const removed = await admin("remove-node", "n4", "--node", cluster.node("n1").address);
+      console.log(`$ dynamo remove-node n4 --node ${cluster.node("n1").address}\n${removed.stderr}${removed.stdout}`);
+      expect(removed.code).toBe(0);
+      for (const id of ["n1", "n2", "n3"]) {
+        await eventually(async () => expect((await cluster.status(id)).members.find((m) => m.nodeId === "n4")?.ringStatus).toBe("removed"), 30_000, 200);
+      }
+      // Shrinking below N owners is refused.
+      const tooFew = await admin("decommission", "--node", cluster.node("n3").address);
+      expect(tooFew.code).toBe(1);
+      expect(tooFew.stderr).toMatch(/would leave 2 owner\(s\).*for N=3 replicas/);
+      console.log(`dynamo status after 3 → 5 → 3:\n${(await admin("status", "--node", cluster.node("n1").address)).stdout}`);
+    };
+    const admin = (...args: string[]) => dynamo(...args, "--secret", cluster.secret);
+    try {
+      await growAndShrink();
+    } finally {
+      // Also when a step fails: the loops must not outlive the test.
+      stop = true;
+      await Promise.all([writing, reading]);
     }
-    console.log(`both joins complete ${Date.now() - started} ms after the nodes started`);
-    for (const node of joined) {
-      const line = node.output
-        .join("")
-        .split("\n")
-        .find((l) => l.includes("bootstrap complete"));
-      console.log(`${node.id}: ${line}`);
-    }
-    // Every node hears that the new nodes own their ranges, while reads and writes go on.
-    await cluster.waitAllNormal();
-    await new Promise((r) => setTimeout(r, 1000));
-    const expected = new Ring(["n1", "n2", "n3", "n4", "n5"], { vnodes: 256 }).ownership();
-    for (const node of cluster.nodes) {
-      for (const m of (await cluster.status(node.id)).members) expect(m.ownership).toBeCloseTo(expected.get(m.nodeId)!, 10);
-    }
-    console.log(`dynamo status after the joins:\n${(await dynamo("status", "--node", cluster.node("n1").address)).stdout}`);
-    stop = true;
-    await Promise.all([writing, reading]);
-    console.log(`during the joins: ${reads} reads, ${writes} acknowledged writes, ${notFound.length} NotFound`);
+    console.log(`during the changes: ${phases.reads} reads, ${phases.writes} acknowledged writes, ${notFound.length} NotFound`);
     expect(notFound).toEqual([]);
 
-    // Afterwards: every acknowledged key, at R=1 and R=2, through every node.
+    // Afterwards: every acknowledged key, at R=1 and R=2, through every node; and in each of the
+    // three remaining stores, read directly: N = 3 owners of 3 nodes.
     const missing: string[] = [];
-    const nodes = cluster.nodes;
+    const absent: string[] = [];
+    const nodes = serving();
+    expect(nodes.map((n) => n.id)).toEqual(["n1", "n2", "n3"]);
     for (let i = 0; i < acknowledged.length; i += 100) {
       await Promise.all(
         acknowledged.slice(i, i + 100).map(async (key, j) => {
           const node = nodes[(i + j) % nodes.length]!;
           for (const r of [1, 2]) if ((await clientOf(node).get(key, { r })) == null) missing.push(`${key} via ${node.id} at R=${r}`);
+          for (const owner of nodes) if ((await cluster.readReplica(owner.id, key)) === undefined) absent.push(`${key} on ${owner.id}`);
         }),
       );
     }
-    console.log(`after the joins: ${acknowledged.length} acknowledged keys read at R=1 and R=2, ${missing.length} NotFound`);
+    console.log(
+      `after 3 → 5 → 3: ${acknowledged.length} acknowledged keys read at R=1 and R=2, ${missing.length} NotFound; ${absent.length} missing from one of the 3 owners' stores`,
+    );
     expect(missing).toEqual([]);
-  }, 240_000);
+    expect(absent).toEqual([]);
+  }, 420_000);
 });
 
 describe("a joining node killed with kill -9 mid-copy", () => {

@@ -1,15 +1,17 @@
 // AdminService: the node's state shaped as protobuf for `dynamo status`, `dynamo hints`,
-// `dynamo repair`, `dynamo repair-key`, `dynamo leave`, `dynamo export` and `dynamo import`.
+// `dynamo repair`, `dynamo repair-key`, `dynamo leave`, `dynamo decommission`, `dynamo remove-node`,
+// `dynamo export` and `dynamo import`.
 // Reads only; the actions are the node's (repairKey, leave, the export walk, importRecord),
 // passed in (Export and Import are shaped in export-import.ts).
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
 import type { AdminService, ListHintsResponseSchema, RepairKeyResponseSchema, StatusResponseSchema } from "@dynamo-ts/proto";
 import type { Ring } from "@dynamo-ts/ring";
 import { type AntiEntropy, repairResponse, statusResponse as antiEntropyStatusResponse } from "../background/anti-entropy/index.js";
 import type { BackoffSchedule } from "../background/handoff.js";
 import type { Membership } from "../cluster/membership.js";
+import type { OwnershipChanges } from "../cluster/ownership-changes.js";
 import type { Deadline } from "../requests/deadline.js";
 import type { KeyRepairResult } from "../requests/key-repair.js";
 import { deadlineFor, requireAdmin } from "./call-context.js";
@@ -45,6 +47,8 @@ export interface AdminSources extends ExportImportSources {
   validateKey(key: string): void;
   repairKey(key: string, deadline: Deadline): Promise<KeyRepairResult>;
   leave(): Promise<void>;
+  /** Decommission of this node, removal of dead members, and the transfers they (and a bootstrap) run. */
+  readonly ownership?: Pick<OwnershipChanges, "decommission" | "removeNode" | "transfers">;
 }
 
 export function statusResponse(src: AdminSources): MessageInitShape<typeof StatusResponseSchema> {
@@ -82,6 +86,18 @@ export function statusResponse(src: AdminSources): MessageInitShape<typeof Statu
     rebuilding: src.rebuilding(),
     rangesToRebuild: src.antiEntropy.rangesToRebuild(),
     notReadyReason: src.notReadyReason(),
+    transfers: (src.ownership?.transfers() ?? []).map((t) => ({
+      kind: t.kind,
+      rangeStart: BigInt(t.range.start),
+      rangeEnd: BigInt(t.range.end),
+      source: t.source,
+      target: t.target,
+      keys: BigInt(t.keys),
+      bytes: BigInt(t.bytes),
+      done: t.done,
+      elapsedMs: BigInt(Math.max(0, now - t.startedAt)),
+      fraction: t.fraction,
+    })),
   };
 }
 
@@ -120,6 +136,11 @@ export function repairKeyResponse(result: KeyRepairResult): MessageInitShape<typ
   };
 }
 
+function ownershipOf(src: AdminSources): NonNullable<AdminSources["ownership"]> {
+  if (src.ownership === undefined) throw new ConnectError("this node does not change the cluster's shape", Code.Unimplemented);
+  return src.ownership;
+}
+
 export function adminService(src: AdminSources): ServiceImpl<typeof AdminService> {
   return {
     status(_req, ctx) {
@@ -142,6 +163,15 @@ export function adminService(src: AdminSources): ServiceImpl<typeof AdminService
       requireAdmin(ctx, src.credentials);
       await src.leave();
       return {};
+    },
+    decommission(_req, ctx) {
+      requireAdmin(ctx, src.credentials);
+      return { transfers: ownershipOf(src).decommission() };
+    },
+    removeNode(req, ctx) {
+      requireAdmin(ctx, src.credentials);
+      if (req.nodeId === "") throw new ConnectError("node_id is required: the id of the dead member to remove", Code.InvalidArgument);
+      return { transfers: ownershipOf(src).removeNode(req.nodeId) };
     },
     async repairKey(req, ctx) {
       requireAdmin(ctx, src.credentials);
