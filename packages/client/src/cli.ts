@@ -163,10 +163,12 @@ function transfersTable(s: StatusResponse): string {
       eta,
     ];
   });
-  const keys = done.reduce((sum, t) => sum + Number(t.keys), 0);
-  const bytes = done.reduce((sum, t) => sum + Number(t.bytes), 0);
+  const kinds = [...new Set(done.map((t) => t.kind))].map((kind) => {
+    const ofKind = done.filter((t) => t.kind === kind);
+    return `${kind}: ${ofKind.length} copies, ${ofKind.reduce((sum, t) => sum + Number(t.keys), 0)} keys, ${formatBytes(ofKind.reduce((sum, t) => sum + Number(t.bytes), 0))}`;
+  });
   return (
-    `\ntransfers: ${active.length} in flight, ${done.length} done (${keys} keys, ${formatBytes(bytes)})\n` +
+    `\ntransfers: ${active.length} in flight, ${done.length} done${kinds.length > 0 ? ` (${kinds.join("; ")})` : ""}\n` +
     (rows.length > 0 ? table([["KIND", "RANGE", "SOURCE", "TARGET", "KEYS", "BYTES", "RATE", "SCANNED", "ETA"], ...rows]) : "")
   );
 }
