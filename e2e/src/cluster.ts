@@ -83,16 +83,81 @@ export class Cluster {
   private readonly states: NodeState[];
   private closed = false;
 
+  private readonly members: ClusterNode[];
+
   private constructor(
     readonly name: string,
-    readonly nodes: readonly ClusterNode[],
+    nodes: readonly ClusterNode[],
     readonly n: number,
     private readonly network: StartedNetwork,
     private readonly docker: ContainerRuntimeClient,
     private readonly startupTimeoutMs: number,
     private readonly secret: string,
+    private readonly options: ClusterOptions,
+    private readonly runId: string,
   ) {
+    this.members = [...nodes];
     this.states = nodes.map(() => "running");
+  }
+
+  /** Every node ever started, by index (nodes added later come last). */
+  get nodes(): readonly ClusterNode[] {
+    return this.members;
+  }
+
+  /**
+   * Starts `count` new nodes at once, joining through the running nodes (DYNAMO_SEEDS, fresh data
+   * dirs: they start joining and copy their ranges), and waits until each is ready (/readyz: its
+   * bootstrap is done). Returns their indexes.
+   */
+  async addNodes(count: number): Promise<number[]> {
+    const first = this.members.length;
+    const ids = Array.from({ length: count }, (_, i) => `node${first + i + 1}`);
+    const ports = await freeLoopbackPorts(count);
+    const seeds = this.runningIndexes().map((i) => `${this.members[i]!.id}:${NODE_PORT}`);
+    const settled = await Promise.allSettled(
+      ids.map((id, i) => nodeContainer(this.options, this.network, this.runId, id, ports[i]!, this.n, this.secret, { DYNAMO_SEEDS: seeds.join(",") }).start()),
+    );
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) {
+      await Promise.allSettled(settled.flatMap((r) => (r.status === "fulfilled" ? [removeContainer(this.docker, r.value.getId())] : [])));
+      await removeLabelled(this.docker, CLUSTER_LABEL, `${this.options.name}-${this.runId}`, new Set(this.members.map((m) => m.container.getId())));
+      throw failed.reason;
+    }
+    settled.forEach((r, i) => {
+      const container = (r as PromiseFulfilledResult<StartedTestContainer>).value;
+      const client = new DynamoClient({ node: `127.0.0.1:${ports[i]!}`, timeoutMs: this.options.requestTimeoutMs ?? 3000 });
+      this.members.push({ id: ids[i]!, hostPort: ports[i]!, container, client });
+      this.states.push("running");
+    });
+    await Promise.all(
+      ids.map((id, i) =>
+        retryUntil(this.startupTimeoutMs * 3, `${id} ready (bootstrap done)`, async () => {
+          const res = await fetch(`http://127.0.0.1:${ports[i]!}/readyz`, { signal: AbortSignal.timeout(2000) });
+          if (res.status !== 200) throw new ClusterError(`${id} /readyz: ${res.status} ${await res.text()}`);
+        }),
+      ),
+    );
+    return ids.map((_, i) => first + i);
+  }
+
+  /** A client of node `index` with the cluster secret, for admin calls (Status); close it after use. */
+  admin(index: number): DynamoClient & Disposable {
+    const client = new DynamoClient({ node: `127.0.0.1:${this.node(index).hostPort}`, clusterSecret: this.secret, httpVersion: "1.1" });
+    return Object.assign(client, { [Symbol.dispose]: () => client.close() });
+  }
+
+  /** Runs the `dynamo` CLI inside node `index`'s container (it finds the cluster secret there). */
+  async dynamo(index: number, ...args: string[]): Promise<{ exitCode: number; output: string }> {
+    const result = await this.node(index).container.exec(["dynamo", ...args]);
+    return { exitCode: result.exitCode, output: result.output };
+  }
+
+  /** Waits until node `index` exits by itself (a decommissioned node stops), and notes it stopped. */
+  async waitExited(index: number): Promise<number> {
+    const code = await this.waitUntilExited(index);
+    this.states[index] = "stopped";
+    return code;
   }
 
   /**
@@ -129,31 +194,7 @@ export class Cluster {
     try {
       const containers = await Promise.all(
         ids.map(async (id, i) => {
-          const container = await new NodeContainer(NODE_IMAGE)
-            .withName(`dynamo-e2e-${options.name}-${runId}-${id}`)
-            .withOnlyNetwork(network, id)
-            .withLoopbackPort(NODE_PORT, ports[i]!)
-            .withEnvironment({
-              ...membershipEnv(ids),
-              DYNAMO_NODE_ID: id,
-              DYNAMO_ADVERTISE: `${id}:${NODE_PORT}`,
-              DYNAMO_CLUSTER_SECRET: secret,
-              DYNAMO_N: String(n),
-              DYNAMO_R: String(options.r ?? Math.floor(n / 2) + 1),
-              DYNAMO_W: String(options.w ?? Math.floor(n / 2) + 1),
-              DYNAMO_REQUEST_TIMEOUT_MS: String(requestTimeoutMs),
-              ...options.env,
-            })
-            .withLabels({
-              [OWNER_PID_LABEL]: String(process.pid),
-              [OWNER_HOST_LABEL]: os.hostname(),
-              [NETWORK_LABEL]: network.getName(),
-              [CLUSTER_LABEL]: `${options.name}-${runId}`,
-            })
-            .withPullPolicy(PullPolicy.neverPull())
-            .withWaitStrategy(Wait.forHttp("/healthz", NODE_PORT).forStatusCode(200))
-            .withStartupTimeout(startupTimeoutMs)
-            .start();
+          const container = await nodeContainer(options, network, runId, id, ports[i]!, n, secret, membershipEnv(ids)).start();
           started.push(container);
           return container;
         }),
@@ -164,7 +205,7 @@ export class Cluster {
         container,
         client: new DynamoClient({ node: `127.0.0.1:${ports[i]!}`, timeoutMs: requestTimeoutMs }),
       }));
-      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs, secret);
+      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs, secret, options, runId);
     } catch (error) {
       await Promise.allSettled(started.map((c) => removeContainer(docker, c.getId())));
       // A container whose start failed half-way is not in `started`: find it by its network label.
@@ -312,8 +353,45 @@ export class Cluster {
   }
 }
 
+/** A node's container, ready to start: on the cluster network only, its port on loopback. */
+function nodeContainer(
+  options: ClusterOptions,
+  network: StartedNetwork,
+  runId: string,
+  id: string,
+  hostPort: number,
+  n: number,
+  secret: string,
+  membership: Record<string, string>,
+): NodeContainer {
+  return new NodeContainer(NODE_IMAGE)
+    .withName(`dynamo-e2e-${options.name}-${runId}-${id}`)
+    .withOnlyNetwork(network, id)
+    .withLoopbackPort(NODE_PORT, hostPort)
+    .withEnvironment({
+      ...membership,
+      DYNAMO_NODE_ID: id,
+      DYNAMO_ADVERTISE: `${id}:${NODE_PORT}`,
+      DYNAMO_CLUSTER_SECRET: secret,
+      DYNAMO_N: String(n),
+      DYNAMO_R: String(options.r ?? Math.floor(n / 2) + 1),
+      DYNAMO_W: String(options.w ?? Math.floor(n / 2) + 1),
+      DYNAMO_REQUEST_TIMEOUT_MS: String(options.requestTimeoutMs ?? 3000),
+      ...options.env,
+    })
+    .withLabels({
+      [OWNER_PID_LABEL]: String(process.pid),
+      [OWNER_HOST_LABEL]: os.hostname(),
+      [NETWORK_LABEL]: network.getName(),
+      [CLUSTER_LABEL]: `${options.name}-${runId}`,
+    })
+    .withPullPolicy(PullPolicy.neverPull())
+    .withWaitStrategy(Wait.forHttp("/healthz", NODE_PORT).forStatusCode(200))
+    .withStartupTimeout(options.startupTimeoutMs ?? 60_000);
+}
+
 /**
- * Static membership today (DYNAMO_PEERS); the one place to change when nodes join through
+ * Static membership of the initial nodes (DYNAMO_PEERS); the one place to change when nodes join through
  * seeds (DYNAMO_SEEDS) instead.
  */
 function membershipEnv(ids: readonly string[]): Record<string, string> {
@@ -365,9 +443,9 @@ async function removeContainer(docker: ContainerRuntimeClient, id: string): Prom
   await docker.container.getById(id).remove({ force: true, v: true });
 }
 
-async function removeLabelled(docker: ContainerRuntimeClient, label: string, value: string): Promise<void> {
+async function removeLabelled(docker: ContainerRuntimeClient, label: string, value: string, keep: ReadonlySet<string> = new Set()): Promise<void> {
   const containers = await docker.container.dockerode.listContainers({ all: true, filters: { label: [`${label}=${value}`] } });
-  await Promise.allSettled(containers.map((c) => removeContainer(docker, c.Id)));
+  await Promise.allSettled(containers.filter((c) => !keep.has(c.Id)).map((c) => removeContainer(docker, c.Id)));
 }
 
 /** Removes containers (and their networks) that an e2e process, now gone, left on this host. */
