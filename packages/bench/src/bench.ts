@@ -146,7 +146,14 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
     if (options.ceilings.includes("transport")) {
       const node = options.ceilingNode ?? options.nodes[0]!;
       transport = await phase("transport ceiling", `grpc.health.v1.Health/Check on ${node}, ${options.concurrency} in flight`, () =>
-        measureTransportCeiling({ ...common, limits: ceilingLimits, node, protocol: options.protocol, timeoutMs: options.timeoutMs }),
+        measureTransportCeiling({
+          ...common,
+          limits: ceilingLimits,
+          node,
+          protocol: options.protocol,
+          timeoutMs: options.timeoutMs,
+          ...(options.credentials?.ca ? { ca: options.credentials.ca } : {}),
+        }),
       );
     }
     if (options.ceilings.includes("storage")) {

@@ -28,6 +28,8 @@ export interface TransportCeilingOptions extends CeilingRunOptions {
   readonly node: string;
   readonly protocol: Protocol;
   readonly timeoutMs: number;
+  /** The cluster CA (TLS on), as the clients use it. */
+  readonly ca?: string;
 }
 
 export interface TransportCeiling extends PhaseResult {
@@ -41,7 +43,7 @@ export interface TransportCeiling extends PhaseResult {
  * the ceiling is the client's stack, not a faster one.
  */
 export async function measureTransportCeiling(options: TransportCeilingOptions): Promise<TransportCeiling> {
-  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol });
+  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol, ...(options.ca ? { ca: options.ca } : {}) });
   const health = createClient(Health, transport);
   const call = { timeoutMs: options.timeoutMs };
   try {

@@ -43,6 +43,7 @@ Options:
   --secret-file FILE        Cluster secret (the run reads each node's status); also env DYNAMO_CLUSTER_SECRET_FILE,
                             DYNAMO_CLUSTER_SECRET, or ./data/cluster-secret (the local cluster's)
   --token-file FILE         A bearer token instead (admin role; or read,write plus the secret); env DYNAMO_TOKEN_FILE, DYNAMO_TOKEN
+  --ca-file FILE            PEM of the CA that signed the nodes' certificates (TLS on): nodes are reached over https; env DYNAMO_CA_FILE
   --json                    Print the result as JSON on stdout (progress stays on stderr)
   --quiet                   No progress on stderr
   --version                 Print the version
@@ -121,6 +122,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
         "storage-dir": { type: "string" },
         "secret-file": { type: "string" },
         "token-file": { type: "string" },
+        "ca-file": { type: "string" },
         json: { type: "boolean" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -203,7 +205,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
 /** The run reads node status (members, counters): it needs the cluster secret or an admin token. */
 function benchCredentials(values: Record<string, string | boolean | undefined>, env: Readonly<Record<string, string | undefined>>): ResolvedCredentials {
   const flags = new Map<string, string>();
-  for (const name of ["secret-file", "token-file"]) if (typeof values[name] === "string") flags.set(name, values[name]);
+  for (const name of ["secret-file", "token-file", "ca-file"]) if (typeof values[name] === "string") flags.set(name, values[name]);
   try {
     return resolveCredentials(flags, env);
   } catch (err) {

@@ -60,6 +60,8 @@ Options:
                           works but shows the secret to anyone running ps
   --token-file FILE       Bearer token for clusters that require client credentials, or an
                           admin token instead of the secret (env DYNAMO_TOKEN_FILE or DYNAMO_TOKEN)
+  --ca-file FILE          PEM of the CA that signed the nodes' certificates, for a cluster with TLS
+                          on: nodes given as host:port are reached over https (env DYNAMO_CA_FILE)
   --range START:END       Ring tokens START < t <= END (repair): only ranges overlapping it
   --out FILE, --in FILE   The file export writes, import reads (default stdout, stdin)
   --stop-on-error         import: stop at the first line that fails
@@ -93,7 +95,7 @@ interface Parsed {
 }
 
 const NEEDS_SECRET = "needs the cluster secret (--secret-file FILE or DYNAMO_CLUSTER_SECRET_FILE) or an admin token (--token-file FILE or DYNAMO_TOKEN_FILE)";
-const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "secret-file", "token-file", "range", "out", "in"]);
+const VALUE_FLAGS = new Set(["node", "r", "w", "context", "timeout-ms", "protocol", "secret", "secret-file", "token-file", "ca-file", "range", "out", "in"]);
 const BOOLEAN_FLAGS = new Set(["base64", "json", "help", "show-context", "version", "stop-on-error", "no-wait"]);
 
 export function parseArgs(argv: readonly string[]): Parsed {

@@ -5,13 +5,16 @@
 //   own file, ./data/cluster-secret, which `npm start` writes: so against a local cluster the
 //   CLI finds its secret by itself;
 // - a bearer token (clients of a cluster with --require-client-auth, or an admin token):
-//   --token-file, DYNAMO_TOKEN_FILE, DYNAMO_TOKEN.
+//   --token-file, DYNAMO_TOKEN_FILE, DYNAMO_TOKEN;
+// - the CA of a cluster with TLS on (its nodes are then reached over https): --ca-file, DYNAMO_CA_FILE.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface ResolvedCredentials {
   readonly clusterSecret?: string;
   readonly token?: string;
+  /** PEM of the CA that signed the nodes' certificates. */
+  readonly ca?: string;
 }
 
 export class CredentialsError extends Error {
@@ -46,5 +49,11 @@ export function resolveCredentials(
   const tokenFile = flags.get("token-file") ?? env["DYNAMO_TOKEN_FILE"];
   if (tokenFile) token = readSecretFile(tokenFile, "the token file");
   else token = env["DYNAMO_TOKEN"] || undefined;
-  return { ...(clusterSecret ? { clusterSecret } : {}), ...(token ? { token } : {}) };
+  const caFile = flags.get("ca-file") ?? env["DYNAMO_CA_FILE"];
+  let ca: string | undefined;
+  if (caFile) {
+    ca = readSecretFile(caFile, "the CA file");
+    if (!ca.includes("-----BEGIN CERTIFICATE-----")) throw new CredentialsError(`the CA file ${caFile} holds no PEM certificate`);
+  }
+  return { ...(clusterSecret ? { clusterSecret } : {}), ...(token ? { token } : {}), ...(ca ? { ca } : {}) };
 }

@@ -12,6 +12,11 @@ export interface DynamoTransportOptions {
   readonly protocol?: Protocol;
   /** HTTP version; default 2 (gRPC needs it). */
   readonly httpVersion?: "1.1" | "2";
+  /**
+   * PEM certificate(s) of the CA that signed the nodes' certificates (a cluster with TLS on):
+   * only it is trusted, and a node given as host:port is reached over https.
+   */
+  readonly ca?: string | Uint8Array;
 }
 
 export interface DynamoTransport {
@@ -23,8 +28,8 @@ export interface DynamoTransport {
 }
 
 /** A node's URL or host:port as its origin; TypeError when it is neither. */
-export function normalizeNodeUrl(node: string): string {
-  const url = /^https?:\/\//.test(node) ? node : `http://${node}`;
+export function normalizeNodeUrl(node: string, scheme: "http" | "https" = "http"): string {
+  const url = /^https?:\/\//.test(node) ? node : `${scheme}://${node}`;
   try {
     return new URL(url).origin;
   } catch {
@@ -38,14 +43,15 @@ export function normalizeNodeUrl(node: string): string {
  * close(). TypeError for gRPC over HTTP/1.1 or a bad node address.
  */
 export function createDynamoTransport(options: DynamoTransportOptions): DynamoTransport {
-  const baseUrl = normalizeNodeUrl(options.node);
+  const baseUrl = normalizeNodeUrl(options.node, options.ca !== undefined ? "https" : "http");
   const protocol = options.protocol ?? "connect";
+  const tls = options.ca !== undefined ? { ca: typeof options.ca === "string" ? options.ca : Buffer.from(options.ca) } : undefined;
   if ((options.httpVersion ?? "2") === "1.1") {
     if (protocol === "grpc") throw new TypeError("the gRPC protocol needs HTTP/2");
-    const common = { baseUrl, httpVersion: "1.1" as const, useBinaryFormat: true };
+    const common = { baseUrl, httpVersion: "1.1" as const, useBinaryFormat: true, ...(tls ? { nodeOptions: tls } : {}) };
     return { transport: protocol === "grpc-web" ? createGrpcWebTransport(common) : createConnectTransport(common), baseUrl, close: () => {} };
   }
-  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 });
+  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 }, tls);
   const common = { baseUrl, httpVersion: "2" as const, sessionManager };
   const transport =
     protocol === "grpc"

@@ -3,7 +3,7 @@
 // Flags win over the environment. Anything invalid stops start-up with a one-line reason.
 
 import { defaultSwimConfig, type SwimConfig, validateSwimConfig } from "@dynamo-ts/gossip";
-import { readFileSync } from "node:fs";
+import { accessSync, constants as fsConstants, readFileSync } from "node:fs";
 import { LOG_LEVELS, type LogLevel } from "./observability/log.js";
 import { weakSecretReason } from "./rpc/credentials.js";
 
@@ -52,6 +52,8 @@ export interface NodeConfig {
   readonly maxRecordBytes: number;
   readonly resolution: ConflictResolution;
   readonly logLevel: LogLevel;
+  /** --tls-cert-file, --tls-key-file, --tls-ca-file: TLS on the node's port and mutual TLS between nodes; undefined: plaintext. */
+  readonly tls: TlsFiles | undefined;
   /** --tokens-file: client bearer tokens and their roles. */
   readonly tokensFile: string | undefined;
   /** The key API needs a token (read for Get, write for Put and Delete). */
@@ -126,6 +128,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "Shared secret that node-to-node and admin calls must carry (24+ random characters); prefer --cluster-secret-file or the env var: argv is visible to ps",
   },
   { flag: "cluster-secret-file", help: "File holding the cluster secret (trailing newline ignored); instead of --cluster-secret" },
+  {
+    flag: "tls-cert-file",
+    help: "PEM certificate (chain) of this node: turns on TLS for its port (HTTP/2 and HTTP/1.1 by ALPN) and for its calls to other nodes; reloaded when it changes",
+  },
+  { flag: "tls-key-file", help: "PEM private key of --tls-cert-file" },
+  {
+    flag: "tls-ca-file",
+    help: "PEM certificate(s) of the cluster CA: other nodes' certificates must be signed by it (mutual TLS between nodes; internal calls without such a client certificate are refused)",
+  },
   {
     flag: "tokens-file",
     help: "Client bearer tokens with roles: lines of 'TOKEN read,write,admin [expires=ISO-8601] [name=NAME]' (TOKEN may be sha256:<hex>); re-read when it changes",
@@ -346,6 +357,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   }
 
   const clusterSecret = readClusterSecret(raw);
+  const tls = readTlsFiles(raw);
   const tokensFile = raw.get("tokens-file") || undefined;
   const requireClientAuth = parseBoolean(raw, "require-client-auth");
   if (requireClientAuth && !tokensFile) throw new ConfigError("--require-client-auth needs --tokens-file (the tokens clients may use)");
@@ -410,6 +422,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     maxRecordBytes,
     resolution,
     logLevel: logLevel as LogLevel,
+    tls,
     tokensFile,
     requireClientAuth,
     allowedHosts,
@@ -433,4 +446,34 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     antiEntropyBytesPerSecond: parseInteger(raw, "anti-entropy-bytes-per-second", 1024, 2 ** 40),
     streamBytesPerSecond: parseInteger(raw, "stream-bytes-per-second", 1024, 2 ** 40),
   };
+}
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/** The three TLS files, all or none; each must be readable now (contents are checked when loaded). */
+function readTlsFiles(raw: Map<string, string>): TlsFiles | undefined {
+  const certFile = raw.get("tls-cert-file") || undefined;
+  const keyFile = raw.get("tls-key-file") || undefined;
+  const caFile = raw.get("tls-ca-file") || undefined;
+  if (!certFile && !keyFile && !caFile) return undefined;
+  if (!certFile || !keyFile || !caFile) {
+    const missing = [!certFile && "--tls-cert-file", !keyFile && "--tls-key-file", !caFile && "--tls-ca-file"].filter(Boolean).join(", ");
+    throw new ConfigError(`TLS needs --tls-cert-file, --tls-key-file and --tls-ca-file together (missing: ${missing}); see docs/security.md`);
+  }
+  for (const [flag, file] of [
+    ["tls-cert-file", certFile],
+    ["tls-key-file", keyFile],
+    ["tls-ca-file", caFile],
+  ] as const) {
+    try {
+      accessSync(file, fsConstants.R_OK);
+    } catch (err) {
+      throw new ConfigError(`--${flag}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+  return { certFile, keyFile, caFile };
 }

@@ -44,6 +44,7 @@ import { requestMetrics } from "./observability/request-metrics.js";
 import { type Readiness, readiness } from "./observability/readiness.js";
 import { MAX_TIMEOUT_MS, registerServices } from "./rpc/services.js";
 import { clusterSecretMatcher } from "./rpc/call-context.js";
+import { TlsMaterial } from "./rpc/tls-material.js";
 import { StoreHealth } from "./local/store-health.js";
 import { TombstoneCollector } from "./background/tombstones.js";
 import { VERSION } from "./version.js";
@@ -61,6 +62,8 @@ export class DynamoNode {
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
   private readonly peers: PeerPool;
+  /** TLS material (certificate, key, cluster CA), reloaded when the files change; undefined: plaintext. */
+  private readonly tls: TlsMaterial | undefined;
   private readonly replica: LocalReplica;
   /** Replica endpoints by node (local store or peer) and their availability. */
   readonly replicas: ReplicaDirectory;
@@ -98,7 +101,12 @@ export class DynamoNode {
     // Outgoing sessions close before the peers' listeners would close them idle (a GOAWAY
     // crossing a new call fails that call); peers are assumed to run this node's settings.
     const peerIdleMs = config.idleConnectionTimeoutMs > 0 ? Math.max(1_000, Math.floor((config.idleConnectionTimeoutMs * 3) / 4)) : 45_000;
-    this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node), { idleConnectionTimeoutMs: peerIdleMs });
+    this.tls = config.tls ? new TlsMaterial(config.tls, log) : undefined;
+    const tlsMaterial = this.tls;
+    this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node), {
+      idleConnectionTimeoutMs: peerIdleMs,
+      ...(tlsMaterial ? { tls: () => tlsMaterial.clientOptions() } : {}),
+    });
     this.membership = new Membership(
       {
         nodeId: config.nodeId,
@@ -396,7 +404,14 @@ export class DynamoNode {
         })
       : undefined;
     const serve: RequestHandler = lean && leanStream ? (req, res) => lean(req, res) || leanStream(req, res) || handler(req, res) : handler;
-    this.listener = new DualProtocolListener(inRequestScope(serve, config, this.log), {
+    const tlsMaterial = this.tls;
+    if (!tlsMaterial) {
+      this.log.warn(
+        "plaintext: TLS is off, so anyone on the network can read keys, values, tokens and the cluster secret, and forge node-to-node calls; turn it on with --tls-cert-file, --tls-key-file and --tls-ca-file (docs/security.md)",
+      );
+    }
+    this.listener = new DualProtocolListener(inRequestScope(serve, { ...config, requirePeerCertificate: tlsMaterial !== undefined }, this.log), {
+      ...(tlsMaterial ? { tls: () => tlsMaterial.serverOptions() } : {}),
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
       idleConnectionTimeoutMs: config.idleConnectionTimeoutMs,
       streamIdleTimeoutMs: config.streamIdleTimeoutMs,
@@ -404,6 +419,8 @@ export class DynamoNode {
       // Other nodes' replica streams and anti-entropy may be silent for long stretches.
       isTrusted: hasClusterSecret(config.clusterSecret),
     });
+    const listener = this.listener;
+    tlsMaterial?.watch(() => listener.reloadTls());
     const [host, portText] = splitHostPort(config.listen);
     let address;
     try {
@@ -652,6 +669,7 @@ export class DynamoNode {
         this.log.warn("grace period over: cut off requests still in flight", { requests: closed.cutOff, graceMs: this.config.shutdownGraceMs });
       }
       this.ownership.stop();
+      this.tls?.stop();
       await this.handoff.stop();
       await this.tombstones.stop();
       await this.antiEntropy.stop();

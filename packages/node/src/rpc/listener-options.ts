@@ -26,6 +26,12 @@ export interface ListenerOptions {
   /** Requests exempt from `streamIdleTimeoutMs` (e.g. those carrying the cluster secret). */
   readonly isTrusted?: (headers: RequestHeaders) => boolean;
   /**
+   * TLS on every connection: the server context for the next one (it may change: certificates are
+   * reloaded). HTTP/2 or HTTP/1.1 is then chosen by ALPN; a client certificate is asked for but
+   * not required (internal services check it). Undefined: plaintext.
+   */
+  readonly tls?: () => import("node:tls").SecureContextOptions;
+  /**
    * How long a connection over `maxConnections` may take to show its protocol before it is
    * closed without an answer. Default 2 000 (at most `firstRequestTimeoutMs`).
    */
@@ -59,6 +65,8 @@ export interface ListenerStats {
   readonly unreadBodiesDiscarded: number;
   /** ... of which the remaining body was over `maxDiscardBytes`, so the request was cut off. */
   readonly unreadBodiesCut: number;
+  /** TLS handshakes that failed or timed out (with TLS on). */
+  readonly tlsHandshakeFailures: number;
 }
 
 export const LISTENER_DEFAULTS = {
@@ -70,7 +78,7 @@ export const LISTENER_DEFAULTS = {
   maxDiscardBytes: 64 * 1024 * 1024,
 } as const;
 
-export function resolveOptions(options: ListenerOptions): Required<Omit<ListenerOptions, "isTrusted">> {
+export function resolveOptions(options: ListenerOptions): Required<Omit<ListenerOptions, "isTrusted" | "tls">> {
   const resolved = {
     firstRequestTimeoutMs: options.firstRequestTimeoutMs ?? LISTENER_DEFAULTS.firstRequestTimeoutMs,
     idleConnectionTimeoutMs: options.idleConnectionTimeoutMs ?? LISTENER_DEFAULTS.idleConnectionTimeoutMs,

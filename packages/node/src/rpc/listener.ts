@@ -22,6 +22,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 import { detectProtocol, h2Refusal } from "./connection-sniffing.js";
@@ -60,7 +61,9 @@ export class DualProtocolListener {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   /** The connection being handed to the HTTP/2 server (its "session" event is synchronous). */
   private handingOff: Connection | undefined;
-  private readonly options: Required<Omit<ListenerOptions, "isTrusted">>;
+  private readonly options: Required<Omit<ListenerOptions, "isTrusted" | "tls">>;
+  private readonly tlsOptions: (() => tls.SecureContextOptions) | undefined;
+  private readonly tlsServer: tls.Server | undefined;
   private readonly isTrusted: (headers: RequestHeaders) => boolean;
   private readonly counts = {
     accepted: 0,
@@ -71,6 +74,7 @@ export class DualProtocolListener {
     streamIdleResets: 0,
     unreadBodiesDiscarded: 0,
     unreadBodiesCut: 0,
+    tlsHandshakeFailures: 0,
   };
   private closing = false;
   private inFlight = 0;
@@ -79,6 +83,7 @@ export class DualProtocolListener {
   constructor(handler: Handler, options: ListenerOptions = {}) {
     this.options = resolveOptions(options);
     this.isTrusted = options.isTrusted ?? (() => false);
+    this.tlsOptions = options.tls;
     const { firstRequestTimeoutMs, idleConnectionTimeoutMs } = this.options;
     const counted: Handler = (req, res) => {
       this.inFlight++;
@@ -114,6 +119,23 @@ export class DualProtocolListener {
       counted as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
     this.h2.on("session", (session: http2.ServerHttp2Session) => this.sessionOpened(session));
+    if (options.tls) {
+      this.tlsServer = tls.createServer(
+        {
+          ...options.tls(),
+          ALPNProtocols: ["h2", "http/1.1"],
+          // Asked for, not required: clients have none; the internal services check it.
+          requestCert: true,
+          rejectUnauthorized: false,
+          handshakeTimeout: firstRequestTimeoutMs > 0 ? firstRequestTimeoutMs : 120_000,
+        },
+        (socket) => this.admit(socket),
+      );
+      this.tlsServer.on("tlsClientError", (_err, socket) => {
+        this.counts.tlsHandshakeFailures++;
+        socket.destroy();
+      });
+    }
     this.tcp = net.createServer((socket) => this.accept(socket));
     // Node closes connections beyond this at once ("drop"): room for the admitted ones plus a
     // few being told they are over the cap.
@@ -141,19 +163,35 @@ export class DualProtocolListener {
       streamIdleResets: c.streamIdleResets,
       unreadBodiesDiscarded: c.unreadBodiesDiscarded,
       unreadBodiesCut: c.unreadBodiesCut,
+      tlsHandshakeFailures: c.tlsHandshakeFailures,
     };
   }
 
   // --- connections ----------------------------------------------------------------------------
 
-  private accept(socket: net.Socket): void {
-    socket.on("error", () => socket.destroy());
+  private accept(raw: net.Socket): void {
+    raw.on("error", () => raw.destroy());
     if (this.closing) {
-      socket.destroy();
+      raw.destroy();
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
-      this.refuse(socket);
+      // Over TLS there is no cheap way to tell the client why: the handshake costs more than the refusal.
+      if (this.tlsServer) {
+        this.counts.refused++;
+        raw.destroy();
+      } else this.refuse(raw);
+      return;
+    }
+    // With TLS, Node's TLS server does the handshake (bounded by the first-request timeout) and
+    // hands over the TLS socket: that is the connection HTTP/1.1 requests and HTTP/2 sessions see.
+    if (this.tlsServer) this.tlsServer.emit("connection", raw);
+    else this.admit(raw);
+  }
+
+  private admit(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
       return;
     }
     this.counts.accepted++;
@@ -167,26 +205,48 @@ export class DualProtocolListener {
       this.counts.firstRequestTimeouts++;
       this.closeConnection(conn, true);
     });
+    if (socket instanceof tls.TLSSocket) {
+      // ALPN chose the protocol; a client that offered none is sniffed like a plaintext one.
+      if (socket.alpnProtocol === "h2") this.serveH2(conn);
+      else if (socket.alpnProtocol === "http/1.1") this.serveH1(conn);
+      else this.sniff(conn);
+      return;
+    }
+    this.sniff(conn);
+  }
+
+  /** Makes connections from now on use the TLS material `tls` gives now (certificates reloaded). */
+  reloadTls(): void {
+    if (this.tlsServer && this.tlsOptions) this.tlsServer.setSecureContext(this.tlsOptions());
+  }
+
+  private sniff(conn: Connection): void {
+    const { socket } = conn;
     detectProtocol(socket, (isH2, head) => {
       // Pause before unshifting: in flowing mode the unshifted bytes would be emitted at
       // once to no listener. The HTTP/2 session drains the buffer and then reads the
       // socket natively, so only the HTTP/1.1 parser needs the stream resumed.
       socket.pause();
       socket.unshift(head);
-      if (isH2) {
-        conn.protocol = "http2";
-        this.handingOff = conn;
-        try {
-          this.h2.emit("connection", socket);
-        } finally {
-          this.handingOff = undefined;
-        }
-      } else {
-        conn.protocol = "http1";
-        this.h1.emit("connection", socket);
-        socket.resume();
-      }
+      if (isH2) this.serveH2(conn);
+      else this.serveH1(conn);
     });
+  }
+
+  private serveH2(conn: Connection): void {
+    conn.protocol = "http2";
+    this.handingOff = conn;
+    try {
+      this.h2.emit("connection", conn.socket);
+    } finally {
+      this.handingOff = undefined;
+    }
+  }
+
+  private serveH1(conn: Connection): void {
+    conn.protocol = "http1";
+    this.h1.emit("connection", conn.socket);
+    conn.socket.resume();
   }
 
   /** Runs `onExpiry` after `ms` unless re-armed or cleared first; 0 means never. */

@@ -5,6 +5,7 @@
 // whether a peer is up.
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
+import type { TlsPem } from "./tls-material.js";
 import {
   AntiEntropyService,
   CLUSTER_SECRET_HEADER,
@@ -44,6 +45,8 @@ export interface PeerPoolOptions {
    * peer crossing a new call would fail that call. Default 45 000.
    */
   readonly idleConnectionTimeoutMs?: number;
+  /** TLS toward other nodes (https, our certificate as the client certificate, only the cluster CA trusted); undefined: plaintext. */
+  readonly tls?: () => TlsPem;
 }
 
 interface Peer {
@@ -67,6 +70,7 @@ export class PeerPool {
   private readonly secretInterceptor: Interceptor;
   private readonly controls = new Map<string, ControlLink>();
   private readonly idleConnectionTimeoutMs: number;
+  private readonly tls: (() => TlsPem) | undefined;
   /** Bulk sessions replaced because they refused responses (see BulkLink). */
   private recycled = 0;
 
@@ -77,6 +81,7 @@ export class PeerPool {
     options: PeerPoolOptions = {},
   ) {
     this.idleConnectionTimeoutMs = options.idleConnectionTimeoutMs ?? 45_000;
+    this.tls = options.tls;
     this.secretInterceptor = (next) => (req) => {
       req.header.set(CLUSTER_SECRET_HEADER, secret);
       return next(req);
@@ -127,8 +132,10 @@ export class PeerPool {
 
   /** One HTTP/2 session to `address`, binary Connect, the cluster secret on every call. */
   private connect(address: string, sessionOptions: Http2SessionOptions): { sessions: Http2SessionManager; transport: Transport } {
-    const baseUrl = `http://${address}`;
-    const sessions = new Http2SessionManager(baseUrl, sessionOptions);
+    const pem = this.tls?.();
+    const baseUrl = `${pem ? "https" : "http"}://${address}`;
+    // The material as it is now: a session opened after a certificate reload uses the new one.
+    const sessions = new Http2SessionManager(baseUrl, sessionOptions, pem ? { ca: pem.ca, cert: pem.cert, key: pem.key, ALPNProtocols: ["h2"] } : undefined);
     // No compression between nodes: replica messages are small and cross a LAN at most; the
     // gzip that Connect applies to messages over 1 KiB cost more CPU than it saved.
     const transport = createConnectTransport({

@@ -6,6 +6,7 @@ import { AsyncResource } from "node:async_hooks";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { currentRequestId, type Logger, withRequestScope } from "../observability/log.js";
 import type { FallbackResponse, RequestHandler } from "./rpc-handler.js";
+import { hasPeerCertificate } from "./tls-material.js";
 
 export interface RequestScopeOptions {
   readonly logLevel: string;
@@ -13,7 +14,12 @@ export interface RequestScopeOptions {
   readonly allowedHosts: readonly string[];
   readonly advertise: string;
   readonly listen: string;
+  /** With TLS on: calls to the internal services need a client certificate from the cluster CA. */
+  readonly requirePeerCertificate?: boolean;
 }
+
+/** Services only other nodes call (the cluster secret alone is not enough for them under TLS). */
+const INTERNAL_SERVICE_PATHS = ["/dynamo.v1.ReplicaService/", "/dynamo.v1.GossipService/", "/dynamo.v1.AntiEntropyService/"];
 
 export function inRequestScope(handler: RequestHandler, options: RequestScopeOptions, log: Logger): RequestHandler {
   const debug = options.logLevel === "debug";
@@ -23,6 +29,17 @@ export function inRequestScope(handler: RequestHandler, options: RequestScopeOpt
       if (!hostAllowed(req.headers.host ?? (req.headers[":authority"] as string | undefined))) {
         (res as FallbackResponse).writeHead(421, { "content-type": "text/plain; charset=utf-8" });
         res.end("misdirected request: this node does not answer for that Host (see --allowed-hosts)\n");
+        return;
+      }
+      if (options.requirePeerCertificate && INTERNAL_SERVICE_PATHS.some((p) => req.url?.startsWith(p)) && !hasPeerCertificate(req.socket)) {
+        // 403 is PermissionDenied to Connect, gRPC and gRPC-Web clients alike.
+        (res as FallbackResponse).writeHead(403, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            code: "permission_denied",
+            message: "internal API: a client certificate from the cluster CA is required (mutual TLS between nodes)",
+          }),
+        );
         return;
       }
       const incoming = req.headers["x-request-id"];
