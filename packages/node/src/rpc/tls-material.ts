@@ -94,7 +94,7 @@ function checkLoads(pem: TlsPem, files: TlsFiles): void {
   try {
     tls.createSecureContext({ cert: pem.cert, key: pem.key, ca: pem.ca, minVersion: "TLSv1.2" });
   } catch (err) {
-    throw new Error(`TLS: ${files.certFile} with ${files.keyFile} and CA ${files.caFile} do not load: ${(err as Error).message}`);
+    throw new Error(`TLS: ${files.certFile} with ${files.keyFile} and CA ${files.caFile} do not load: ${(err as Error).message}`, { cause: err });
   }
 }
 
