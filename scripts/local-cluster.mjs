@@ -2,6 +2,8 @@
 // Starts a local dynamo-ts cluster of real node processes on 127.0.0.1 (ports from 7001 up),
 // data under ./data/, and stops it cleanly on Ctrl-C. `npm start -- --help` for options.
 import { spawn } from "node:child_process";
+import * as http from "node:http";
+import * as https from "node:https";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -90,6 +92,12 @@ for (let i = 0; i < allTokens.length; i++) {
   else if (allTokens[i + 1]?.kind === "positional") passThrough.push(allTokens[++i].value);
 }
 
+// With --tls-ca-file passed through, the nodes serve TLS: probe and print https URLs trusting that CA.
+const caIndex = passThrough.findIndex((a) => a === "--tls-ca-file" || a.startsWith("--tls-ca-file="));
+const tlsCa = caIndex < 0 ? undefined : readFileSync(passThrough[caIndex].includes("=") ? passThrough[caIndex].split("=", 2)[1] : passThrough[caIndex + 1]);
+const scheme = tlsCa ? "https" : "http";
+const caFlag = tlsCa ? ` --ca-file ${passThrough[caIndex].includes("=") ? passThrough[caIndex].split("=", 2)[1] : passThrough[caIndex + 1]}` : "";
+
 if (!existsSync(nodeMain)) {
   console.error("local-cluster: packages/node/dist/main.js is missing; run `npm run build` first (npm start does).");
   process.exit(1);
@@ -171,11 +179,24 @@ function pretty(line) {
     .padEnd(5)}${reset} ${msg}${rest ? ` ${rest}` : ""}`;
 }
 
+/** GET /healthz's status code (over TLS trusting the cluster CA when the nodes serve TLS). */
+function probe(address) {
+  const [host, port] = address.split(":");
+  const get = tlsCa ? https.get : http.get;
+  return new Promise((done, fail) => {
+    const req = get({ host, port: Number(port), path: "/healthz", agent: false, timeout: 2000, ...(tlsCa ? { ca: tlsCa } : {}) }, (res) => {
+      res.resume();
+      done(res.statusCode);
+    });
+    req.on("error", fail);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+  });
+}
+
 async function waitHealthy(node, deadline) {
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`http://${node.address}/healthz`);
-      if (res.ok) return true;
+      if ((await probe(node.address)) === 200) return true;
     } catch {
       // not listening yet
     }
@@ -228,12 +249,12 @@ if (ready.includes(false)) {
     [
       "",
       `dynamo-ts cluster ready: ${count} nodes, N=${n} R=${r} W=${w}, data in ${dataRoot}`,
-      ...nodes.map((p) => `  ${p.id}  http://${p.address}`),
+      ...nodes.map((p) => `  ${p.id}  ${scheme}://${p.address}`),
       "",
       "Try:",
-      `  npm run dynamo -- put hello world --node ${nodes[0].address}`,
-      `  npm run dynamo -- get hello --node ${nodes[count - 1].address}`,
-      `  curl -s -H 'content-type: application/json' -d '{"key":"hello"}' http://${nodes[0].address}/dynamo.v1.KVService/Get`,
+      `  npm run dynamo -- put hello world --node ${nodes[0].address}${caFlag}`,
+      `  npm run dynamo -- get hello --node ${nodes[count - 1].address}${caFlag}`,
+      `  curl -s -H 'content-type: application/json' -d '{"key":"hello"}' ${tlsCa ? `--cacert ${passThrough[caIndex + 1] ?? "ca.pem"} ` : ""}${scheme}://${nodes[0].address}/dynamo.v1.KVService/Get`,
       "",
       "Type 'kill node2' (kill -9), 'stop node2' (SIGTERM), 'start node2' or 'list' here; Ctrl-C stops the cluster.",
       "",
