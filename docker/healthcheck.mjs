@@ -9,10 +9,27 @@ const port = listen.slice(separator + 1);
 // A wildcard bind is probed over loopback; a specific address is probed where it is bound.
 const probeHost = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host;
 
+// With TLS on (DYNAMO_TLS_CA_FILE), the probe speaks https and trusts the cluster CA.
+const caFile = process.env.DYNAMO_TLS_CA_FILE;
+const { readFileSync } = await import("node:fs");
+const client = caFile ? await import("node:https") : await import("node:http");
+
 try {
-  const response = await fetch(`http://${probeHost}:${port}/readyz`, { signal: AbortSignal.timeout(2500) });
-  if (response.status !== 200) {
-    console.error(`readyz answered ${response.status}: ${(await response.text()).trim()}`);
+  const { status, body } = await new Promise((resolve, reject) => {
+    const req = client.get(
+      { host: probeHost.replace(/^\[|\]$/g, ""), port: Number(port), path: "/readyz", timeout: 2500, ...(caFile ? { ca: readFileSync(caFile), servername: "localhost" } : {}) },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk) => (text += chunk));
+        res.on("end", () => resolve({ status: res.statusCode, body: text }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timed out after 2.5 s")));
+    req.on("error", reject);
+  });
+  if (status !== 200) {
+    console.error(`readyz answered ${status}: ${body.trim()}`);
     process.exit(1);
   }
 } catch (error) {

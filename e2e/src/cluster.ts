@@ -7,7 +7,14 @@
 // survives kill/stop/start because the container itself is never recreated. close() removes
 // containers, their volumes and the network; containers a crashed earlier run left behind are
 // swept at the next start (they carry the pid of the process that made them).
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import * as net from "node:net";
 import * as os from "node:os";
 import { DynamoClient } from "@dynamo-ts/client";
@@ -15,6 +22,8 @@ import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 import { GenericContainer, Network, PullPolicy, Wait, type ContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from "testcontainers";
 import type { FinalRead } from "./checker.js";
 import { dockerClient, firstLine, isProcessAlive, NODE_IMAGE } from "./environment.js";
+
+const MAKE_CERTS = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../scripts/make-certs.sh");
 
 /** The node's port inside its container. */
 export const NODE_PORT = 7001;
@@ -35,7 +44,24 @@ export interface ClusterOptions {
   /** Extra node settings (DYNAMO_* variables), applied to every node. */
   readonly env?: Readonly<Record<string, string>>;
   readonly startupTimeoutMs?: number;
+  /**
+   * TLS and client credentials on: certificates made by openssl (scripts/make-certs.sh) for every
+   * node and a client, mutual TLS between nodes, and a bearer token required of every client.
+   */
+  readonly secure?: boolean;
 }
+
+/** What a secure cluster's clients need: the CA, a client certificate of the cluster (internal reads), a token. */
+interface Security {
+  readonly dir: string;
+  readonly ca: Buffer;
+  readonly clientCert: Buffer;
+  readonly clientKey: Buffer;
+  readonly token: string;
+}
+
+/** Nodes a secure cluster can add later (their certificates are made up front). */
+const SPARE_CERTIFICATES = 4;
 
 export class ClusterError extends Error {
   override name = "ClusterError";
@@ -95,6 +121,7 @@ export class Cluster {
     private readonly secret: string,
     private readonly options: ClusterOptions,
     private readonly runId: string,
+    private readonly security: Security | undefined,
   ) {
     this.members = [...nodes];
     this.states = nodes.map(() => "running");
@@ -116,7 +143,9 @@ export class Cluster {
     const ports = await freeLoopbackPorts(count);
     const seeds = this.runningIndexes().map((i) => `${this.members[i]!.id}:${NODE_PORT}`);
     const settled = await Promise.allSettled(
-      ids.map((id, i) => nodeContainer(this.options, this.network, this.runId, id, ports[i]!, this.n, this.secret, { DYNAMO_SEEDS: seeds.join(",") }).start()),
+      ids.map((id, i) =>
+        nodeContainer(this.options, this.network, this.runId, id, ports[i]!, this.n, this.secret, { DYNAMO_SEEDS: seeds.join(",") }, this.security).start(),
+      ),
     );
     const failed = settled.find((r) => r.status === "rejected");
     if (failed) {
@@ -126,15 +155,15 @@ export class Cluster {
     }
     settled.forEach((r, i) => {
       const container = (r as PromiseFulfilledResult<StartedTestContainer>).value;
-      const client = new DynamoClient({ node: `127.0.0.1:${ports[i]!}`, timeoutMs: this.options.requestTimeoutMs ?? 3000 });
+      const client = nodeClient(ports[i]!, this.options.requestTimeoutMs ?? 3000, this.security);
       this.members.push({ id: ids[i]!, hostPort: ports[i]!, container, client });
       this.states.push("running");
     });
     await Promise.all(
       ids.map((id, i) =>
         retryUntil(this.startupTimeoutMs * 3, `${id} ready (bootstrap done)`, async () => {
-          const res = await fetch(`http://127.0.0.1:${ports[i]!}/readyz`, { signal: AbortSignal.timeout(2000) });
-          if (res.status !== 200) throw new ClusterError(`${id} /readyz: ${res.status} ${await res.text()}`);
+          const res = await this.request(ports[i]!, "/readyz");
+          if (res.status !== 200) throw new ClusterError(`${id} /readyz: ${res.status} ${res.body}`);
         }),
       ),
     );
@@ -143,8 +172,19 @@ export class Cluster {
 
   /** A client of node `index` with the cluster secret, for admin calls (Status); close it after use. */
   admin(index: number): DynamoClient & Disposable {
-    const client = new DynamoClient({ node: `127.0.0.1:${this.node(index).hostPort}`, clusterSecret: this.secret, httpVersion: "1.1" });
+    const client = new DynamoClient({
+      node: `127.0.0.1:${this.node(index).hostPort}`,
+      clusterSecret: this.secret,
+      httpVersion: "1.1",
+      ...(this.security ? { ca: this.security.ca } : {}),
+    });
     return Object.assign(client, { [Symbol.dispose]: () => client.close() });
+  }
+
+  /** The cluster CA's certificate (PEM) of a secure cluster. */
+  caPem(): string {
+    if (!this.security) throw new ClusterError(`cluster ${this.name} has no TLS`);
+    return this.security.ca.toString("utf8");
   }
 
   /** Runs the `dynamo` CLI inside node `index`'s container (it finds the cluster secret there). */
@@ -167,14 +207,13 @@ export class Cluster {
    */
   async replicaRecord(index: number, key: string): Promise<string> {
     const node = this.node(index);
-    const res = await fetch(`http://127.0.0.1:${node.hostPort}/dynamo.v1.ReplicaService/Read`, {
+    const res = await this.request(node.hostPort, "/dynamo.v1.ReplicaService/Read", {
       method: "POST",
       headers: { "content-type": "application/json", [CLUSTER_SECRET_HEADER]: this.secret },
       body: JSON.stringify({ key }),
-      signal: AbortSignal.timeout(5_000),
     });
-    if (!res.ok) throw new ClusterError(`replica read of ${JSON.stringify(key)} on ${node.id}: HTTP ${res.status} ${await res.text()}`);
-    return ((await res.json()) as { record?: string }).record ?? "";
+    if (res.status !== 200) throw new ClusterError(`replica read of ${JSON.stringify(key)} on ${node.id}: HTTP ${res.status} ${res.body}`);
+    return (JSON.parse(res.body) as { record?: string }).record ?? "";
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -188,13 +227,14 @@ export class Cluster {
     const ids = Array.from({ length: size }, (_, i) => `node${i + 1}`);
     const ports = await freeLoopbackPorts(size);
     const secret = randomBytes(24).toString("hex");
+    const security = options.secure ? await makeSecurity(size) : undefined;
     const network = await new Network().start();
 
     const started: StartedTestContainer[] = [];
     try {
       const containers = await Promise.all(
         ids.map(async (id, i) => {
-          const container = await nodeContainer(options, network, runId, id, ports[i]!, n, secret, membershipEnv(ids)).start();
+          const container = await nodeContainer(options, network, runId, id, ports[i]!, n, secret, membershipEnv(ids), security).start();
           started.push(container);
           return container;
         }),
@@ -203,14 +243,15 @@ export class Cluster {
         id: ids[i]!,
         hostPort: ports[i]!,
         container,
-        client: new DynamoClient({ node: `127.0.0.1:${ports[i]!}`, timeoutMs: requestTimeoutMs }),
+        client: nodeClient(ports[i]!, requestTimeoutMs, security),
       }));
-      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs, secret, options, runId);
+      return new Cluster(options.name, nodes, n, network, docker, startupTimeoutMs, secret, options, runId, security);
     } catch (error) {
       await Promise.allSettled(started.map((c) => removeContainer(docker, c.getId())));
       // A container whose start failed half-way is not in `started`: find it by its network label.
       await removeLabelled(docker, NETWORK_LABEL, network.getName());
       await network.stop().catch(() => undefined);
+      if (security) rmSync(security.dir, { recursive: true, force: true });
       throw error;
     }
   }
@@ -286,7 +327,7 @@ export class Cluster {
     let last = "no answer yet";
     while (Date.now() < deadline) {
       try {
-        const response = await fetch(`http://127.0.0.1:${node.hostPort}/healthz`, { signal: AbortSignal.timeout(2000) });
+        const response = await this.request(node.hostPort, "/healthz");
         if (response.status === 200) return;
         last = `status ${response.status}`;
       } catch (error) {
@@ -341,6 +382,40 @@ export class Cluster {
     for (const node of this.nodes) node.client.close();
     await Promise.allSettled(this.nodes.map((node) => removeContainer(this.docker, node.container.getId())));
     await this.network.stop().catch(() => undefined);
+    if (this.security) rmSync(this.security.dir, { recursive: true, force: true });
+  }
+
+  /** One HTTP request to a node's host port: https with the cluster CA and a client certificate when secure. */
+  private request(
+    port: number,
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  ): Promise<{ status: number; body: string }> {
+    const security = this.security;
+    const get = security ? https.request : http.request;
+    return new Promise((resolve, reject) => {
+      const req = get(
+        {
+          host: "127.0.0.1",
+          port,
+          path,
+          method: init.method ?? "GET",
+          headers: init.headers,
+          timeout: 5_000,
+          agent: false,
+          ...(security ? { ca: security.ca, cert: security.clientCert, key: security.clientKey } : {}),
+        },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk: string) => (body += chunk));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`no answer from 127.0.0.1:${port}${path} within 5 s`)));
+      req.on("error", reject);
+      req.end(init.body);
+    });
   }
 
   private containerOf(index: number) {
@@ -363,8 +438,9 @@ function nodeContainer(
   n: number,
   secret: string,
   membership: Record<string, string>,
+  security?: Security,
 ): NodeContainer {
-  return new NodeContainer(NODE_IMAGE)
+  const container = new NodeContainer(NODE_IMAGE)
     .withName(`dynamo-e2e-${options.name}-${runId}-${id}`)
     .withOnlyNetwork(network, id)
     .withLoopbackPort(NODE_PORT, hostPort)
@@ -377,6 +453,16 @@ function nodeContainer(
       DYNAMO_R: String(options.r ?? Math.floor(n / 2) + 1),
       DYNAMO_W: String(options.w ?? Math.floor(n / 2) + 1),
       DYNAMO_REQUEST_TIMEOUT_MS: String(options.requestTimeoutMs ?? 3000),
+      ...(security
+        ? {
+            DYNAMO_TLS_CERT_FILE: `/certs/${id}.pem`,
+            DYNAMO_TLS_KEY_FILE: `/certs/${id}.key`,
+            DYNAMO_TLS_CA_FILE: "/certs/ca.pem",
+            DYNAMO_CA_FILE: "/certs/ca.pem",
+            DYNAMO_TOKENS_FILE: "/certs/tokens",
+            DYNAMO_REQUIRE_CLIENT_AUTH: "true",
+          }
+        : {}),
       ...options.env,
     })
     .withLabels({
@@ -386,8 +472,29 @@ function nodeContainer(
       [CLUSTER_LABEL]: `${options.name}-${runId}`,
     })
     .withPullPolicy(PullPolicy.neverPull())
-    .withWaitStrategy(Wait.forHttp("/healthz", NODE_PORT).forStatusCode(200))
     .withStartupTimeout(options.startupTimeoutMs ?? 60_000);
+  if (!security) return container.withWaitStrategy(Wait.forHttp("/healthz", NODE_PORT).forStatusCode(200));
+  // The node user must read its key: these are test certificates in a throwaway container.
+  const file = (name: string) => ({ source: join(security.dir, name), target: `/certs/${name}`, mode: 0o644 });
+  return container
+    .withCopyFilesToContainer([file(`${id}.pem`), file(`${id}.key`), file("ca.pem"), file("tokens")])
+    .withWaitStrategy(Wait.forHttp("/healthz", NODE_PORT).usingTls().allowInsecure().forStatusCode(200));
+}
+
+/** A client of one node: plain, or https trusting the cluster CA with the client token. */
+function nodeClient(port: number, timeoutMs: number, security: Security | undefined): DynamoClient {
+  return new DynamoClient({ node: `127.0.0.1:${port}`, timeoutMs, ...(security ? { ca: security.ca, token: security.token } : {}) });
+}
+
+/** Certificates for `size` nodes and some spares, a client certificate, and a tokens file, made with openssl. */
+async function makeSecurity(size: number): Promise<Security> {
+  const dir = mkdtempSync(join(os.tmpdir(), "dynamo-e2e-certs-"));
+  const names = [...Array.from({ length: size + SPARE_CERTIFICATES }, (_, i) => `node${i + 1}`), "e2e-client"];
+  await promisify(execFile)("bash", [MAKE_CERTS, dir, ...names]);
+  const token = randomBytes(24).toString("hex");
+  writeFileSync(join(dir, "tokens"), `${token} read,write,admin name=e2e\n`);
+  const read = (name: string) => readFileSync(join(dir, name));
+  return { dir, ca: read("ca.pem"), clientCert: read("e2e-client.pem"), clientKey: read("e2e-client.key"), token };
 }
 
 /**

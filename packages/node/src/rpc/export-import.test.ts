@@ -17,7 +17,16 @@ import { ReplicaRebuild } from "../local/rebuild.js";
 import { Metrics } from "../observability/metrics.js";
 import { comparePositions, ExportWalk, type ScannedRecord } from "../requests/export.js";
 import { versionedRecord } from "../requests/replicas.js";
-import { checkListedValues, type ExportImportSources, exportResponses, importResponse, MAX_IMPORT_RECORDS, pageLimits, scanResponse } from "./export-import.js";
+import {
+  checkListedValues,
+  type ExportImportSources,
+  exportResponses,
+  importResponse,
+  MAX_IMPORT_RECORDS,
+  pageLimits,
+  scanPageChecksum,
+  scanResponse,
+} from "./export-import.js";
 
 const utf8 = new TextEncoder();
 const version = (value: string | null, node = "n1"): SiblingSet => update(emptySet(), new Map(), node, value === null ? null : utf8.encode(value), 1000);
@@ -235,5 +244,25 @@ describe("AdminService.Import results", () => {
     expect(() => checkListedValues(set, [listed[0]!, { ...listed[1]!, contentType: "" }], false)).toThrow(/value\(s\) are not/);
     expect(() => checkListedValues(set, listed, true)).toThrow(/not deleted, the file says it is/);
     expect(() => checkListedValues(version(null), [], false)).toThrow(/is deleted, the file says it is not/);
+  });
+});
+
+describe("ScanResponse checksum", () => {
+  const page = [
+    { key: "a", token: 1, record: Uint8Array.of(1, 2, 3) },
+    { key: "b", token: 2, record: Uint8Array.of(4) },
+  ];
+  const hex = (keys: typeof page) => Buffer.from(scanPageChecksum(keys)).toString("hex");
+
+  it("changes with any byte of a record, a key, a token, the order, or a key moved across the record boundary", () => {
+    const base = hex(page);
+    expect(hex([{ ...page[0]!, record: Uint8Array.of(1, 2, 4) }, page[1]!])).not.toBe(base);
+    expect(hex([{ ...page[0]!, key: "c" }, page[1]!])).not.toBe(base);
+    expect(hex([{ ...page[0]!, token: 7 }, page[1]!])).not.toBe(base);
+    expect(hex([page[1]!, page[0]!])).not.toBe(base);
+    expect(hex([page[0]!])).not.toBe(base);
+    // Length prefixes: "ab" + record [] is not "a" + record [0x62...].
+    expect(hex([{ key: "ab", token: 1, record: new Uint8Array() }])).not.toBe(hex([{ key: "a", token: 1, record: Uint8Array.of(0x62) }]));
+    expect(hex(page)).toBe(base);
   });
 });

@@ -54,7 +54,24 @@ export function pageLimits(maxKeys: number, maxBytes: number): PageLimits {
 /** ReplicaService.Scan: a page of this node's store. */
 export async function scanResponse(replica: Pick<LocalReplica, "scan">, req: ScanRequest): Promise<MessageInitShape<typeof ScanResponseSchema>> {
   const page = await replica.scan({ token: req.afterToken, key: req.afterKey }, req.lastToken, pageLimits(req.maxKeys, req.maxBytes));
-  return { keys: page.entries.map(({ key, token, record }) => ({ key, token, record: record.encoded })), done: page.done };
+  const keys = page.entries.map(({ key, token, record }) => ({ key, token, record: record.encoded }));
+  return { keys, done: page.done, checksum: scanPageChecksum(keys) };
+}
+
+/** ScanResponse.checksum: SHA-256 over each key's length-prefixed UTF-8, token and length-prefixed record, in order. */
+export function scanPageChecksum(keys: ReadonlyArray<{ readonly key: string; readonly token: number; readonly record: Uint8Array }>): Uint8Array {
+  const hash = createHash("sha256");
+  const word = Buffer.alloc(4);
+  for (const { key, token, record } of keys) {
+    const keyBytes = Buffer.from(key, "utf8");
+    word.writeUInt32BE(keyBytes.byteLength);
+    hash.update(word).update(keyBytes);
+    word.writeUInt32BE(token >>> 0);
+    hash.update(word);
+    word.writeUInt32BE(record.byteLength);
+    hash.update(word).update(record);
+  }
+  return hash.digest();
 }
 
 /** What Export and Import need of the node. */

@@ -6,6 +6,7 @@
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import type { TlsPem } from "./tls-material.js";
+import { scanPageChecksum } from "./export-import.js";
 import {
   AntiEntropyService,
   CLUSTER_SECRET_HEADER,
@@ -209,6 +210,10 @@ export class PeerPool {
     timeoutMs: number,
   ): Promise<ScanPage> {
     const res = await this.peer(node).replica.scan({ afterToken: after.token, afterKey: after.key, lastToken, ...limits }, { signal, timeoutMs });
+    // Streams of ranges and exports must not take a page damaged on the way or by the peer.
+    if (!Buffer.from(scanPageChecksum(res.keys)).equals(Buffer.from(res.checksum))) {
+      throw new Error(`a page scanned from ${node} does not match its checksum (${res.keys.length} keys): not applied`);
+    }
     return { entries: res.keys.map(({ key, token, record }) => ({ key, token, record: { set: decodeSiblingSet(record), encoded: record } })), done: res.done };
   }
 
