@@ -1,9 +1,9 @@
 // What every fault suite shares: one cluster per file (removed afterwards, also when a test
 // fails, with the nodes' logs printed first), the final R=N check and its report line.
 import { afterAll, beforeAll, expect, onTestFailed } from "vitest";
-import type { CheckReport, History } from "./checker.js";
+import { type CheckReport, History } from "./checker.js";
 import { Cluster, type ClusterOptions } from "./cluster.js";
-import type { WorkloadStats } from "./workload.js";
+import { keyNames, Workload, type WorkloadStats } from "./workload.js";
 
 /** Starts a cluster before the file's tests and removes it after them; returns an accessor. */
 export function useCluster(options: ClusterOptions): () => Cluster {
@@ -55,4 +55,30 @@ export async function verifyNothingLost(
   expect(report.lost, report.summary).toBe(0);
   expect(report.violations, report.summary).toEqual([]);
   return report;
+}
+
+/**
+ * Writers keep writing while node2 is killed with kill -9 and restarted on its data; the two
+ * survivors must keep acknowledging (W=2 of N=3) and nothing acknowledged may be lost.
+ */
+export async function killOneAndRestartUnderLoad(c: Cluster, suite: string, prefix: string, seed: number, whileDown = 400): Promise<void> {
+  const history = new History();
+  const startedAt = Date.now();
+  const workload = new Workload({ cluster: c, history, keys: keyNames(prefix, 24), writers: 3, seed, valuePrefix: prefix }).start();
+  let stats: WorkloadStats;
+  let killedAt: number;
+  let restartedAt: number;
+  try {
+    await workload.waitForAcknowledged(200, "before the kill");
+    killedAt = Date.now();
+    await c.kill(1);
+    await workload.waitForAcknowledged(whileDown, "while node2 is down");
+    restartedAt = Date.now();
+    await c.start(1);
+    await workload.waitForAcknowledged(200, "after node2 restarted");
+  } finally {
+    stats = await workload.stop();
+  }
+  expect(history.acknowledgedBetween(killedAt, restartedAt)).toBeGreaterThan(0);
+  await verifyNothingLost(suite, c, history, stats, startedAt);
 }
