@@ -520,6 +520,7 @@ test("stats() counts open connections by protocol", async () => {
     streamIdleResets: 0,
     unreadBodiesDiscarded: 0,
     unreadBodiesCut: 0,
+    tlsHandshakeFailures: 0,
   });
 });
 
