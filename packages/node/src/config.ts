@@ -178,7 +178,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "hinted-handoff", help: "Replay hints to nodes that come back: true or false", default: "true" },
   {
     flag: "lean-unary",
-    help: "Serve KVService Get/Put/Delete (Connect and gRPC unary) and other nodes' replica streams without connect-node's machinery: true or false (false: every call through connect-node)",
+    help: "Serve KVService Get/Put/Delete (Connect and gRPC unary) and both ends of the replica streams between nodes without connect-node's and connect-es's machinery: true or false (false: every call through connect-node and connect-es)",
     default: "true",
   },
   { flag: "hint-interval-ms", help: "How often pending hints are retried", default: "1000" },

@@ -5,6 +5,7 @@
 // whether a peer is up.
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from "node:http2";
 import type { TlsPem } from "./tls-material.js";
 import { scanPageChecksum } from "./export-import.js";
 import {
@@ -24,6 +25,7 @@ import type { ScanPage, ScanPosition } from "../requests/export.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
+import { leanStreamOpener, type RawStreamSource } from "./replica-stream/lean-client.js";
 import { isRefusedByOwnSession } from "./unreachable.js";
 import { clusterSecretMatcher } from "./call-context.js";
 
@@ -48,6 +50,10 @@ export interface PeerPoolOptions {
   readonly idleConnectionTimeoutMs?: number;
   /** TLS toward other nodes (https, our certificate as the client certificate, only the cluster CA trusted); undefined: plaintext. */
   readonly tls?: () => TlsPem;
+  /** Replica streams through the lean client (replica-stream/lean-client.ts) rather than connect-es's. Default true. */
+  readonly leanStream?: boolean;
+  /** The largest message taken from a peer on the lean replica stream. Default 64 MiB. */
+  readonly streamReadMaxBytes?: number;
 }
 
 interface Peer {
@@ -72,17 +78,21 @@ export class PeerPool {
   private readonly controls = new Map<string, ControlLink>();
   private readonly idleConnectionTimeoutMs: number;
   private readonly tls: (() => TlsPem) | undefined;
+  private readonly leanStream: boolean;
+  private readonly streamReadMaxBytes: number;
   /** Bulk sessions replaced because they refused responses (see BulkLink). */
   private recycled = 0;
 
   constructor(
-    secret: string,
+    private readonly secret: string,
     /** Resolves a node id to its current host:port (membership may move it). */
     private readonly addressOf: (node: string) => string | undefined,
     options: PeerPoolOptions = {},
   ) {
     this.idleConnectionTimeoutMs = options.idleConnectionTimeoutMs ?? 45_000;
     this.tls = options.tls;
+    this.leanStream = options.leanStream ?? true;
+    this.streamReadMaxBytes = options.streamReadMaxBytes ?? 64 * 1024 * 1024;
     this.secretInterceptor = (next) => (req) => {
       req.header.set(CLUSTER_SECRET_HEADER, secret);
       return next(req);
@@ -110,7 +120,13 @@ export class PeerPool {
     const transport = link.transport;
     const replica = createClient(ReplicaService, transport);
     // Coordinators' replica reads and writes share one long-lived stream to the peer.
-    const channel = new ReplicaChannel(replica, node);
+    const channel = new ReplicaChannel(
+      replica,
+      node,
+      this.leanStream
+        ? leanStreamOpener({ source: link, peer: node, headers: { [CLUSTER_SECRET_HEADER]: this.secret }, readMaxBytes: this.streamReadMaxBytes })
+        : undefined,
+    );
     const endpoint: ReplicaEndpoint = {
       write: (key, record, hintFor, signal) => channel.write(key, record.encoded, hintFor, signal),
       async read(key, signal) {
@@ -288,8 +304,10 @@ const RETIRE_POLL_MS = 1_000;
  * taken as the sign: later calls go over a new session, and the old one is closed once the calls
  * still running on it (the replica stream keeps working) are done, or after a minute.
  */
-class BulkLink {
+class BulkLink implements RawStreamSource {
   private current: { sessions: Http2SessionManager; transport: Transport };
+  /** The session each raw stream was opened on (for its keep-alive). */
+  private readonly streamSessions = new WeakMap<ClientHttp2Stream, Http2SessionManager>();
   private readonly retiring = new Set<Http2SessionManager>();
   private lastRecycle = 0;
   private closed = false;
@@ -318,6 +336,21 @@ class BulkLink {
       if (isRefusedByOwnSession(err)) this.recycle(sessions);
       throw err;
     }
+  }
+
+  async request(path: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    const { sessions } = this.current;
+    const stream = await sessions.request("POST", path, headers, {});
+    this.streamSessions.set(stream, sessions);
+    return stream;
+  }
+
+  responseRead(stream: ClientHttp2Stream): void {
+    this.streamSessions.get(stream)?.notifyResponseByteRead(stream);
+  }
+
+  refusedBySession(stream?: ClientHttp2Stream): void {
+    this.recycle((stream && this.streamSessions.get(stream)) ?? this.current.sessions);
   }
 
   private recycle(poisoned: Http2SessionManager): void {

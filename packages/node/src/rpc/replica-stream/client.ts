@@ -8,13 +8,62 @@
 // This file is the calling side: one ReplicaChannel per peer (see server.ts for the other).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { ReplicaResult, ReplicaService, StreamRequestSchema } from "@dynamo-ts/proto";
+import type { ReplicaResult, ReplicaService, StreamRequestSchema, StreamResponse } from "@dynamo-ts/proto";
 import { AsyncQueue } from "../../util/async-queue.js";
 import { streamFailure } from "../unreachable.js";
 import { Batcher, type OpInit, opSize } from "./batching.js";
 
 type OpBody = OpInit["op"];
 type OpBatchInit = MessageInitShape<typeof StreamRequestSchema>;
+
+/** What the channel hears from one open Stream call. */
+export interface StreamCallEvents {
+  message(batch: StreamResponse): void;
+  /** The call is over (called once): ended by the peer, broken, refused or cancelled. */
+  end(err: ConnectError): void;
+}
+
+/** One open Stream call: request messages go out as they are sent. */
+export interface StreamCall {
+  send(batch: OpBatchInit): void;
+  /** Cancels the call; end() is not called for it. */
+  cancel(): void;
+}
+
+/** Opens a Stream call to the peer. Two kinds: connect-es's client (streamOverClient) and the lean one (lean-client.ts). */
+export type StreamOpener = (events: StreamCallEvents) => StreamCall;
+
+/** A Stream call through a connect-es client (the reference the lean client is tested against). */
+export function streamOverClient(client: Client<typeof ReplicaService>, peer: string): StreamOpener {
+  return (events) => {
+    const requests = new AsyncQueue<OpBatchInit>();
+    const abort = new AbortController();
+    let over = false;
+    void (async () => {
+      let failure: ConnectError;
+      try {
+        for await (const batch of client.stream(requests, { signal: abort.signal })) events.message(batch);
+        failure = new ConnectError(`replica stream to ${peer} ended`, Code.Unavailable);
+      } catch (err) {
+        failure = streamFailure(err, peer, "replica stream");
+      }
+      if (!over) {
+        over = true;
+        events.end(failure);
+      }
+    })();
+    return {
+      send(batch) {
+        if (!requests.ended) requests.push(batch);
+      },
+      cancel() {
+        over = true;
+        requests.end();
+        abort.abort();
+      },
+    };
+  };
+}
 
 /** How long an op must have waited, with nothing at all coming back, before its stream counts as wedged. */
 export const MIN_WEDGED_WAIT_MS = 1_000;
@@ -32,18 +81,33 @@ class OpenStream {
   readonly pending = new Map<number, PendingOp>();
   /** Answer messages received so far: an op that timed out compares it with its value at send. */
   answersReceived = 0;
-  readonly requests = new AsyncQueue<OpBatchInit>();
-  readonly abort = new AbortController();
+  call: StreamCall | undefined;
+  /** The call failed or was cancelled: ops added now would never be answered. */
+  over = false;
   readonly outgoing = new Batcher<OpInit>((ops) => {
-    if (!this.requests.ended) this.requests.push({ ops });
+    if (!this.over) this.call?.send({ ops });
   }, opSize);
 
-  /** Fails every op still waiting and ends the request side. */
+  /** Fails every op still waiting and cancels the call. */
   fail(err: ConnectError): void {
-    this.requests.end();
+    if (!this.over) {
+      this.over = true;
+      this.call?.cancel();
+    }
     const waiting = [...this.pending.values()];
     this.pending.clear();
     for (const op of waiting) op.reject(err);
+  }
+
+  answered(batch: StreamResponse): void {
+    this.answersReceived++;
+    for (const result of batch.results) {
+      const op = this.pending.get(result.id);
+      if (!op) continue; // its caller stopped waiting (deadline)
+      this.pending.delete(result.id);
+      if (result.result.case === "error") op.reject(new ConnectError(result.result.value.message, opErrorCode(result.result.value.code)));
+      else op.resolve(result);
+    }
   }
 }
 
@@ -56,10 +120,16 @@ export class ReplicaChannel {
   private stream: OpenStream | undefined;
   private nextId = 0;
 
+  private readonly openCall: StreamOpener;
+
+  /** `open` defaults to a Stream call through `client`; `client` also carries the unary Write of records too large for the stream. */
   constructor(
     private readonly client: Client<typeof ReplicaService>,
     private readonly peer: string,
-  ) {}
+    open?: StreamOpener,
+  ) {
+    this.openCall = open ?? streamOverClient(client, peer);
+  }
 
   async write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
     if (record.byteLength > MAX_STREAMED_RECORD_BYTES) {
@@ -85,6 +155,7 @@ export class ReplicaChannel {
   private call(op: OpBody, signal: AbortSignal): Promise<ReplicaResult> {
     if (signal.aborted) return Promise.reject(abortError(signal, this.peer));
     const stream = this.stream ?? this.open();
+    if (stream.over) return Promise.reject(new ConnectError(`replica stream to ${this.peer} could not be opened`, Code.Unavailable));
     // Ids only need to be unique among the ops in flight; wrapping at 2^32 is harmless.
     const id = (this.nextId = (this.nextId + 1) >>> 0);
     const answersAtSend = stream.answersReceived;
@@ -123,34 +194,22 @@ export class ReplicaChannel {
   private retire(stream: OpenStream, err: ConnectError): void {
     if (this.stream === stream) this.stream = undefined;
     stream.fail(err);
-    stream.abort.abort();
   }
 
   private open(): OpenStream {
     const stream = new OpenStream();
     this.stream = stream;
-    const responses = this.client.stream(stream.requests, { signal: stream.abort.signal });
-    void (async () => {
-      let failure: ConnectError;
-      try {
-        for await (const batch of responses) {
-          stream.answersReceived++;
-          for (const result of batch.results) {
-            const op = stream.pending.get(result.id);
-            if (!op) continue; // its caller stopped waiting (deadline)
-            stream.pending.delete(result.id);
-            if (result.result.case === "error") op.reject(new ConnectError(result.result.value.message, result.result.value.code as Code));
-            else op.resolve(result);
-          }
-        }
-        failure = new ConnectError(`replica stream to ${this.peer} ended`, Code.Unavailable);
-      } catch (err) {
-        failure = streamFailure(err, this.peer, "replica stream");
-      }
-      this.retire(stream, failure);
-    })();
+    stream.call = this.openCall({
+      message: (batch) => stream.answered(batch),
+      end: (err) => this.retire(stream, err),
+    });
     return stream;
   }
+}
+
+/** A peer's code for a failed op; one that is not a Connect code (a peer with a bug) is Unknown. */
+function opErrorCode(code: number): Code {
+  return Number.isInteger(code) && code >= Code.Canceled && code <= Code.Unauthenticated ? (code as Code) : Code.Unknown;
 }
 
 /** An op given up by its caller: its deadline passed, or it was cancelled. */

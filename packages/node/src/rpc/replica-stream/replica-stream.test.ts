@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
+import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { HintStore } from "@dynamo-ts/hintstore";
 import { type StreamRequest, ReplicaService } from "@dynamo-ts/proto";
 import { Storage } from "@dynamo-ts/storage";
@@ -15,6 +15,7 @@ import { LocalReplica } from "../../local/replica.js";
 import { MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel } from "./client.js";
 import { applyReplicaWrite, type ReplicaStore, serveReplicaStream } from "./server.js";
 import { leanReplicaStreamHandler } from "./lean-server.js";
+import { leanStreamOpener } from "./lean-client.js";
 import { clusterSecretMatcher } from "../call-context.js";
 import { requireInternal } from "../services.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
@@ -98,23 +99,47 @@ class StreamServer {
   }
 }
 
-function channelTo(port: number, secret = SECRET): ReplicaChannel {
+/** The calling side: connect-es's client, or the lean client (lean-client.ts) on a session of its own. */
+type ClientKind = "connect-es" | "lean";
+const openSessions = new Set<Http2SessionManager>();
+
+function channelTo(port: number, secret = SECRET, client: ClientKind = "connect-es"): ReplicaChannel {
   const addSecret: Interceptor = (next) => (req) => {
     req.header.set(CLUSTER_SECRET_HEADER, secret);
     return next(req);
   };
-  const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2", useBinaryFormat: true, interceptors: [addSecret] });
-  return new ReplicaChannel(createClient(ReplicaService, transport), "peer1");
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const transport = createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors: [addSecret] });
+  if (client === "connect-es") return new ReplicaChannel(createClient(ReplicaService, transport), "peer1");
+  const sessions = new Http2SessionManager(baseUrl);
+  openSessions.add(sessions);
+  const opener = leanStreamOpener({
+    source: { request: (path, headers) => sessions.request("POST", path, headers, {}), responseRead: (stream) => sessions.notifyResponseByteRead(stream) },
+    peer: "peer1",
+    headers: { [CLUSTER_SECRET_HEADER]: secret },
+    readMaxBytes: 4 * 1024 * 1024,
+  });
+  return new ReplicaChannel(createClient(ReplicaService, transport), "peer1", opener);
 }
+
+afterEach(() => {
+  for (const sessions of openSessions) sessions.abort();
+  openSessions.clear();
+});
 
 const later = (ms = 5_000) => AbortSignal.timeout(ms);
 
-/** Each suite runs against connect-node's ReplicaService.Stream and against the lean server (lean-server.ts). */
+/** Each suite runs against connect-node's ReplicaService.Stream and against the lean server (lean-server.ts), with each client. */
 type ServerPath = "connect-node" | "lean";
-const SERVER_PATHS: readonly ServerPath[] = ["connect-node", "lean"];
+const PATHS: ReadonlyArray<readonly [ServerPath, ClientKind]> = [
+  ["connect-node", "connect-es"],
+  ["lean", "connect-es"],
+  ["connect-node", "lean"],
+  ["lean", "lean"],
+];
 
-for (const path of SERVER_PATHS)
-  describe(`the replica stream between two nodes (real HTTP/2 on 127.0.0.1), ${path}`, () => {
+for (const [path, client] of PATHS)
+  describe(`the replica stream between two nodes (real HTTP/2 on 127.0.0.1), ${path} server, ${client} client`, () => {
     let dir: string;
     let storage: Storage;
     let hints: HintStore;
@@ -128,7 +153,7 @@ for (const path of SERVER_PATHS)
       hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
       replica = new LocalReplica("peer1", storage, hints, "siblings", new Metrics());
       server = await StreamServer.start(replica, 0, undefined, path);
-      channel = channelTo(server.port);
+      channel = channelTo(server.port, SECRET, client);
     });
 
     afterEach(async () => {
@@ -195,7 +220,7 @@ for (const path of SERVER_PATHS)
     });
 
     it("refuses a caller without the cluster secret with PermissionDenied", async () => {
-      const intruder = channelTo(server.port, "wrong-secret-wrong-secret");
+      const intruder = channelTo(server.port, "wrong-secret-wrong-secret", client);
       try {
         await expect(intruder.read("k", later())).rejects.toMatchObject({ code: Code.PermissionDenied });
       } finally {
@@ -213,8 +238,8 @@ for (const path of SERVER_PATHS)
     });
   });
 
-for (const path of SERVER_PATHS)
-  describe(`replica ops that outlive their deadline or their stream, ${path}`, () => {
+for (const [path, client] of PATHS)
+  describe(`replica ops that outlive their deadline or their stream, ${path} server, ${client} client`, () => {
     let server: StreamServer;
     let channel: ReplicaChannel;
     // A replica whose reads wait until the test releases them: ops in flight on demand.
@@ -227,7 +252,7 @@ for (const path of SERVER_PATHS)
 
     beforeEach(async () => {
       server = await StreamServer.start(stalled, 0, undefined, path);
-      channel = channelTo(server.port);
+      channel = channelTo(server.port, SECRET, client);
     });
 
     afterEach(async () => {
@@ -290,7 +315,7 @@ for (const path of SERVER_PATHS)
     it("when the serving node starts to stop, answers the ops it took, then ends the stream; later ops fail with Unavailable", async () => {
       const draining = new AbortController();
       const drainingServer = await StreamServer.start(stalled, 0, draining.signal, path);
-      const toDraining = channelTo(drainingServer.port);
+      const toDraining = channelTo(drainingServer.port, SECRET, client);
       try {
         const taken = toDraining.read("slow", later());
         while (drainingServer.batchesReceived.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));

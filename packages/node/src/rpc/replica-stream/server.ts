@@ -53,11 +53,72 @@ async function answer(replica: ReplicaStore, op: ReplicaOp): Promise<ResultInit>
 }
 
 /**
- * Serves one Stream call: every op runs as soon as it arrives (ops do not wait for each
- * other), and results go back as they complete. Ends when the caller ends its side and every
- * op was answered, or at once when the call is cancelled. When `draining` fires (the node is
- * stopping) it takes no new ops and ends once those it took are answered; the caller fails
- * the ops it still has in flight, and its coordinator falls back as for any down replica.
+ * The serving side of one Stream call, driven by callbacks: every op taken runs at once (ops do
+ * not wait for each other), and results go to `send` in batches as they complete. After
+ * endInput() (the caller ended its side, or the node began to stop) it takes no more ops, and
+ * once those taken are answered and sent, `done` is called. Both the lean server and
+ * connect-node's handler (serveReplicaStream) run their streams through this.
+ */
+export class ReplicaStreamSession {
+  private inFlight = 0;
+  private inputEnded = false;
+  private finished = false;
+  private readonly batcher: Batcher<ResultInit>;
+
+  constructor(
+    private readonly replica: ReplicaStore,
+    send: (batch: ResultBatchInit) => void,
+    private readonly done: () => void,
+  ) {
+    this.batcher = new Batcher<ResultInit>((results) => {
+      if (!this.finished) send({ results });
+    }, resultSize);
+  }
+
+  get takesOps(): boolean {
+    return !this.inputEnded;
+  }
+
+  take(batch: StreamRequest): void {
+    if (this.inputEnded) return;
+    for (const op of batch.ops) {
+      this.inFlight++;
+      void answer(this.replica, op).then((result) => {
+        this.inFlight--;
+        this.batcher.add(result);
+        this.endWhenDone();
+      });
+    }
+  }
+
+  endInput(): void {
+    this.inputEnded = true;
+    this.endWhenDone();
+  }
+
+  /** Stops at once: results still to come are dropped (the caller went away). */
+  abandon(): void {
+    this.inputEnded = true;
+    this.finish();
+  }
+
+  private endWhenDone(): void {
+    if (this.inputEnded && this.inFlight === 0 && !this.finished) this.batcher.afterFlush(() => this.finish());
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.done();
+  }
+}
+
+/**
+ * Serves one Stream call on connect-node (see ReplicaStreamSession): ends when the caller ends
+ * its side and every op was answered, or at once when the call is cancelled. When `draining`
+ * fires (the node is stopping) it takes no new ops and ends once those it took are answered; the
+ * caller fails the ops it still has in flight, and its coordinator falls back as for any down
+ * replica.
  */
 export async function* serveReplicaStream(
   replica: ReplicaStore,
@@ -66,40 +127,28 @@ export async function* serveReplicaStream(
   draining?: AbortSignal,
 ): AsyncGenerator<ResultBatchInit> {
   const out = new AsyncQueue<ResultBatchInit>();
-  const batcher = new Batcher<ResultInit>((results) => {
-    if (!out.ended) out.push({ results });
-  }, resultSize);
-  let inFlight = 0;
-  let inputEnded = false;
-  const endWhenDone = () => {
-    if (inputEnded && inFlight === 0) batcher.afterFlush(() => out.end());
-  };
-  const onAbort = () => out.end();
-  const onDrain = () => {
-    inputEnded = true;
-    endWhenDone();
-  };
+  const session = new ReplicaStreamSession(
+    replica,
+    (batch) => {
+      if (!out.ended) out.push(batch);
+    },
+    () => out.end(),
+  );
+  const onAbort = () => session.abandon();
+  const onDrain = () => session.endInput();
   signal.addEventListener("abort", onAbort, { once: true });
   if (draining?.aborted) onDrain();
   else draining?.addEventListener("abort", onDrain, { once: true });
   void (async () => {
     try {
       for await (const batch of requests) {
-        if (inputEnded) break;
-        for (const op of batch.ops) {
-          inFlight++;
-          void answer(replica, op).then((result) => {
-            inFlight--;
-            batcher.add(result);
-            endWhenDone();
-          });
-        }
+        if (!session.takesOps) break;
+        session.take(batch);
       }
     } catch {
       // The caller went away; the abort signal ends the response side.
     } finally {
-      inputEnded = true;
-      endWhenDone();
+      session.endInput();
     }
   })();
   try {
