@@ -15,6 +15,13 @@ export function envelope(flags: number, data: Uint8Array): Buffer {
   return out;
 }
 
+/** Fills in the envelope header of a message encoded after ENVELOPE_HEADER_BYTES reserved bytes. */
+export function framed(flags: number, message: Buffer): Buffer {
+  message[0] = flags;
+  message.writeUInt32BE(message.byteLength - ENVELOPE_HEADER_BYTES, 1);
+  return message;
+}
+
 /**
  * Splits a body into envelopes as its chunks arrive. The first error (an envelope over the read
  * limit, or one `deliver` refuses by calling fail()) ends the input: later chunks are ignored.

@@ -5,13 +5,14 @@
 // several percent of a node's CPU. It speaks to either server (connect-node's or lean-server.ts);
 // replica-stream.test.ts runs every stream scenario with both clients against both servers.
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, endStreamFromJson } from "@connectrpc/connect/protocol-connect";
-import { type StreamResponse, StreamRequestSchema, StreamResponseSchema } from "@dynamo-ts/proto";
+import { type StreamResponse, StreamResponseSchema } from "@dynamo-ts/proto";
 import { streamFailure } from "../unreachable.js";
 import type { StreamOpener } from "./client.js";
-import { EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, STREAM_CONTENT_TYPE } from "./envelope.js";
+import { encodeStreamRequest } from "./codec.js";
+import { ENVELOPE_HEADER_BYTES, EnvelopeReader, FLAG_COMPRESSED, framed, FLAG_END_STREAM, STREAM_CONTENT_TYPE } from "./envelope.js";
 import { REPLICA_STREAM_PATH } from "./lean-server.js";
 
 /** Where the lean client gets its HTTP/2 streams: the peer's bulk session. */
@@ -112,7 +113,7 @@ export function leanStreamOpener(options: LeanStreamOptions): StreamOpener {
     return {
       send(batch) {
         if (over) return;
-        const message = envelope(0, toBinary(StreamRequestSchema, create(StreamRequestSchema, batch)));
+        const message = framed(0, encodeStreamRequest(batch.ops ?? [], ENVELOPE_HEADER_BYTES));
         if (stream) stream.write(message);
         else queued?.push(message);
       },

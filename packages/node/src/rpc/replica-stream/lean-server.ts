@@ -9,12 +9,13 @@
 // body is read, and connect-node serves it (or refuses it: PermissionDenied without the secret).
 // replica-stream.test.ts runs the same stream scenarios through both paths.
 import type * as http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { CLUSTER_SECRET_HEADER, type StreamRequest, StreamRequestSchema, StreamResponseSchema } from "@dynamo-ts/proto";
+import { CLUSTER_SECRET_HEADER, type StreamRequest, StreamRequestSchema } from "@dynamo-ts/proto";
 import type { LeanHandler } from "../lean-unary.js";
-import { EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, STREAM_CONTENT_TYPE } from "./envelope.js";
+import { encodeStreamResponse } from "./codec.js";
+import { ENVELOPE_HEADER_BYTES, EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, framed, STREAM_CONTENT_TYPE } from "./envelope.js";
 import { type ReplicaStore, ReplicaStreamSession } from "./server.js";
 
 export const REPLICA_STREAM_PATH = "/dynamo.v1.ReplicaService/Stream";
@@ -51,7 +52,7 @@ function serve(options: LeanReplicaStreamOptions, req: http2.Http2ServerRequest,
   const session = new ReplicaStreamSession(
     options.replica,
     (batch) => {
-      if (!gone) res.write(envelope(0, toBinary(StreamResponseSchema, create(StreamResponseSchema, batch))));
+      if (!gone) res.write(framed(0, encodeStreamResponse(batch.results ?? [], ENVELOPE_HEADER_BYTES)));
     },
     () => {
       if (gone || res.writableEnded) return;
