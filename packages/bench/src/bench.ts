@@ -94,12 +94,26 @@ export interface WorkloadResult extends PhaseResult {
   readonly clusterCounters?: Readonly<Record<string, number>>;
 }
 
+export type ReportedOptions = Omit<BenchOptions, "credentials"> & {
+  readonly credentials: { readonly clusterSecret: boolean; readonly token: boolean; readonly ca: boolean };
+};
+
+/** The options as a result reports them: whether each credential was given, not what it is. */
+export function reportedOptions(options: BenchOptions): ReportedOptions {
+  const { credentials, ...rest } = options;
+  return {
+    ...rest,
+    credentials: { clusterSecret: credentials?.clusterSecret !== undefined, token: credentials?.token !== undefined, ca: credentials?.ca !== undefined },
+  };
+}
+
 export interface BenchResult {
   readonly tool: "dynamo-bench";
   readonly formatVersion: 1;
   readonly startedAt: string;
   readonly finishedAt: string;
-  readonly options: BenchOptions;
+  /** The run's options; credentials only as which kinds were given, never their values (results get shared). */
+  readonly options: ReportedOptions;
   readonly cluster: ClusterInfo;
   readonly ceilings: { readonly transport?: TransportCeiling; readonly storage?: StorageCeiling };
   readonly load: PhaseResult;
@@ -248,7 +262,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
       formatVersion: 1,
       startedAt,
       finishedAt: new Date().toISOString(),
-      options,
+      options: reportedOptions(options),
       cluster,
       ceilings: { ...(transport ? { transport } : {}), ...(storage ? { storage } : {}) },
       load,

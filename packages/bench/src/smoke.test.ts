@@ -2,7 +2,7 @@
 // data), the built dynamo-bench run against it for about two seconds with --json, and a check
 // that the result is well formed. Figures are printed by the tool, never asserted on.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -152,6 +152,10 @@ describe("dynamo-bench against a real three-node cluster", () => {
     expect(result.cluster).toMatchObject({ nodes, n: 3, r: 2, w: 2 });
     expect(result.cluster.members.map((m) => m.state)).toEqual(["alive", "alive", "alive"]);
     expect(result.options).toMatchObject({ records: 300, concurrency: 8, seed: 7, valueSize: 100 });
+    // Results get shared: the secret the run used is reported as given, never written out.
+    expect(result.options.credentials).toEqual({ clusterSecret: true, token: false, ca: false });
+    const secret = readFileSync(join(dataDir, "cluster", "cluster-secret"), "utf8").trim();
+    expect(stdout).not.toContain(secret);
 
     const { transport, storage } = result.ceilings;
     expect(transport?.method).toBe("grpc.health.v1.Health/Check");
