@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { InvalidMerkleArgumentError } from "./errors.js";
 
 /**
@@ -24,19 +24,23 @@ const NODE_TAG = 0x01;
 /** Hash of one (key, version digest) pair, format v1. */
 export function entryHash(key: string, digest: Uint8Array): Uint8Array {
   const keyLength = Buffer.byteLength(key, "utf8");
-  const prefix = Buffer.allocUnsafe(5 + keyLength);
-  prefix[0] = ENTRY_TAG;
-  prefix.writeUInt32BE(keyLength, 1);
-  prefix.write(key, 5, "utf8");
-  const full = createHash("sha256").update(prefix).update(digest).digest();
+  // One buffer and a one-shot hash: a Hash object per entry cost more than the hashing.
+  const input = Buffer.allocUnsafe(5 + keyLength + digest.byteLength);
+  input[0] = ENTRY_TAG;
+  input.writeUInt32BE(keyLength, 1);
+  input.write(key, 5, "utf8");
+  input.set(digest, 5 + keyLength);
+  const full = hash("sha256", input, "buffer");
   return new Uint8Array(full.buffer, full.byteOffset, HASH_BYTES);
 }
 
-const nodeTag = new Uint8Array([NODE_TAG]);
-
 /** Hash of an inner node from its children's hashes, format v1. */
 export function innerHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  const full = createHash("sha256").update(nodeTag).update(left).update(right).digest();
+  const input = Buffer.allocUnsafe(1 + left.byteLength + right.byteLength);
+  input[0] = NODE_TAG;
+  input.set(left, 1);
+  input.set(right, 1 + left.byteLength);
+  const full = hash("sha256", input, "buffer");
   return new Uint8Array(full.buffer, full.byteOffset, HASH_BYTES);
 }
 

@@ -1,6 +1,6 @@
 // The pure rules: a key's version digest, a range's tree depth, range overlap, the tombstone rule's
 // decision for a key one replica lacks, and batching. No I/O, no state; co-replicas agree on them.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { rangeContains, rangeSize, type TokenRange } from "@dynamo-ts/ring";
 import { encodeSiblingSet, isDeleted, type SiblingSet } from "@dynamo-ts/vclock";
 import { MAX_TREE_DEPTH, MIN_TREE_DEPTH } from "./limits.js";
@@ -15,7 +15,7 @@ export function versionDigest(set: SiblingSet): Uint8Array {
 
 /** versionDigest of a set given already encoded (the bytes the store wrote). */
 export function digestOfEncoded(encoded: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(encoded).digest().subarray(0, DIGEST_BYTES));
+  return new Uint8Array(hash("sha256", encoded, "buffer").subarray(0, DIGEST_BYTES));
 }
 
 /**
