@@ -322,7 +322,7 @@ export class DynamoNode {
       transition: () => this.membership.transition,
       replicas: this.replicas,
       random: Math.random,
-      updateLocal: (key, fn) => this.replica.update(key, fn),
+      updateLocal: (key, fn) => this.replica.updateRecord(key, fn),
       localWritable: () => this.storeHealth.dataWritable,
       forwardWrite: (node, args) => this.peers.forwardWrite(node, args),
       now: Date.now,

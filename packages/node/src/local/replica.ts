@@ -148,6 +148,12 @@ export class LocalReplica implements ReplicaEndpoint {
 
   /** Runs fn under the store's per-key lock; how the coordinator issues new versions. */
   async update(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet> {
-    return this.notify(await this.guarded(() => this.storage.update(key, fn))).after;
+    return (await this.updateRecord(key, fn)).set;
+  }
+
+  /** update(), with the state as the store encoded it (encoded again only when nothing changed). */
+  async updateRecord(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<VersionedRecord> {
+    const change = this.notify(await this.guarded(() => this.storage.update(key, fn)));
+    return { set: change.after, encoded: change.afterBytes ?? encodeSiblingSet(change.after) };
   }
 }

@@ -102,7 +102,7 @@ export interface CoordinatorDeps {
   /** The replicas' endpoints and whether each is worth sending to. */
   readonly replicas: Replicas;
   /** Atomic read-modify-write on the local store (the coordinator issues new versions here). */
-  updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<SiblingSet>;
+  updateLocal(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<VersionedRecord>;
   /** Whether the local data store takes writes; a node whose disk fails hands writes to another replica. */
   localWritable(): boolean;
   /**
@@ -267,8 +267,9 @@ export class Coordinator {
 
     // New versions are issued only where the key's state is stored: a dot must never be
     // issued twice, and only the stored state knows which dots this node already used.
-    const stored = await this.issueVersion(key, context, value, args.contentType);
-    const record = versionedRecord(stored);
+    // The record as the store encoded it: replicas get those bytes, not a second encoding.
+    const record = await this.issueVersion(key, context, value, args.contentType);
+    const stored = record.set;
 
     await this.replicate(key, record, ring, replicas, w, args.deadline, value === null ? "acknowledged the delete" : "acknowledged the write", self);
     this.deps.metrics.count(value === null ? "deletes" : "puts");
@@ -439,7 +440,7 @@ export class Coordinator {
    * Applies the client's write to the local store, under the key's lock, after checking that
    * the result stays within the record limits: a refused write is stored nowhere.
    */
-  private async issueVersion(key: string, context: CausalContext, value: Uint8Array | null, contentType: string | undefined): Promise<SiblingSet> {
+  private async issueVersion(key: string, context: CausalContext, value: Uint8Array | null, contentType: string | undefined): Promise<VersionedRecord> {
     const now = this.deps.now();
     const lww = this.options.resolution === "lww";
     let nearLimit = false;
@@ -459,9 +460,9 @@ export class Coordinator {
         this.deps.metrics.count("writes_near_record_limits");
         this.deps.log.warn("key is near its record limits: clients should resolve its siblings", {
           key,
-          siblings: stored.siblings.length,
+          siblings: stored.set.siblings.length,
           maxSiblings: this.options.maxSiblings,
-          bytes: recordSizeBound(stored),
+          bytes: recordSizeBound(stored.set),
           maxRecordBytes: this.options.maxRecordBytes,
         });
       }

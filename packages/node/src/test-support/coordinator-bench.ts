@@ -7,7 +7,7 @@ import { Ring } from "@dynamo-ts/ring";
 import { liveValues, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import { ContextSealer } from "../requests/context-seal.js";
 import { Coordinator, type CoordinatorOptions, notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
-import type { ReplicaEndpoint, VersionedRecord } from "../requests/replicas.js";
+import { type ReplicaEndpoint, type VersionedRecord, versionedRecord } from "../requests/replicas.js";
 import { type Clock, Deadline } from "../requests/deadline.js";
 import type { Logger } from "../observability/log.js";
 import { Metrics } from "../observability/metrics.js";
@@ -163,7 +163,7 @@ export class CoordinatorBench {
         if (local.behaviour === "down") throw new ConnectError(`${self} cannot write to its data store`, Code.Unavailable);
         const next = fn(local.store.get(key));
         local.store.set(key, next);
-        return next;
+        return versionedRecord(next);
       },
       localWritable: () => local.behaviour !== "down" && !this.diskFailing.has(self),
       forwardWrite: async (node, args) => {
