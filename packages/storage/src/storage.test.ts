@@ -193,12 +193,26 @@ describe("group commit", () => {
 
     const before = store.stats().batches;
     const first = store.update("x", write("n1", "v")); // starts a batch on its own
-    await Promise.resolve();
-    await Promise.resolve(); // the first batch is now being written
+    await new Promise((resolve) => setImmediate(resolve)); // the first batch is now being written
     const later = Array.from({ length: 5 }, (_, i) => store.update(`later${i}`, write("n1", "v")));
     expect(store.stats().pendingOperations).toBe(6);
     await Promise.all([first, ...later]);
     expect(store.stats().batches - before).toBe(2);
+  });
+
+  it("gathers the writes of one turn of the event loop into one batch, even from separate callbacks", async () => {
+    const store = await openStore();
+    // Two callbacks of the same loop phase, as two sockets' data would be: one batch, not two.
+    const writes = await new Promise<Array<Promise<unknown>>>((resolve) => {
+      const issued: Array<Promise<unknown>> = [];
+      setImmediate(() => issued.push(store.update("from-a", write("n1", "a"))));
+      setImmediate(() => {
+        issued.push(store.update("from-b", write("n1", "b")));
+        resolve(issued);
+      });
+    });
+    await Promise.all(writes);
+    expect(store.stats()).toMatchObject({ batches: 1, operations: 2 });
   });
 
   it("writes repeated updates of one key in a batch as one operation, in call order", async () => {
