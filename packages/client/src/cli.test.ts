@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXIT, formatValues, parseArgs, run } from "./cli.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { EXIT, formatValues, parseArgs, run, stoppedAnswering } from "./cli.js";
 import { dynamo, freePort as closedPort, LocalCluster, runProcess } from "./test-support/local-cluster.js";
 import { normalizeNodeUrl } from "./transport.js";
 
@@ -17,6 +18,16 @@ const PACKAGE = JSON.parse(readFileSync(new URL("../package.json", import.meta.u
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 describe("dynamo CLI", () => {
+  it("takes a decommissioned node that stopped answering as stopped, however its connection ended, but not an answered error", () => {
+    expect(stoppedAnswering(new ConnectError("connect ECONNREFUSED 127.0.0.1:7003", Code.Unavailable))).toBe(true);
+    // A container that stopped after leaving drops off its network; connect reports this as Internal.
+    expect(stoppedAnswering(new ConnectError("connect EHOSTUNREACH 172.27.0.5:7001", Code.Internal))).toBe(true);
+    expect(stoppedAnswering(new ConnectError("getaddrinfo ENOTFOUND node5", Code.Internal))).toBe(true);
+    expect(stoppedAnswering(new ConnectError("needs credentials", Code.Unauthenticated))).toBe(false);
+    expect(stoppedAnswering(new ConnectError("internal error", Code.Internal))).toBe(false);
+    expect(stoppedAnswering(new Error("connect EHOSTUNREACH"))).toBe(false);
+  });
+
   it("parses flags in both forms", () => {
     const p = parseArgs(["put", "k", "v", "--w", "2", "--node=127.0.0.1:7002", "--json"]);
     expect(p.positional).toEqual(["put", "k", "v"]);

@@ -517,7 +517,7 @@ async function followTransfers(client: DynamoClient, io: Io, stillGoing: (s: Sta
     try {
       s = await client.status();
     } catch (err) {
-      if (err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled)) return last;
+      if (stoppedAnswering(err)) return last;
       throw err;
     }
     const mine = s.transfers.filter((t) => t.kind !== "bootstrap");
@@ -531,6 +531,17 @@ async function followTransfers(client: DynamoClient, io: Io, stillGoing: (s: Sta
     );
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
+}
+
+/**
+ * The node is gone: it refused or dropped the connection, or its host is no longer reachable (a
+ * container that stopped after leaving drops off its network: EHOSTUNREACH, which connect reports
+ * as Internal), rather than answering with an error.
+ */
+export function stoppedAnswering(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return false;
+  if (err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled) return true;
+  return /\b(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|EHOSTDOWN|ENETUNREACH|ENOTFOUND|EPIPE)\b/.test(err.rawMessage);
 }
 
 function formatAge(ms: number): string {
