@@ -27,6 +27,7 @@ import type { Logger } from "../observability/log.js";
 import { readBody } from "./kv-http.js";
 import type { KvCall, KvOperations } from "./kv-operations.js";
 import { isBase64 } from "./rpc-handler.js";
+import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -67,7 +68,6 @@ const GRPC_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 const CONNECT_TIMEOUT = /^\d{1,10}$/;
 const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
 const GRPC_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
-const ENVELOPE_HEADER_BYTES = 5;
 const JSON_READ = { ignoreUnknownFields: true };
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -250,11 +250,7 @@ function encodeOutput(desc: DescMessage, protocol: Protocol, output: MessageInit
   if (protocol === "connect-json") return Buffer.from(toJsonString(desc, message));
   const bytes = toBinary(desc, message);
   if (protocol === "connect-proto") return bytes;
-  const framed = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + bytes.byteLength);
-  framed[0] = 0;
-  framed.writeUInt32BE(bytes.byteLength, 1);
-  framed.set(bytes, ENVELOPE_HEADER_BYTES);
-  return framed;
+  return envelope(0, bytes);
 }
 
 function answer(res: NodeResponse, protocol: Protocol, body: Uint8Array): void {

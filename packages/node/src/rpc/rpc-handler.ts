@@ -25,6 +25,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { ScalarType } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "../observability/log.js";
+import { ENVELOPE_HEADER_BYTES, envelope, FLAG_END_STREAM } from "./envelope.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -191,8 +192,6 @@ export function isMisreportedInputError(code: string | number, message: string):
   return internal && /^(parse binary: |invalid envelope|received compressed envelope|decompression failed)/.test(message);
 }
 
-const ENVELOPE_HEADER_BYTES = 5;
-const CONNECT_END_STREAM_FLAG = 0b10;
 const GRPC_WEB_TRAILER_FLAG = 0x80;
 
 async function correctInputErrors(res: UniversalServerResponse): Promise<UniversalServerResponse> {
@@ -211,7 +210,7 @@ async function correctInputErrors(res: UniversalServerResponse): Promise<Univers
     };
   }
   if (contentType.startsWith("application/connect"))
-    return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, CONNECT_END_STREAM_FLAG, correctEndStream)) };
+    return { ...res, body: mapChunks(res.body, (chunk) => correctEnvelope(chunk, FLAG_END_STREAM, correctEndStream)) };
   if (res.status === 500 && contentType.startsWith("application/json") && res.body !== undefined) return correctConnectUnary(res);
   return res;
 }
@@ -263,11 +262,7 @@ function correctEnvelope(chunk: Uint8Array, flag: number, fix: (data: Uint8Array
   if (ENVELOPE_HEADER_BYTES + length !== chunk.byteLength) return chunk;
   const fixed = fix(chunk.subarray(ENVELOPE_HEADER_BYTES));
   if (fixed === undefined) return chunk;
-  const out = Buffer.alloc(ENVELOPE_HEADER_BYTES + fixed.byteLength);
-  out[0] = chunk[0] as number;
-  out.writeUInt32BE(fixed.byteLength, 1);
-  out.set(fixed, ENVELOPE_HEADER_BYTES);
-  return out;
+  return envelope(chunk[0] as number, fixed);
 }
 
 function mapChunks(body: UniversalServerResponse["body"], map: (chunk: Uint8Array) => Uint8Array, atEnd?: () => void): UniversalServerResponse["body"] {

@@ -10,7 +10,7 @@ import { CLUSTER_SECRET_HEADER, ReplicaService, StreamResponseSchema } from "@dy
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReplicaChannel, type StreamOpener } from "./client.js";
-import { envelope } from "./envelope.js";
+import { envelope } from "../envelope.js";
 import { leanStreamOpener } from "./lean-client.js";
 
 const SECRET = "lean-client-test-secret-0123456789";

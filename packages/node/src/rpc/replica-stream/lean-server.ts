@@ -15,7 +15,7 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { CLUSTER_SECRET_HEADER, type StreamRequest, StreamRequestSchema } from "@dynamo-ts/proto";
 import type { LeanHandler } from "../lean-unary.js";
 import { encodeStreamResponse } from "./codec.js";
-import { ENVELOPE_HEADER_BYTES, EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, framed, STREAM_CONTENT_TYPE } from "./envelope.js";
+import { ENVELOPE_HEADER_BYTES, EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, framed, STREAM_CONTENT_TYPE } from "../envelope.js";
 import { type ReplicaStore, ReplicaStreamSession } from "./server.js";
 
 export const REPLICA_STREAM_PATH = "/dynamo.v1.ReplicaService/Stream";

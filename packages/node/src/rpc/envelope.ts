@@ -1,5 +1,6 @@
-// Connect streaming envelopes (a flags byte, a 4-byte big-endian length, the message), as the
-// lean replica stream's two sides write and read them on a raw HTTP/2 stream.
+// Envelopes of length-prefixed messages (a flags byte, a 4-byte big-endian length, the message):
+// Connect streaming and gRPC frame messages this way. The lean paths write and read them here
+// (the replica stream's two sides, gRPC unary), and rpc-handler.ts rewrites one in place.
 import { Code, ConnectError } from "@connectrpc/connect";
 
 export const ENVELOPE_HEADER_BYTES = 5;
