@@ -10,7 +10,8 @@
 // that acknowledged a write include one of them) with ReplicaService.Scan, page by page, and
 // merges each record causally into the target. It persists its position per (range, source,
 // target) after each page, so a restart resumes there, and is throttled to a byte rate.
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { rangeIntervals, type RangeTransfer, type TokenRange } from "@dynamo-ts/ring";
 import type { ScanPage, ScanPosition, ScannedRecord } from "../requests/export.js";
 import type { Logger } from "../observability/log.js";
@@ -227,8 +228,7 @@ export class RangeStreamer {
 
   private persist(): void {
     const file = this.deps.progressFile;
-    writeFileSync(file + ".tmp", JSON.stringify(Object.fromEntries(this.progress)));
-    renameSync(file + ".tmp", file);
+    writeFileAtomically(file, JSON.stringify(Object.fromEntries(this.progress)));
   }
 }
 

@@ -4,7 +4,8 @@
 // they keep their ranges, served by fallbacks and hints; pending: the ring once every join,
 // decommission and removal completes, whose extra owners get writes too), member addresses,
 // availability, and "node is back" events for hinted handoff. See docs/membership.md.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { join } from "node:path";
 import { decodeMessage, encodeMessage, type Member, type Outgoing, RING_STATUSES, type RingStatus, Swim, type SwimConfig } from "@dynamo-ts/gossip";
 import { Ring, RingTransition } from "@dynamo-ts/ring";
@@ -349,8 +350,7 @@ export class Membership {
       .map((id) => ({ id, address: this.addressOf(id) ?? "" }))
       .filter((m) => m.address);
     try {
-      writeFileSync(this.membersFile + ".tmp", JSON.stringify(members));
-      renameSync(this.membersFile + ".tmp", this.membersFile);
+      writeFileAtomically(this.membersFile, JSON.stringify(members));
     } catch (err) {
       this.log.warn("could not persist membership", { error: String(err) });
     }
@@ -374,8 +374,7 @@ export function readRingStatus(file: string): PersistedRingStatus | undefined {
 }
 
 function writeRingStatus(file: string, status: PersistedRingStatus): void {
-  writeFileSync(file + ".tmp", JSON.stringify(status));
-  renameSync(file + ".tmp", file);
+  writeFileAtomically(file, JSON.stringify(status));
 }
 
 /** Reads the last incarnation from `file`, writes and returns the next one. */
@@ -387,7 +386,6 @@ export function bumpIncarnation(file: string): number {
     // first start
   }
   const next = last + 1;
-  writeFileSync(file + ".tmp", String(next));
-  renameSync(file + ".tmp", file);
+  writeFileAtomically(file, String(next));
   return next;
 }

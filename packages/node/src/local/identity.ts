@@ -4,7 +4,8 @@
 // another node or another cluster, and a node whose data store is gone (wiped, a new disk)
 // rebuilds before it answers reads as a replica (rebuild.ts).
 import { createHmac } from "node:crypto";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { join } from "node:path";
 
 export interface NodeIdentity {
@@ -45,8 +46,7 @@ export function loadIdentity(dataDir: string): NodeIdentity | undefined {
 /** Written to a temporary file and renamed over the old one: a crash leaves one or the other. */
 export function saveIdentity(dataDir: string, identity: NodeIdentity): void {
   const file = join(dataDir, IDENTITY_FILE);
-  writeFileSync(`${file}.tmp`, JSON.stringify(identity, null, 2) + "\n", { flush: true });
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomically(file, JSON.stringify(identity, null, 2) + "\n", { flush: true });
 }
 
 /** Refuses a directory that another node, or a node of another cluster, wrote. */
