@@ -6,7 +6,8 @@
 // - a node asked to remove a dead member marks it `leaving` on its behalf, streams its ranges from
 //   the surviving replicas to the gainers, then marks it `removed`; a restart resumes it.
 // The streaming itself is background/range-streamer.ts.
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeFileAtomically } from "../util/atomic-file.js";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RangeTransfer, RingTransition } from "@dynamo-ts/ring";
@@ -73,27 +74,22 @@ export class OwnershipChanges {
 
   /** AdminService.Decommission on this node: refused with the reason, or started (idempotent). */
   decommission(): number {
-    const { membership, self, n } = this.deps;
+    const { membership, self } = this.deps;
     const status = membership.ringStatus;
     if (status === "joining") throw new ConnectError(`${self} is still joining: wait until it is normal, then decommission it`, Code.FailedPrecondition);
     if (status !== "normal" && status !== "leaving") throw new ConnectError(`${self} is ${status}: nothing to decommission`, Code.FailedPrecondition);
     if (status === "normal") {
-      const remaining = membership.transition.pending.nodes.filter((node) => node !== self);
-      if (remaining.length < n)
-        throw new ConnectError(
-          `decommissioning ${self} would leave ${remaining.length} owner(s) (${remaining.join(", ") || "none"}) for N=${n} replicas: add a node first`,
-          Code.FailedPrecondition,
-        );
+      this.assertOwnersRemainWithout(self, "decommissioning");
       membership.setRingStatus("leaving");
       this.deps.log.info("decommission: leaving; streaming every range this node holds to the nodes that gain it", {});
     }
     this.startDecommission();
-    return this.planDecommission().length;
+    return this.handOffPlan(this.deps.self).length;
   }
 
   /** AdminService.RemoveNode: refused with the reason, or started (idempotent). */
   removeNode(id: string): number {
-    const { membership, self, n } = this.deps;
+    const { membership, self } = this.deps;
     if (id === self) throw new ConnectError(`${self} cannot remove itself: decommission it instead`, Code.FailedPrecondition);
     const member = membership.member(id);
     if (member === undefined) throw new ConnectError(`no member with id ${JSON.stringify(id)}`, Code.NotFound);
@@ -101,19 +97,25 @@ export class OwnershipChanges {
     if (member.state === "alive" || member.state === "suspect")
       throw new ConnectError(`${id} is ${member.state}: only a dead member can be removed (decommission a live one)`, Code.FailedPrecondition);
     if (member.ringStatus !== "leaving") {
-      const remaining = membership.transition.pending.nodes.filter((node) => node !== id);
-      if (remaining.length < n)
-        throw new ConnectError(
-          `removing ${id} would leave ${remaining.length} owner(s) (${remaining.join(", ") || "none"}) for N=${n} replicas: add a node first`,
-          Code.FailedPrecondition,
-        );
+      this.assertOwnersRemainWithout(id, "removing");
       const refused = membership.markLeaving(id);
       if (refused !== undefined) throw new ConnectError(refused, Code.FailedPrecondition);
       this.deps.log.info("removal: streaming a dead member's ranges from the surviving replicas to the nodes that gain them", { member: id });
     }
     this.rememberRemoval(id);
     this.startRemoval(id);
-    return this.planRemoval(id).length;
+    return this.handOffPlan(id).length;
+  }
+
+  /** FailedPrecondition when fewer than N owners would remain once `node` is gone. */
+  private assertOwnersRemainWithout(node: string, verb: string): void {
+    const { membership, n } = this.deps;
+    const remaining = membership.transition.pending.nodes.filter((other) => other !== node);
+    if (remaining.length < n)
+      throw new ConnectError(
+        `${verb} ${node} would leave ${remaining.length} owner(s) (${remaining.join(", ") || "none"}) for N=${n} replicas: add a node first`,
+        Code.FailedPrecondition,
+      );
   }
 
   private startBootstrap(): void {
@@ -137,7 +139,7 @@ export class OwnershipChanges {
     const { membership } = this.deps;
     this.launch("decommission", "decommission.json", {
       kind: "decommission",
-      plan: () => this.planDecommission(),
+      plan: () => this.handOffPlan(this.deps.self),
       candidates: (t) => [...t.sources],
       finish: async (summary) => {
         this.deps.log.info("decommission complete: every range this node held is on the nodes that gain it; leaving and stopping", { ...summary });
@@ -151,7 +153,7 @@ export class OwnershipChanges {
     const { membership } = this.deps;
     this.launch(`removal:${id}`, `removal-${id}.json`, {
       kind: "removal",
-      plan: () => this.planRemoval(id),
+      plan: () => this.handOffPlan(id),
       candidates: (t) => t.sources.filter((node) => node !== id),
       abandonReason: () => {
         const member = membership.member(id);
@@ -168,13 +170,8 @@ export class OwnershipChanges {
     });
   }
 
-  /** Ranges of this (leaving) node that settled owners gain; joiners copy theirs themselves. */
-  private planDecommission(): RangeTransfer[] {
-    const { transition } = this.deps.membership;
-    return transition.transfersFrom(this.deps.self, this.deps.n).filter((t) => transition.settled.has(t.target));
-  }
-
-  private planRemoval(id: string): RangeTransfer[] {
+  /** Ranges of a leaving node (this one, or a dead one being removed) that settled owners gain; joiners copy theirs themselves. */
+  private handOffPlan(id: string): RangeTransfer[] {
     const { transition } = this.deps.membership;
     return transition.transfersFrom(id, this.deps.n).filter((t) => transition.settled.has(t.target));
   }
@@ -234,8 +231,7 @@ export class OwnershipChanges {
 
   private writeRemovals(ids: string[]): void {
     const file = join(this.deps.dataDir, REMOVALS_FILE);
-    writeFileSync(file + ".tmp", JSON.stringify(ids));
-    renameSync(file + ".tmp", file);
+    writeFileAtomically(file, JSON.stringify(ids));
   }
 }
 
