@@ -349,8 +349,8 @@ class BulkLink implements RawStreamSource {
     this.streamSessions.get(stream)?.notifyResponseByteRead(stream);
   }
 
-  refusedBySession(stream?: ClientHttp2Stream): void {
-    this.recycle((stream && this.streamSessions.get(stream)) ?? this.current.sessions);
+  refusedBySession(stream: ClientHttp2Stream): void {
+    this.recycle(this.streamSessions.get(stream) ?? this.current.sessions);
   }
 
   private recycle(poisoned: Http2SessionManager): void {

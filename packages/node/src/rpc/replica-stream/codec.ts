@@ -61,105 +61,119 @@ class Writer {
 // Proto3: a scalar field at its default value (0, "", empty bytes) is not written; a oneof
 // member is written whenever it is set, even when empty.
 
-interface OpSizes {
+/** Bytes of a uint32 field (0 is not written). */
+const uint32FieldSize = (value: number) => (value === 0 ? 0 : 1 + varintSize(value));
+/** Bytes of a string or bytes field of `length` bytes (empty is not written). */
+const optionalLenFieldSize = (length: number) => (length === 0 ? 0 : lenFieldSize(length));
+
+/** The bytes of one element's message: its id, and its oneof member's body (-1: none set). */
+interface ElementSizes {
+  readonly id: number;
   readonly body: number;
-  readonly op: number;
+}
+
+const elementSize = (s: ElementSizes) => uint32FieldSize(s.id) + (s.body >= 0 ? lenFieldSize(s.body) : 0);
+
+/**
+ * A message whose only field is `repeated` field 1 of messages that start with `uint32 id = 1`:
+ * StreamRequest and StreamResponse. `measure` sizes an element, `writeMember` writes its oneof
+ * member; the message goes after `reserve` bytes left for the caller (a Connect envelope's
+ * header: no copy to frame it).
+ */
+function encodeRepeated<T, S extends ElementSizes>(
+  items: readonly T[],
+  measure: (item: T) => S,
+  writeMember: (w: Writer, item: T, s: S) => void,
+  reserve: number,
+): Buffer {
+  const sizes = items.map(measure);
+  let total = reserve;
+  for (const s of sizes) total += lenFieldSize(elementSize(s));
+  const w = new Writer(Buffer.allocUnsafe(total), reserve);
+  for (let i = 0; i < items.length; i++) {
+    const s = sizes[i]!;
+    w.lenHeader(1, elementSize(s));
+    if (s.id) w.uint32(1, s.id);
+    writeMember(w, items[i]!, s);
+  }
+  return w.buf;
+}
+
+interface OpSizes extends ElementSizes {
   readonly key: number;
   readonly hintFor: number;
 }
 
 function opSizes(op: OpInit): OpSizes {
   const id = op.id ?? 0;
-  const idSize = id === 0 ? 0 : 1 + varintSize(id);
   const o = op.op;
-  let key = 0;
-  let hintFor = 0;
-  let body = -1; // no oneof member set
   if (o?.case === "write") {
-    key = Buffer.byteLength(o.value.key ?? "", "utf8");
-    hintFor = Buffer.byteLength(o.value.hintFor ?? "", "utf8");
-    const record = o.value.record?.byteLength ?? 0;
-    body = (key ? lenFieldSize(key) : 0) + (record ? lenFieldSize(record) : 0) + (hintFor ? lenFieldSize(hintFor) : 0);
-  } else if (o?.case === "read") {
-    key = Buffer.byteLength(o.value.key ?? "", "utf8");
-    body = key ? lenFieldSize(key) : 0;
+    const key = Buffer.byteLength(o.value.key ?? "", "utf8");
+    const hintFor = Buffer.byteLength(o.value.hintFor ?? "", "utf8");
+    const body = optionalLenFieldSize(key) + optionalLenFieldSize(o.value.record?.byteLength ?? 0) + optionalLenFieldSize(hintFor);
+    return { id, body, key, hintFor };
   }
-  return { body, op: idSize + (body >= 0 ? lenFieldSize(body) : 0), key, hintFor };
+  if (o?.case === "read") {
+    const key = Buffer.byteLength(o.value.key ?? "", "utf8");
+    return { id, body: optionalLenFieldSize(key), key, hintFor: 0 };
+  }
+  return { id, body: -1, key: 0, hintFor: 0 };
 }
 
-/**
- * toBinary(StreamRequestSchema, create(StreamRequestSchema, { ops })), byte for byte, after
- * `reserve` bytes left for the caller (a Connect envelope's header: no copy to frame it).
- */
+/** toBinary(StreamRequestSchema, create(StreamRequestSchema, { ops })), byte for byte, after `reserve` bytes (see encodeRepeated). */
 export function encodeStreamRequest(ops: readonly OpInit[], reserve = 0): Buffer {
-  const sizes = ops.map(opSizes);
-  let total = reserve;
-  for (const s of sizes) total += lenFieldSize(s.op);
-  const w = new Writer(Buffer.allocUnsafe(total), reserve);
-  for (let i = 0; i < ops.length; i++) {
-    const op = ops[i]!;
-    const s = sizes[i]!;
-    w.lenHeader(1, s.op);
-    if (op.id) w.uint32(1, op.id);
-    const o = op.op;
-    if (o?.case === "write") {
-      w.lenHeader(2, s.body);
-      if (s.key) w.string(1, o.value.key!, s.key);
-      if (o.value.record?.byteLength) w.bytes(2, o.value.record);
-      if (s.hintFor) w.string(3, o.value.hintFor!, s.hintFor);
-    } else if (o?.case === "read") {
-      w.lenHeader(3, s.body);
-      if (s.key) w.string(1, o.value.key!, s.key);
-    }
-  }
-  return w.buf;
+  return encodeRepeated(
+    ops,
+    opSizes,
+    (w, op, s) => {
+      const o = op.op;
+      if (o?.case === "write") {
+        w.lenHeader(2, s.body);
+        if (s.key) w.string(1, o.value.key!, s.key);
+        if (o.value.record?.byteLength) w.bytes(2, o.value.record);
+        if (s.hintFor) w.string(3, o.value.hintFor!, s.hintFor);
+      } else if (o?.case === "read") {
+        w.lenHeader(3, s.body);
+        if (s.key) w.string(1, o.value.key!, s.key);
+      }
+    },
+    reserve,
+  );
 }
 
-interface ResultSizes {
-  readonly body: number;
-  readonly result: number;
+interface ResultSizes extends ElementSizes {
   readonly message: number;
 }
 
 function resultSizes(result: ResultInit): ResultSizes {
   const id = result.id ?? 0;
-  const idSize = id === 0 ? 0 : 1 + varintSize(id);
   const r = result.result;
-  let body = -1;
-  let message = 0;
-  if (r?.case === "write") body = 0;
-  else if (r?.case === "read") {
-    const record = r.value.record?.byteLength ?? 0;
-    body = record ? lenFieldSize(record) : 0;
-  } else if (r?.case === "error") {
-    const code = r.value.code ?? 0;
-    message = Buffer.byteLength(r.value.message ?? "", "utf8");
-    body = (code ? 1 + varintSize(code) : 0) + (message ? lenFieldSize(message) : 0);
+  if (r?.case === "write") return { id, body: 0, message: 0 };
+  if (r?.case === "read") return { id, body: optionalLenFieldSize(r.value.record?.byteLength ?? 0), message: 0 };
+  if (r?.case === "error") {
+    const message = Buffer.byteLength(r.value.message ?? "", "utf8");
+    return { id, body: uint32FieldSize(r.value.code ?? 0) + optionalLenFieldSize(message), message };
   }
-  return { body, result: idSize + (body >= 0 ? lenFieldSize(body) : 0), message };
+  return { id, body: -1, message: 0 };
 }
 
-/** toBinary(StreamResponseSchema, create(StreamResponseSchema, { results })), byte for byte, after `reserve` bytes (see encodeStreamRequest). */
+/** toBinary(StreamResponseSchema, create(StreamResponseSchema, { results })), byte for byte, after `reserve` bytes (see encodeRepeated). */
 export function encodeStreamResponse(results: readonly ResultInit[], reserve = 0): Buffer {
-  const sizes = results.map(resultSizes);
-  let total = reserve;
-  for (const s of sizes) total += lenFieldSize(s.result);
-  const w = new Writer(Buffer.allocUnsafe(total), reserve);
-  for (let i = 0; i < results.length; i++) {
-    const result = results[i]!;
-    const s = sizes[i]!;
-    w.lenHeader(1, s.result);
-    if (result.id) w.uint32(1, result.id);
-    const r = result.result;
-    if (r?.case === "write") w.lenHeader(2, 0);
-    else if (r?.case === "read") {
-      w.lenHeader(3, s.body);
-      if (r.value.record?.byteLength) w.bytes(1, r.value.record);
-    } else if (r?.case === "error") {
-      w.lenHeader(4, s.body);
-      if (r.value.code) w.uint32(1, r.value.code);
-      if (s.message) w.string(2, r.value.message!, s.message);
-    }
-  }
-  return w.buf;
+  return encodeRepeated(
+    results,
+    resultSizes,
+    (w, result, s) => {
+      const r = result.result;
+      if (r?.case === "write") w.lenHeader(2, 0);
+      else if (r?.case === "read") {
+        w.lenHeader(3, s.body);
+        if (r.value.record?.byteLength) w.bytes(1, r.value.record);
+      } else if (r?.case === "error") {
+        w.lenHeader(4, s.body);
+        if (r.value.code) w.uint32(1, r.value.code);
+        if (s.message) w.string(2, r.value.message!, s.message);
+      }
+    },
+    reserve,
+  );
 }

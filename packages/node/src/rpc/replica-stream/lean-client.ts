@@ -12,7 +12,7 @@ import { type StreamResponse, StreamResponseSchema } from "@dynamo-ts/proto";
 import { streamFailure } from "../unreachable.js";
 import type { StreamOpener } from "./client.js";
 import { encodeStreamRequest } from "./codec.js";
-import { ENVELOPE_HEADER_BYTES, EnvelopeReader, FLAG_COMPRESSED, framed, FLAG_END_STREAM, STREAM_CONTENT_TYPE } from "./envelope.js";
+import { ENVELOPE_HEADER_BYTES, EnvelopeReader, FLAG_COMPRESSED, framed, FLAG_END_STREAM, STREAM_CONTENT_TYPE } from "../envelope.js";
 import { REPLICA_STREAM_PATH } from "./lean-server.js";
 
 /** Where the lean client gets its HTTP/2 streams: the peer's bulk session. */
@@ -42,12 +42,16 @@ export function leanStreamOpener(options: LeanStreamOptions): StreamOpener {
     let queued: Buffer[] | undefined = [];
     let over = false;
     let endStreamSeen = false;
-    const finish = (err: ConnectError) => {
-      if (over) return;
+    /** Ends the call (once): drops what is queued and resets the stream; false if it was over already. */
+    const stop = (): boolean => {
+      if (over) return false;
       over = true;
       queued = undefined;
       if (stream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
-      events.end(err);
+      return true;
+    };
+    const finish = (err: ConnectError) => {
+      if (stop()) events.end(err);
     };
     const broken = (what: string) => new ConnectError(`replica stream to ${peer} ${what}`, Code.Unavailable);
     const reader = new EnvelopeReader(options.readMaxBytes, (flags, data) => {
@@ -118,10 +122,7 @@ export function leanStreamOpener(options: LeanStreamOptions): StreamOpener {
         else queued?.push(message);
       },
       cancel() {
-        if (over) return;
-        over = true;
-        queued = undefined;
-        if (stream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+        stop();
       },
     };
   };
