@@ -30,6 +30,8 @@ export interface BenchOptions {
   readonly seed: number;
   readonly workloads: readonly WorkloadName[];
   readonly protocol: Protocol;
+  /** The client's lean unary calls (Connect over HTTP/2); false: every call through connect-node. */
+  readonly leanClient: boolean;
   readonly timeoutMs: number;
   /** Keys are `${keyPrefix}${index}`; a fresh prefix per run keeps runs from creating siblings of each other's keys. */
   readonly keyPrefix: string;
@@ -54,6 +56,7 @@ export const DEFAULT_OPTIONS = {
   seed: 1,
   workloads: ["A", "B", "C", "D", "F"],
   protocol: "connect",
+  leanClient: true,
   timeoutMs: 5_000,
   ceilings: ["transport", "storage"],
   ceilingDurationMs: 5_000,
@@ -137,7 +140,7 @@ export class BenchSetupError extends Error {
 export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchResult> {
   validate(options);
   const startedAt = new Date().toISOString();
-  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, timeoutMs: options.timeoutMs, ...options.credentials }));
+  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, lean: options.leanClient, timeoutMs: options.timeoutMs, ...options.credentials }));
   const { signal } = hooks;
   const phase = async <T extends PhaseResult>(name: string, detail: string, run: () => Promise<T>): Promise<T> => {
     hooks.onPhase?.(name, detail);
@@ -165,6 +168,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
           limits: ceilingLimits,
           node,
           protocol: options.protocol,
+          lean: options.leanClient,
           timeoutMs: options.timeoutMs,
           ...(options.credentials?.ca ? { ca: options.credentials.ca } : {}),
         }),

@@ -27,6 +27,8 @@ export interface CeilingRunOptions {
 export interface TransportCeilingOptions extends CeilingRunOptions {
   readonly node: string;
   readonly protocol: Protocol;
+  /** As DynamoClient's `lean` option (default true). */
+  readonly lean?: boolean;
   readonly timeoutMs: number;
   /** The cluster CA (TLS on), as the clients use it. */
   readonly ca?: string;
@@ -43,7 +45,7 @@ export interface TransportCeiling extends PhaseResult {
  * the ceiling is the client's stack, not a faster one.
  */
 export async function measureTransportCeiling(options: TransportCeilingOptions): Promise<TransportCeiling> {
-  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol, ...(options.ca ? { ca: options.ca } : {}) });
+  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol, lean: options.lean ?? true, ...(options.ca ? { ca: options.ca } : {}) });
   const health = createClient(Health, transport);
   const call = { timeoutMs: options.timeoutMs };
   try {

@@ -32,6 +32,8 @@ Options:
   --seed N                  Seed of the operation and key sequences (default ${DEFAULT_OPTIONS.seed})
   --workloads LIST          Comma-separated, run in this order (default ${DEFAULT_OPTIONS.workloads.join(",").toLowerCase()})
   --protocol P              connect (default), grpc or grpc-web
+  --lean-client BOOL        Connect unary calls through the client's lean calling side (default true);
+                            false sends them through connect-node, for comparison
   --timeout-ms MS           Deadline of each request (default ${DEFAULT_OPTIONS.timeoutMs})
   --key-prefix P            Key prefix (default: a fresh one per run, so runs never collide)
   --ceilings LIST           Ceilings to measure: transport, storage, both (default) or none
@@ -112,6 +114,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
         seed: { type: "string" },
         workloads: { type: "string" },
         protocol: { type: "string" },
+        "lean-client": { type: "string" },
         "timeout-ms": { type: "string" },
         "key-prefix": { type: "string" },
         ceilings: { type: "string" },
@@ -147,6 +150,9 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   }
   const protocol = str("protocol") ?? DEFAULT_OPTIONS.protocol;
   if (!PROTOCOLS.includes(protocol as Protocol)) throw new BenchUsageError(`--protocol must be one of ${PROTOCOLS.join(", ")}, got '${protocol}'`);
+
+  const leanClient = str("lean-client") ?? "true";
+  if (leanClient !== "true" && leanClient !== "false") throw new BenchUsageError(`--lean-client must be true or false, got '${leanClient}'`);
 
   const workloads: WorkloadName[] = [];
   for (const item of (str("workloads") ?? DEFAULT_OPTIONS.workloads.join(",")).split(",")) {
@@ -189,6 +195,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
     seed: parseInteger(str("seed"), "seed", 0) ?? DEFAULT_OPTIONS.seed,
     workloads,
     protocol: protocol as Protocol,
+    leanClient: leanClient === "true",
     timeoutMs: parseInteger(str("timeout-ms"), "timeout-ms", 1) ?? DEFAULT_OPTIONS.timeoutMs,
     keyPrefix: keyPrefix ?? freshKeyPrefix(),
     ceilings,

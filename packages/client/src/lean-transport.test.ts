@@ -1,0 +1,189 @@
+// The lean unary calling side against connect-node's transport: every case goes through both,
+// against a connect-node server and against a raw HTTP/2 server that answers badly, and both
+// must come out the same (the message, or the code, message and metadata of the error).
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "@dynamo-ts/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { neverSent } from "./errors.js";
+import { leanUnaryTransport } from "./lean-transport.js";
+
+const never = new Promise<never>(() => {});
+
+/** A Health service whose answer the request's x-case header picks. */
+const handler = connectNodeAdapter({
+  routes: (router) =>
+    router.service(Health, {
+      async check(req, ctx) {
+        const kase = ctx.requestHeader.get("x-case");
+        ctx.responseHeader.set("x-seen-timeout", ctx.requestHeader.get("connect-timeout-ms") ?? "none");
+        ctx.responseHeader.set("x-seen-auth", ctx.requestHeader.get("authorization") ?? "none");
+        ctx.responseTrailer.set("x-trailer", "t1");
+        if (kase === "not-found") throw new ConnectError("no such service", Code.NotFound, { "x-why": "because" });
+        if (kase === "slow") await never;
+        return { status: req.service === "down" ? HealthCheckResponse_ServingStatus.NOT_SERVING : HealthCheckResponse_ServingStatus.SERVING };
+      },
+    }),
+});
+
+/** Raw answers to /grpc.health.v1.Health/Check, chosen by x-case. */
+function rawAnswer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  const kase = headers["x-case"];
+  stream.resume();
+  stream.on("error", () => {});
+  switch (kase) {
+    case "503-text":
+      stream.respond({ ":status": 503, "content-type": "text/plain" });
+      stream.end("busy");
+      return;
+    case "json-type":
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.end("{}");
+      return;
+    case "garbage":
+      stream.respond({ ":status": 200, "content-type": "application/proto" });
+      stream.end(Buffer.from([0xff, 0xff, 0xff]));
+      return;
+    case "json-error":
+      stream.respond({ ":status": 429, "content-type": "application/json", "x-retry": "later" });
+      stream.end(JSON.stringify({ code: "resource_exhausted", message: "slow down" }));
+      return;
+    case "refused":
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    case "break":
+      stream.session?.destroy();
+      return;
+    case "break-after-headers":
+      stream.respond({ ":status": 200, "content-type": "application/proto" });
+      stream.write(Buffer.from([0x08]));
+      setTimeout(() => stream.session?.destroy(), 10);
+      return;
+    case "gzip":
+      stream.respond({ ":status": 200, "content-type": "application/proto", "content-encoding": "snappy" });
+      stream.end(Buffer.alloc(0));
+      return;
+  }
+}
+
+type Outcome = { ok: unknown; header?: Record<string, string | null>; trailer?: string | null } | { code: string; message: string; why: string | null };
+
+async function outcome(transport: Transport, caseName: string, options: { timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> } = {}): Promise<Outcome> {
+  try {
+    const res = await transport.unary(Health.method.check, options.signal, options.timeoutMs, { "x-case": caseName, ...options.headers }, { service: "" });
+    return {
+      ok: res.message.status,
+      header: { timeout: res.header.get("x-seen-timeout"), auth: res.header.get("x-seen-auth") },
+      trailer: res.trailer.get("x-trailer"),
+    };
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    return { code: Code[ce.code], message: ce.rawMessage, why: ce.metadata.get("x-why") ?? ce.metadata.get("x-retry") };
+  }
+}
+
+describe("leanUnaryTransport", () => {
+  let adapterServer: http2.Http2Server;
+  let rawServer: http2.Http2Server;
+  const managers: Http2SessionManager[] = [];
+  const port = (server: http2.Http2Server) => (server.address() as AddressInfo).port;
+
+  /** Both transports to one server: [lean, connect-node]. */
+  const transports = (url: string): [Transport, Transport] => {
+    const lean = new Http2SessionManager(url);
+    const plain = new Http2SessionManager(url);
+    managers.push(lean, plain);
+    return [
+      leanUnaryTransport(createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: lean, useBinaryFormat: true }), lean),
+      createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: plain, useBinaryFormat: true }),
+    ];
+  };
+
+  beforeAll(async () => {
+    adapterServer = http2.createServer(handler);
+    rawServer = http2.createServer().on("stream", rawAnswer);
+    await Promise.all([adapterServer, rawServer].map((s) => new Promise<void>((ready) => s.listen(0, "127.0.0.1", ready))));
+  });
+  afterAll(async () => {
+    for (const m of managers) m.abort();
+    await Promise.all([adapterServer, rawServer].map((s) => new Promise((done) => s.close(done))));
+  });
+
+  it.each([
+    ["ok", {}],
+    ["ok", { timeoutMs: 5000, headers: { authorization: "Bearer abc" } }],
+    ["not-found", {}],
+    ["slow", { timeoutMs: 50 }],
+  ] as const)("answers %s %j like connect-node (connect-node server)", async (caseName, options) => {
+    const [lean, plain] = transports(`http://127.0.0.1:${port(adapterServer)}`);
+    const got = await outcome(lean, caseName, options);
+    expect(got).toEqual(await outcome(plain, caseName, options));
+    if (caseName === "ok") expect(got).toMatchObject({ ok: HealthCheckResponse_ServingStatus.SERVING, trailer: "t1" });
+    if (caseName === "slow") expect(got).toMatchObject({ code: "DeadlineExceeded" });
+    if (caseName === "not-found") expect(got).toEqual({ code: "NotFound", message: "no such service", why: "because" });
+  });
+
+  it("sends the deadline and the caller's headers", async () => {
+    const [lean] = transports(`http://127.0.0.1:${port(adapterServer)}`);
+    expect(await outcome(lean, "ok", { timeoutMs: 4000, headers: { authorization: "Bearer xyz" } })).toMatchObject({
+      header: { timeout: "4000", auth: "Bearer xyz" },
+    });
+    expect(await outcome(lean, "ok", { timeoutMs: 0 })).toMatchObject({ header: { timeout: "none" } });
+  });
+
+  it.each(["503-text", "json-type", "garbage", "json-error", "refused", "break", "break-after-headers"])("answers a raw server's %s like connect-node", async (caseName) => {
+    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
+    const got = await outcome(lean, caseName);
+    const want = await outcome(plain, caseName);
+    expect(got).toEqual(want);
+    expect(got).toHaveProperty("code");
+  });
+
+  it("refuses a compressed answer it did not ask for", async () => {
+    const [lean] = transports(`http://127.0.0.1:${port(rawServer)}`);
+    expect(await outcome(lean, "gzip")).toMatchObject({ code: "Internal", message: 'unsupported response encoding "snappy"' });
+  });
+
+  it("is cancelled by the caller's signal, before and during the call", async () => {
+    const [lean, plain] = transports(`http://127.0.0.1:${port(adapterServer)}`);
+    for (const transport of [lean, plain]) {
+      expect(await outcome(transport, "ok", { signal: AbortSignal.abort() })).toMatchObject({ code: "Canceled" });
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 30);
+      expect(await outcome(transport, "slow", { signal: controller.signal })).toMatchObject({ code: "Canceled" });
+    }
+    // The session is still usable after the reset streams.
+    expect(await outcome(lean, "ok")).toMatchObject({ ok: HealthCheckResponse_ServingStatus.SERVING });
+  });
+
+  it("reports a refused connection as Unavailable and never sent, like connect-node", async () => {
+    const closed = http2.createServer();
+    await new Promise<void>((ready) => closed.listen(0, "127.0.0.1", ready));
+    const url = `http://127.0.0.1:${port(closed)}`;
+    await new Promise((done) => closed.close(done));
+    const [lean, plain] = transports(url);
+    const errors = await Promise.all(
+      [lean, plain].map((t) =>
+        t.unary(Health.method.check, undefined, 1000, undefined, {}).then(
+          () => expect.fail("answered"),
+          (err: unknown) => ConnectError.from(err),
+        ),
+      ),
+    );
+    expect(errors.map((e) => [Code[e.code], neverSent(e)])).toEqual([
+      ["Unavailable", true],
+      ["Unavailable", true],
+    ]);
+  });
+
+  it("serves concurrent calls through a client on one session", async () => {
+    const [lean] = transports(`http://127.0.0.1:${port(adapterServer)}`);
+    const health = createClient(Health, lean);
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => health.check({ service: i % 2 ? "down" : "" })));
+    expect(answers.map((a) => a.status)).toEqual(
+      Array.from({ length: 50 }, (_, i) => (i % 2 ? HealthCheckResponse_ServingStatus.NOT_SERVING : HealthCheckResponse_ServingStatus.SERVING)),
+    );
+  });
+});
