@@ -140,7 +140,9 @@ export class BenchSetupError extends Error {
 export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchResult> {
   validate(options);
   const startedAt = new Date().toISOString();
-  const clients = options.nodes.map((node) => new DynamoClient({ node, protocol: options.protocol, lean: options.leanClient, timeoutMs: options.timeoutMs, ...options.credentials }));
+  const clients = options.nodes.map(
+    (node) => new DynamoClient({ node, protocol: options.protocol, lean: options.leanClient, timeoutMs: options.timeoutMs, ...options.credentials }),
+  );
   const { signal } = hooks;
   const phase = async <T extends PhaseResult>(name: string, detail: string, run: () => Promise<T>): Promise<T> => {
     hooks.onPhase?.(name, detail);

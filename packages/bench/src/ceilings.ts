@@ -45,7 +45,12 @@ export interface TransportCeiling extends PhaseResult {
  * the ceiling is the client's stack, not a faster one.
  */
 export async function measureTransportCeiling(options: TransportCeilingOptions): Promise<TransportCeiling> {
-  const { transport, close } = createDynamoTransport({ node: options.node, protocol: options.protocol, lean: options.lean ?? true, ...(options.ca ? { ca: options.ca } : {}) });
+  const { transport, close } = createDynamoTransport({
+    node: options.node,
+    protocol: options.protocol,
+    lean: options.lean ?? true,
+    ...(options.ca ? { ca: options.ca } : {}),
+  });
   const health = createClient(Health, transport);
   const call = { timeoutMs: options.timeoutMs };
   try {

@@ -70,7 +70,11 @@ function rawAnswer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
 
 type Outcome = { ok: unknown; header?: Record<string, string | null>; trailer?: string | null } | { code: string; message: string; why: string | null };
 
-async function outcome(transport: Transport, caseName: string, options: { timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> } = {}): Promise<Outcome> {
+async function outcome(
+  transport: Transport,
+  caseName: string,
+  options: { timeoutMs?: number; signal?: AbortSignal; headers?: Record<string, string> } = {},
+): Promise<Outcome> {
   try {
     const res = await transport.unary(Health.method.check, options.signal, options.timeoutMs, { "x-case": caseName, ...options.headers }, { service: "" });
     return {
@@ -133,13 +137,16 @@ describe("leanUnaryTransport", () => {
     expect(await outcome(lean, "ok", { timeoutMs: 0 })).toMatchObject({ header: { timeout: "none" } });
   });
 
-  it.each(["503-text", "json-type", "garbage", "json-error", "refused", "break", "break-after-headers"])("answers a raw server's %s like connect-node", async (caseName) => {
-    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
-    const got = await outcome(lean, caseName);
-    const want = await outcome(plain, caseName);
-    expect(got).toEqual(want);
-    expect(got).toHaveProperty("code");
-  });
+  it.each(["503-text", "json-type", "garbage", "json-error", "refused", "break", "break-after-headers"])(
+    "answers a raw server's %s like connect-node",
+    async (caseName) => {
+      const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
+      const got = await outcome(lean, caseName);
+      const want = await outcome(plain, caseName);
+      expect(got).toEqual(want);
+      expect(got).toHaveProperty("code");
+    },
+  );
 
   it("refuses a compressed answer it did not ask for", async () => {
     const [lean] = transports(`http://127.0.0.1:${port(rawServer)}`);
