@@ -84,9 +84,15 @@ export class LocalReplica implements ReplicaEndpoint {
 
   read(key: string): Promise<SiblingSet | undefined> {
     if (this.rebuild && !this.rebuild.serves(hashKey(key))) {
-      // Not Unavailable: this node is up and takes writes; it only can't vouch for what it lacks.
-      this.metrics.count("replica_reads_refused_rebuilding");
-      return Promise.reject(new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition));
+      // What it holds (written since it started) it serves like any replica that may lag; an
+      // absent key it can't vouch for: it may be one it lost. Not Unavailable: this node is up
+      // and takes writes. Serving what it holds keeps a brand-new cluster (every node starts
+      // rebuilding until its co-replicas confirm) readable when a node dies in its first seconds.
+      return this.storage.get(key).then((set) => {
+        if (set !== undefined) return set;
+        this.metrics.count("replica_reads_refused_rebuilding");
+        throw new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition);
+      });
     }
     return this.storage.get(key);
   }
