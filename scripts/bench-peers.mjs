@@ -21,6 +21,8 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const HELP = `Usage: npm run bench:peers -- [options]
 
   --duration S        seconds per load (default 10)
+  --warmup S          seconds of unmeasured put load on each fresh cluster first (default 0: the
+                      figures then include the JIT warm-up of a just-started node)
   --runs K            rounds of (puts, gets) per system (default 1)
   --connections C     connections per wrk process (default 11); one wrk process per node
   --keys K            key space (default 100000)
@@ -36,6 +38,7 @@ Needs wrk and etcd (Debian packages wrk, etcd-server) and a built workspace (npm
 const { values: opt } = parseArgs({
   options: {
     duration: { type: "string", default: "10" },
+    warmup: { type: "string", default: "0" },
     runs: { type: "string", default: "1" },
     connections: { type: "string", default: "11" },
     keys: { type: "string", default: "100000" },
@@ -61,6 +64,11 @@ const int = (name) => {
   return v;
 };
 const DURATION = int("duration");
+const WARMUP = Number(opt.warmup);
+if (!Number.isInteger(WARMUP) || WARMUP < 0) {
+  console.error(`bench-peers: --warmup must be a whole number of seconds, got '${opt.warmup}'`);
+  process.exit(2);
+}
 const RUNS = int("runs");
 const CONNECTIONS = int("connections");
 const KEYS = int("keys");
@@ -168,11 +176,11 @@ end
 }
 
 /** Runs one wrk per endpoint at once; returns their summed figures. */
-async function load(endpoints, scriptPath) {
+async function load(endpoints, scriptPath, seconds = DURATION) {
   const runs = endpoints.map(
     (endpoint) =>
       new Promise((resolve, reject) => {
-        const child = spawn("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${DURATION}s`, "--timeout", "5s", "-s", scriptPath, endpoint], {
+        const child = spawn("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--timeout", "5s", "-s", scriptPath, endpoint], {
           stdio: ["ignore", "pipe", "pipe"],
         });
         let out = "";
@@ -197,6 +205,10 @@ async function load(endpoints, scriptPath) {
 
 async function measure(system, pids, endpoints, scripts) {
   const rows = [];
+  if (WARMUP > 0) {
+    log(`${system}: ${WARMUP} s of puts, not measured (warm-up)`);
+    await load(endpoints, scripts.put, WARMUP);
+  }
   for (let run = 1; run <= RUNS; run++) {
     for (const op of ["put", "get"]) {
       log(`${system}: ${op}s, run ${run}/${RUNS} (${endpoints.length} × wrk -t1 -c${CONNECTIONS} -d${DURATION}s)`);
@@ -325,12 +337,12 @@ for (const op of ["put", "get"]) {
 }
 if (opt.json) {
   console.log(
-    JSON.stringify({ settings: { duration: DURATION, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios }, null, 2),
+    JSON.stringify({ settings: { duration: DURATION, warmup: WARMUP, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios }, null, 2),
   );
 } else {
   const fmt = (n, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
   console.log(
-    `3 wrk processes at once, one per node (1 thread, ${CONNECTIONS} connections, ${DURATION} s); ${VALUE_SIZE}-byte values; keys out of ${fmt(KEYS)}`,
+    `3 wrk processes at once, one per node (1 thread, ${CONNECTIONS} connections, ${DURATION} s${WARMUP > 0 ? `, after ${WARMUP} s of unmeasured puts` : ""}); ${VALUE_SIZE}-byte values; keys out of ${fmt(KEYS)}`,
   );
   console.log("| system | op | requests/s | p99 ms | server CPU ms/request | failed |");
   console.log("|---|---|---|---|---|---|");
