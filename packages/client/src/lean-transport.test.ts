@@ -6,6 +6,9 @@ import type { AddressInfo } from "node:net";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "@dynamo-ts/proto";
+import { toBinary, create } from "@bufbuild/protobuf";
+import { HealthCheckResponseSchema } from "@dynamo-ts/proto";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { neverSent } from "./errors.js";
 import { leanUnaryTransport } from "./lean-transport.js";
@@ -28,9 +31,26 @@ const handler = connectNodeAdapter({
     }),
 });
 
+/** An answer the property test draws: status, headers and body, sent as they are. */
+interface RandomAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array;
+}
+const randomAnswers: RandomAnswer[] = [];
+
 /** Raw answers to /grpc.health.v1.Health/Check, chosen by x-case. */
 function rawAnswer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
   const kase = headers["x-case"];
+  const drawn = headers["x-random"];
+  if (typeof drawn === "string") {
+    const spec = randomAnswers[Number(drawn)]!;
+    stream.resume();
+    stream.on("error", () => {});
+    stream.respond({ ":status": spec.status, ...spec.headers });
+    stream.end(spec.body);
+    return;
+  }
   stream.resume();
   stream.on("error", () => {});
   switch (kase) {
@@ -183,6 +203,58 @@ describe("leanUnaryTransport", () => {
       ["Unavailable", true],
       ["Unavailable", true],
     ]);
+  });
+
+  it("answers random statuses, content types, trailers and bodies like connect-node (property)", async () => {
+    const healthy = toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status: HealthCheckResponse_ServingStatus.SERVING }));
+    const answerArb = fc.record({
+      status: fc.constantFrom(200, 200, 200, 400, 401, 403, 404, 408, 409, 412, 429, 499, 500, 502, 503, 504),
+      headers: fc.record(
+        {
+          "content-type": fc.constantFrom(
+            "application/proto",
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/connect+proto",
+            "text/plain",
+            "application/grpc",
+          ),
+          "x-why": fc.string({ maxLength: 8 }).filter((v) => /^[a-z]*$/.test(v)),
+          "trailer-x-why": fc.constantFrom("t", "u"),
+          "content-encoding": fc.constantFrom("identity"),
+        },
+        { requiredKeys: [] },
+      ),
+      body: fc.oneof(
+        fc.uint8Array({ maxLength: 40 }),
+        fc.constant(healthy),
+        fc
+          .record(
+            { code: fc.constantFrom("not_found", "unavailable", "internal", "bogus", 7), message: fc.string({ maxLength: 12 }), details: fc.constant([]) },
+            { requiredKeys: [] },
+          )
+          .map((json) => new TextEncoder().encode(JSON.stringify(json))),
+        fc.string({ maxLength: 20 }).map((text) => new TextEncoder().encode(text)),
+      ),
+    });
+    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
+    const call = async (transport: Transport, index: number): Promise<Outcome> => {
+      try {
+        const res = await transport.unary(Health.method.check, undefined, 2000, { "x-random": String(index) }, {});
+        return { ok: res.message.status, header: { why: res.header.get("x-why") }, trailer: res.trailer.get("x-why") };
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        return { code: Code[ce.code], message: ce.rawMessage, why: ce.metadata.get("x-why") };
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(answerArb, async (spec) => {
+        randomAnswers.push(spec);
+        const index = randomAnswers.length - 1;
+        expect(await call(lean, index)).toEqual(await call(plain, index));
+      }),
+      { seed: 17, numRuns: 300 },
+    );
   });
 
   it("serves concurrent calls through a client on one session", async () => {
