@@ -99,7 +99,8 @@ describe("DynamoClient over several nodes", () => {
     expect(new TextDecoder().decode((await client([a.address, b.address]).get("k"))!.values[0])).toBe(`k@${b.address}`);
 
     a.behaviour = () => new Promise((r) => setTimeout(r, 2_000));
-    const slow = client([a.address, b.address], { timeoutMs: 200 });
+    // A fractional deadline works too (it goes out as whole milliseconds).
+    const slow = client([a.address, b.address], { timeoutMs: 199.5 });
     expect(new TextDecoder().decode((await slow.get("k"))!.values[0])).toBe(`k@${b.address}`);
 
     expect(await client([closed, b.address]).get("k")).not.toBeNull();

@@ -128,7 +128,9 @@ export class DynamoClient {
     headers: Record<string, string> | undefined,
     send: (node: Endpoint, attempt: AttemptOptions) => Promise<T>,
   ): Promise<T> {
-    const timeoutMs = options?.timeoutMs ?? this.timeoutMs;
+    // Whole milliseconds: the deadline headers and the requests' timeout_ms take integers.
+    const requested = options?.timeoutMs ?? this.timeoutMs;
+    const timeoutMs = requested === undefined ? undefined : Math.ceil(requested);
     // Operator calls carry the cluster secret when the client has it; every call its token.
     const secret = kind === "operator" && this.clusterSecret && !headers ? { [CLUSTER_SECRET_HEADER]: this.clusterSecret } : undefined;
     const allHeaders = headers || secret || this.authorization ? { ...this.authorization, ...secret, ...headers } : undefined;

@@ -155,6 +155,8 @@ describe("leanUnaryTransport", () => {
       header: { timeout: "4000", auth: "Bearer xyz" },
     });
     expect(await outcome(lean, "ok", { timeoutMs: 0 })).toMatchObject({ header: { timeout: "none" } });
+    // A fractional deadline goes out as whole milliseconds (connect-node would refuse the fraction).
+    expect(await outcome(lean, "ok", { timeoutMs: 2999.25 })).toMatchObject({ header: { timeout: "3000" } });
   });
 
   it.each(["503-text", "json-type", "garbage", "json-error", "refused", "break", "break-after-headers"])(

@@ -10,7 +10,9 @@
 // HTTP/2 errors mapped to the same codes with the node error as `cause` (the client's
 // failover rules read it), deadlines and cancellation ending the stream the same way.
 // lean-transport.test.ts runs every case through this and through connect-node's transport
-// and expects the same outcome. Streaming calls go to connect-node's transport unchanged.
+// and expects the same outcome. One deliberate difference: a fractional deadline is sent as
+// whole milliseconds, as the protocol requires (connect-es sends the fraction, which connect
+// servers refuse with InvalidArgument). Streaming calls go to connect-node's transport unchanged.
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { constants as h2 } from "node:http2";
 import { create, type DescMessage, type DescMethodUnary, fromBinary, isMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
@@ -76,7 +78,9 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
 
     const headers: OutgoingHttpHeaders = {};
     if (header !== undefined) new Headers(header).forEach((value, name) => (headers[name] = value));
-    if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(timeoutMs);
+    // The header is a positive integer (Connect protocol); connect-es would send a fraction as
+    // it is, which servers refuse. Rounded up: the caller's own timer still fires at timeoutMs.
+    if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(timeoutMs));
     headers["content-type"] = contentTypeUnaryProto;
     headers["connect-protocol-version"] = protocolVersion;
     headers["user-agent"] ??= USER_AGENT;

@@ -252,6 +252,15 @@ describe("a 4-node cluster, N=3: a node outside a key's preference list", () => 
       expect(got && text(got.values)).toEqual([`via-n4-${key}`]);
       expect(await cluster.readReplica("n4", key)).toBeUndefined();
     }
+    // With a client deadline (the lean path makes it fractional: it counts from the request's
+    // arrival), the forwarded call must still carry a valid whole-millisecond timeout.
+    const timed = cluster.client("n4", { timeoutMs: 3000 });
+    for (const key of keys.slice(0, 3)) {
+      await timed.put(key, `timed-${key}`, { context: (await timed.get(key))!.context });
+      expect(text((await cluster.client("n1").get(key, { r: 3 }))!.values)).toEqual([`timed-${key}`]);
+    }
+    await timed.delete(keys[2]!);
+    expect(await cluster.client("n1").get(keys[2]!, { r: 3 })).toBeNull();
     // A write-back through the outsider with the context it got replaces its own write.
     const first = keys[0]!;
     const read = await outsider.get(first);

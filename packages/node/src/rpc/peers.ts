@@ -260,7 +260,9 @@ export class PeerPool {
     const { kv } = this.peer(node);
     const options = {
       signal: args.deadline.signal,
-      timeoutMs: Math.max(1, args.deadline.remainingMs()),
+      // Whole milliseconds, as the protocols require (connect-timeout-ms is an integer): the
+      // remaining time is fractional when the client's deadline counts from its request's arrival.
+      timeoutMs: Math.max(1, Math.floor(args.deadline.remainingMs())),
       headers: { [FORWARDED_HEADER]: "1" },
     };
     if (args.value === null) {

@@ -223,7 +223,7 @@ export class TestCluster {
   }
 
   /** A client of node `id`; closed by stop(). */
-  client(id: string, options: { protocol?: "connect" | "grpc" | "grpc-web"; httpVersion?: "1.1" | "2" } = {}): DynamoClient {
+  client(id: string, options: { protocol?: "connect" | "grpc" | "grpc-web"; httpVersion?: "1.1" | "2"; timeoutMs?: number } = {}): DynamoClient {
     const client = new DynamoClient({ node: this.node(id).address, clusterSecret: this.secret, ...options });
     this.clients.push(client);
     return client;
