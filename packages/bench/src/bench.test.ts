@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ratios } from "./bench.js";
+import { cpuPerOperation, ratios } from "./bench.js";
 import type { StorageCeiling } from "./ceilings.js";
 import type { LatencySummary } from "./latency.js";
 import type { PhaseResult } from "./runner.js";
@@ -47,5 +47,22 @@ describe("ratios", () => {
 
   it("leaves out ratios to a ceiling that measured nothing", () => {
     expect(ratios(phase(1_000, { read: 1 }), phase(0), { ...storage, get: phase(0) })).toEqual({});
+  });
+});
+
+describe("cpuPerOperation", () => {
+  const at = (nodeMicroseconds: bigint | undefined, user: number, system: number) => ({ nodeMicroseconds, client: { user, system } });
+
+  it("divides the nodes' and this process's CPU time over the window by the operations", () => {
+    expect(cpuPerOperation(at(1_000_000n, 500, 100), at(3_000_000n, 400_500, 200_100), 4_000)).toEqual({
+      nodeMsPerOperation: 0.5,
+      clientMsPerOperation: 0.15,
+    });
+  });
+
+  it("leaves the nodes out when one did not report, and gives nothing without operations", () => {
+    expect(cpuPerOperation(at(undefined, 0, 0), at(5n, 1_000, 0), 1)).toEqual({ clientMsPerOperation: 1 });
+    expect(cpuPerOperation(at(10n, 0, 0), at(5n, 1_000, 0), 1)).toEqual({ clientMsPerOperation: 1 });
+    expect(cpuPerOperation(at(0n, 0, 0), at(5n, 1_000, 0), 0)).toBeUndefined();
   });
 });

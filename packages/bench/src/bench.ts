@@ -95,6 +95,15 @@ export interface WorkloadResult extends PhaseResult {
   readonly ratios: Ratios;
   /** Increase of the nodes' counters (summed over the nodes) during the workload, warm-up included. */
   readonly clusterCounters?: Readonly<Record<string, number>>;
+  /** CPU time per measured operation, over the measured part of the workload (after the warm-up). */
+  readonly cpu?: CpuPerOperation;
+}
+
+export interface CpuPerOperation {
+  /** User + system CPU of the nodes given with --nodes, summed, per operation (ms); absent when a node did not report it. */
+  readonly nodeMsPerOperation?: number;
+  /** User + system CPU of this bench process per operation (ms): the client's share of the machine. */
+  readonly clientMsPerOperation: number;
 }
 
 export type ReportedOptions = Omit<BenchOptions, "credentials"> & {
@@ -221,6 +230,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
       const spec = WORKLOADS[name];
       const distribution = options.distribution ?? spec.distribution;
       const before = await clusterCounters(clients);
+      let cpuAtStart: Promise<CpuSnapshot> | undefined;
       const result = await phase(`workload ${name}`, `${spec.description}, ${distribution}`, () =>
         runPhase({
           name: `workload ${name}`,
@@ -228,6 +238,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
           limits: workloadLimits,
           signal,
           onProgress: hooks.onProgress,
+          onMeasureStart: () => (cpuAtStart = cpuSnapshot(clients)),
           createSource: (worker) => {
             const rng = workerRng(options.seed, `workload ${name}`, worker);
             const chooser = keyChooser(distribution);
@@ -252,7 +263,9 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
           },
         }),
       );
+      const cpuAtEnd = await cpuSnapshot(clients);
       const after = await clusterCounters(clients);
+      const cpu = cpuAtStart === undefined ? undefined : cpuPerOperation(await cpuAtStart, cpuAtEnd, result.operations);
       workloads.push({
         ...result,
         workload: name,
@@ -260,6 +273,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
         distribution,
         ratios: ratios(result, transport, storage),
         ...(before && after ? { clusterCounters: counterDelta(before, after) } : {}),
+        ...(cpu ? { cpu } : {}),
       });
     }
 
@@ -369,6 +383,29 @@ async function clusterCounters(clients: readonly DynamoClient[]): Promise<Map<st
     // Counters are a diagnostic: a node too busy to answer does not fail the run.
     return undefined;
   }
+}
+
+export interface CpuSnapshot {
+  /** The nodes' process_cpu_microseconds counters, summed; undefined when one did not answer. */
+  readonly nodeMicroseconds: bigint | undefined;
+  readonly client: NodeJS.CpuUsage;
+}
+
+/** This process's CPU time now, and the nodes' (their status counters, asked at once). */
+async function cpuSnapshot(clients: readonly DynamoClient[]): Promise<CpuSnapshot> {
+  const client = process.cpuUsage();
+  const counters = await clusterCounters(clients);
+  return { nodeMicroseconds: counters?.get("process_cpu_microseconds"), client };
+}
+
+export function cpuPerOperation(start: CpuSnapshot, end: CpuSnapshot, operations: number): CpuPerOperation | undefined {
+  if (operations <= 0) return undefined;
+  const clientMicroseconds = end.client.user - start.client.user + (end.client.system - start.client.system);
+  const node = start.nodeMicroseconds !== undefined && end.nodeMicroseconds !== undefined ? Number(end.nodeMicroseconds - start.nodeMicroseconds) : undefined;
+  return {
+    ...(node !== undefined && node >= 0 ? { nodeMsPerOperation: node / 1000 / operations } : {}),
+    clientMsPerOperation: clientMicroseconds / 1000 / operations,
+  };
 }
 
 function counterDelta(before: Map<string, bigint>, after: Map<string, bigint>): Record<string, number> {

@@ -1,5 +1,5 @@
-export { BenchSetupError, CEILINGS, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, ratios, runBench } from "./bench.js";
-export type { BenchHooks, BenchOptions, Ceiling, BenchResult, ClusterInfo, Ratios, WorkloadResult } from "./bench.js";
+export { BenchSetupError, CEILINGS, cpuPerOperation, DEFAULT_DURATION_MS, DEFAULT_OPTIONS, freshKeyPrefix, ratios, runBench } from "./bench.js";
+export type { BenchHooks, BenchOptions, Ceiling, BenchResult, ClusterInfo, CpuPerOperation, CpuSnapshot, Ratios, WorkloadResult } from "./bench.js";
 export { measureStorageCeiling, measureTransportCeiling } from "./ceilings.js";
 export type { CeilingRunOptions, StorageCeiling, StorageCeilingOptions, TransportCeiling, TransportCeilingOptions } from "./ceilings.js";
 export { BenchUsageError, EXIT, HELP, parseCommand, parseDuration, run } from "./cli.js";

@@ -123,7 +123,7 @@ export function formatReport(result: BenchResult): string {
     out.push("Summary (× ceiling = workload throughput / ceiling throughput)");
     out.push(
       ...table(
-        ["workload", "ops/s", "rpc/s", "× transport", "× storage", "worst p99 ms", "errors"],
+        ["workload", "ops/s", "rpc/s", "× transport", "× storage", "worst p99 ms", "node CPU ms/op", "client CPU ms/op", "errors"],
         result.workloads.map((w) => [
           `${w.workload} ${w.distribution}`,
           formatRate(w.throughput),
@@ -131,6 +131,8 @@ export function formatReport(result: BenchResult): string {
           formatRatio(w.ratios.throughputToTransport),
           formatRatio(w.ratios.throughputToStorage),
           formatMs(worstP99(w)),
+          formatCpu(w.cpu?.nodeMsPerOperation),
+          formatCpu(w.cpu?.clientMsPerOperation),
           integer.format(w.errors.total),
         ]),
       ),
@@ -139,6 +141,10 @@ export function formatReport(result: BenchResult): string {
     for (const w of result.workloads) out.push(...formatWorkload(w), "");
   }
   return out.join("\n");
+}
+
+function formatCpu(ms: number | undefined): string {
+  return ms === undefined ? "-" : ms.toFixed(3);
 }
 
 function formatWorkload(w: WorkloadResult): string[] {
@@ -150,6 +156,11 @@ function formatWorkload(w: WorkloadResult): string[] {
   );
   lines.push(...table(LATENCY_HEADER, latencyRows(w.latency)));
   lines.push(`  errors: ${formatErrors(w.errors)}`);
+  if (w.cpu) {
+    lines.push(
+      `  CPU per operation: nodes ${w.cpu.nodeMsPerOperation === undefined ? "not reported" : `${formatCpu(w.cpu.nodeMsPerOperation)} ms`}, this client ${formatCpu(w.cpu.clientMsPerOperation)} ms`,
+    );
+  }
   if (w.clusterCounters && Object.keys(w.clusterCounters).length > 0) {
     lines.push(
       `  node counters (+, all nodes): ${Object.entries(w.clusterCounters)

@@ -71,11 +71,13 @@ describe("runPhase", () => {
   it("runs but does not measure the warm-up", async () => {
     const time = fakeClock();
     let started = 0;
+    const measureStartedAfter: number[] = [];
     const result = await runPhase({
       name: "warm",
       concurrency: 1,
       limits: { operations: 5, warmupMs: 35 },
       clock: time.clock,
+      onMeasureStart: () => measureStartedAfter.push(started),
       createSource: () => () => ({
         kind: "op",
         execute: async () => {
@@ -86,6 +88,8 @@ describe("runPhase", () => {
     });
     // Starts at 0, 10, 20, 30 ms are warm-up; 40 … 80 ms are the five measured ones.
     expect(started).toBe(9);
+    // Called once, as the first measured operation (the fifth started) begins.
+    expect(measureStartedAfter).toEqual([4]);
     expect(result.operations).toBe(5);
     expect(result.latency.op!.count).toBe(5);
     expect(result.durationMs).toBe(55);

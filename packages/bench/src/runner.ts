@@ -56,6 +56,8 @@ export interface PhaseOptions {
   readonly progressIntervalMs?: number;
   /** Monotonic milliseconds; injectable so tests can make latencies exact. */
   readonly clock?: () => number;
+  /** Called once, as the first measured operation (the first after the warm-up) is issued. */
+  readonly onMeasureStart?: () => void;
 }
 
 export interface ErrorCounts {
@@ -125,6 +127,7 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   let notFound = 0;
   let siblingReads = 0;
   let interrupted = false;
+  let measureStarted = false;
   // Warm-up included: what the live progress line shows.
   let liveOperations = 0;
   let liveErrors = 0;
@@ -142,7 +145,13 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     const source = options.createSource(index);
     for (let begin = clock(); mayIssue(begin); begin = clock()) {
       const measured = begin >= measureFrom;
-      if (measured) issued++;
+      if (measured) {
+        issued++;
+        if (!measureStarted) {
+          measureStarted = true;
+          options.onMeasureStart?.();
+        }
+      }
       const step = source();
       let outcome: StepOutcome | void;
       try {

@@ -178,6 +178,9 @@ describe("dynamo-bench against a real three-node cluster", () => {
       expectFinite(w.ratios.throughputToTransport, `workload ${w.workload} ratio to transport`);
       expectFinite(w.ratios.requestsToTransport, `workload ${w.workload} rpc ratio to transport`);
       expectFinite(w.ratios.throughputToStorage, `workload ${w.workload} ratio to storage`);
+      // The nodes report their CPU time in Status: the run divides it by the measured operations.
+      expect(w.cpu?.nodeMsPerOperation, `workload ${w.workload} node CPU per operation`).toBeGreaterThan(0);
+      expect(w.cpu?.clientMsPerOperation, `workload ${w.workload} client CPU per operation`).toBeGreaterThan(0);
     }
     const f = result.workloads.find((w) => w.workload === "F")!;
     expect(f.latency.readModifyWrite!.count).toBeGreaterThan(0);
@@ -190,6 +193,7 @@ describe("dynamo-bench against a real three-node cluster", () => {
 
     const report = formatReport(result);
     expect(report).toContain("Workload F");
+    expect(report).toMatch(/CPU per operation: nodes \d+\.\d{3} ms, this client \d+\.\d{3} ms/);
     expect(report).not.toMatch(/NaN|undefined|Infinity/);
   });
 });
