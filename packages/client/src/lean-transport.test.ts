@@ -81,6 +81,11 @@ function rawAnswer(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpH
       stream.write(Buffer.from([0x08]));
       setTimeout(() => stream.session?.destroy(), 10);
       return;
+    case "early":
+      // Answers at once, without reading the (large) request: a server that refuses a body.
+      stream.respond({ ":status": 413, "content-type": "application/json" });
+      stream.end(JSON.stringify({ code: "resource_exhausted", message: "too large" }));
+      return;
     case "gzip":
       stream.respond({ ":status": 200, "content-type": "application/proto", "content-encoding": "snappy" });
       stream.end(Buffer.alloc(0));
@@ -169,6 +174,21 @@ describe("leanUnaryTransport", () => {
       expect(got).toHaveProperty("code");
     },
   );
+
+  it("takes an answer sent before the request was read, like connect-node, without a deadline", async () => {
+    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
+    const big = { service: "x".repeat(1_000_000) };
+    const outcomes = await Promise.all(
+      [lean, plain].map((t) =>
+        t.unary(Health.method.check, undefined, undefined, { "x-case": "early" }, big).then(
+          () => "answered",
+          (err: unknown) => `${Code[ConnectError.from(err).code]}: ${ConnectError.from(err).rawMessage}`,
+        ),
+      ),
+    );
+    expect(outcomes[0]).toBe(outcomes[1]);
+    expect(outcomes[0]).toBe("ResourceExhausted: too large");
+  });
 
   it("refuses a compressed answer it did not ask for", async () => {
     const [lean] = transports(`http://127.0.0.1:${port(rawServer)}`);

@@ -104,6 +104,19 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
           sessionManager.notifyResponseByteRead(opened);
         });
         let ended = false;
+        const respond = () => {
+          try {
+            const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            // A plain Uint8Array view, as connect-es hands out: bytes fields are then Uint8Arrays, not Buffers.
+            const response = answer(method, status, responseHeaders, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+            finish();
+            resolve(response);
+          } catch (err) {
+            fail(ConnectError.from(err));
+          }
+        };
+        // A server that answers before reading the whole request resets the stream with NO_ERROR
+        // once its answer is sent (RFC 9113, 8.1; Node's does), so "close" still follows "end".
         opened.on("end", () => (ended = true));
         opened.on("error", (err: Error) => {
           // The answer may already be buffered when the request's write failed after the end.
@@ -117,15 +130,7 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
           const reset = connectErrorFromResetCode(opened.rstCode);
           if (reset) return fail(reset);
           if (!ended || responseHeaders === undefined) return fail(new ConnectError("the HTTP/2 stream closed before the response ended", Code.Unavailable));
-          try {
-            const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            // A plain Uint8Array view, as connect-es hands out: bytes fields are then Uint8Arrays, not Buffers.
-            const response = answer(method, status, responseHeaders, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-            finish();
-            resolve(response);
-          } catch (err) {
-            fail(ConnectError.from(err));
-          }
+          respond();
         });
         opened.end(body);
       },
