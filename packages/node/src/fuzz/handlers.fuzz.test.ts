@@ -15,7 +15,6 @@ import { join } from "node:path";
 import { type DescMessage, equals, fromBinary, type MessageInitShape, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { encodeMessage, type GossipMessage } from "@dynamo-ts/gossip";
-import { HintStore } from "@dynamo-ts/hintstore";
 import { HASH_FORMAT_VERSION } from "@dynamo-ts/merkle";
 import {
   AntiEntropyService,
@@ -43,7 +42,6 @@ import {
   type ExchangeResponse,
 } from "@dynamo-ts/proto";
 import { Ring } from "@dynamo-ts/ring";
-import { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, emptySet, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,6 +57,7 @@ import * as gen from "./messages.js";
 import { mutateBytes, Rng } from "./wire.js";
 import type { VersionedRecord } from "../requests/replicas.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
+import { openTempReplica, type TempReplica } from "../test-support/temp-replica.js";
 
 /** Every property runs from a fixed seed; the per-run Rng seeds come from fast-check's, so a failure replays exactly. */
 const SEED = 0xf022ed;
@@ -237,23 +236,17 @@ async function replicaCall(store: ReplicaStore, rng: Rng): Promise<void> {
 }
 
 describe("replica Write / Read handlers on decoded hostile requests", () => {
-  let dir: string;
-  let storage: Storage;
-  let hints: HintStore;
+  let temp: TempReplica;
   let real: LocalReplica;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dynamo-fuzz-replica-"));
-    storage = await Storage.open(join(dir, "data"));
     // A small hint store, so that hostile hint writes fill it.
-    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000, maxHints: 20 });
-    real = new LocalReplica("self", storage, hints, "siblings", new Metrics());
+    temp = await openTempReplica({ nodeId: "self", prefix: "dynamo-fuzz-replica-", hints: { maxHints: 20 } });
+    real = temp.replica;
   });
 
   afterAll(async () => {
-    await storage?.close();
-    await hints?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   it("answer or fail with a client-error ConnectError over a fake store", async () => {
@@ -340,20 +333,15 @@ function newMembership(dataDir: string): Membership {
 
 describe("ReplicaService and GossipService handlers (registerServices) through the Connect router", () => {
   const SECRET = "fuzz-cluster-secret-0123456789";
-  let dir: string;
-  let storage: Storage;
-  let hints: HintStore;
+  let temp: TempReplica;
   let membership: Membership;
   let replicaClient: Client<typeof ReplicaService>;
   let gossipClient: Client<typeof GossipService>;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dynamo-fuzz-services-"));
-    storage = await Storage.open(join(dir, "data"));
-    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
-    const metrics = new Metrics();
-    const replica = new LocalReplica("self", storage, hints, "siblings", metrics);
-    membership = newMembership(join(dir, "gossip"));
+    temp = await openTempReplica({ nodeId: "self", prefix: "dynamo-fuzz-services-" });
+    const { replica } = temp;
+    membership = newMembership(join(temp.dir, "gossip"));
     const limits = messageLimits({ maxKeyBytes: 256, maxValueBytes: 1024 * 1024, maxRecordBytes: 4 * 1024 * 1024 });
     // Only what ReplicaService and GossipService use; the other services are registered but not called.
     const state = {
@@ -375,9 +363,7 @@ describe("ReplicaService and GossipService handlers (registerServices) through t
   });
 
   afterAll(async () => {
-    await storage?.close();
-    await hints?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   it("Write / Read / Purge / Reset / Scan answer or fail with a client-error code", async () => {
@@ -421,7 +407,7 @@ describe("ReplicaService and GossipService handlers (registerServices) through t
       fc.asyncProperty(fc.nat(), async (seed) => {
         const rng = new Rng(seed);
         // A data dir per case: gossip may tell the node it was removed, which it persists.
-        membership = newMembership(mkdtempSync(join(dir, "gossip-")));
+        membership = newMembership(mkdtempSync(join(temp.dir, "gossip-")));
         const req = hostileMessage(rng, SendRequestSchema, (r) => gen.sendRequest(encodeMessage(validGossip(r))));
         if (req) await gossipClient.send(req).catch((error: unknown) => expectClientError(error, `Send ${Buffer.from(req.message).toString("hex")}`));
       }),
@@ -434,20 +420,15 @@ describe("ReplicaService and GossipService handlers (registerServices) through t
 
 describe("anti-entropy responder on hostile exchange streams", () => {
   const SECRET = "fuzz-cluster-secret-0123456789";
-  let dir: string;
-  let storage: Storage;
-  let hints: HintStore;
+  let temp: TempReplica;
   let antiEntropy: AntiEntropy;
   let client: Client<typeof AntiEntropyService>;
   let open: typeof OPEN;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dynamo-fuzz-ae-"));
     const ring = new Ring(["a", "b", "c"], { vnodes: 8 });
-    storage = await Storage.open(join(dir, "data"));
-    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
-    const metrics = new Metrics();
-    const replica = new LocalReplica("a", storage, hints, "siblings", metrics);
+    temp = await openTempReplica({ nodeId: "a", prefix: "dynamo-fuzz-ae-" });
+    const { storage, metrics, replica } = temp;
     // Some keys, so that leaves and fetches have something to return.
     const rng = new Rng(SEED);
     for (let i = 0; i < 200; i++) await replica.apply(`fuzz-${i}`, gen.anySiblingSet(rng));
@@ -491,9 +472,7 @@ describe("anti-entropy responder on hostile exchange streams", () => {
 
   afterAll(async () => {
     await antiEntropy?.stop();
-    await storage?.close();
-    await hints?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp?.close();
   });
 
   async function exchange(requests: ExchangeRequest[]): Promise<ExchangeResponse[]> {

@@ -1,41 +1,28 @@
 // LocalReplica over a real store: what a replica that is rebuilding its lost data answers.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { HintStore } from "@dynamo-ts/hintstore";
 import { hashKey } from "@dynamo-ts/ring";
-import { Storage } from "@dynamo-ts/storage";
 import { emptySet, liveValues, update } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Metrics } from "../observability/metrics.js";
+import type { Metrics } from "../observability/metrics.js";
 import { versionedRecord } from "../requests/replicas.js";
+import { openTempReplica, type TempReplica } from "../test-support/temp-replica.js";
 import { ReplicaRebuild } from "./rebuild.js";
-import { LocalReplica } from "./replica.js";
+import type { LocalReplica } from "./replica.js";
 
 const text = (bytes: Uint8Array[]) => bytes.map((b) => Buffer.from(b).toString());
 
 describe("LocalReplica while rebuilding", () => {
-  let dir: string;
-  let storage: Storage;
-  let hints: HintStore;
+  let temp: TempReplica;
   let rebuild: ReplicaRebuild;
   let metrics: Metrics;
   let replica: LocalReplica;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dynamo-replica-"));
-    storage = await Storage.open(join(dir, "data"));
-    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
     rebuild = new ReplicaRebuild(true);
-    metrics = new Metrics();
-    replica = new LocalReplica("n1", storage, hints, "siblings", metrics, rebuild);
+    temp = await openTempReplica({ nodeId: "n1", prefix: "dynamo-replica-", rebuild });
+    ({ metrics, replica } = temp);
   });
-  afterAll(async () => {
-    await storage.close();
-    await hints.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => temp?.close());
 
   it("refuses a key it lacks with FailedPrecondition, and serves one written since it started", async () => {
     const missing = await replica.read("never-written").then(

@@ -1,15 +1,12 @@
 // The wire side of export and import in process: ReplicaService.Scan pages over a real store,
 // Export's batches and its end when the call's time is up, Import's per-record outcomes.
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { HintStore } from "@dynamo-ts/hintstore";
+import type { HintStore } from "@dynamo-ts/hintstore";
 import { ExportRequestSchema, ImportRequestSchema, ScanRequestSchema, ScanResponseSchema } from "@dynamo-ts/proto";
 import { hashKey, Ring } from "@dynamo-ts/ring";
-import { Storage } from "@dynamo-ts/storage";
+import type { Storage } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalReplica } from "../local/replica.js";
@@ -27,6 +24,7 @@ import {
   scanPageChecksum,
   scanResponse,
 } from "./export-import.js";
+import { openTempReplica, type TempReplica } from "../test-support/temp-replica.js";
 
 const utf8 = new TextEncoder();
 const version = (value: string | null, node = "n1"): SiblingSet => update(emptySet(), new Map(), node, value === null ? null : utf8.encode(value), 1000);
@@ -34,25 +32,19 @@ const version = (value: string | null, node = "n1"): SiblingSet => update(emptyS
 const SAME_TOKEN = ["c100368", "c119089"] as const;
 
 describe("ReplicaService.Scan over a real store", () => {
-  let dir: string;
+  let temp: TempReplica;
   let storage: Storage;
   let hints: HintStore;
   let replica: LocalReplica;
   const keys = [...Array.from({ length: 50 }, (_, i) => `key-${i}`), ...SAME_TOKEN];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dynamo-scan-"));
-    storage = await Storage.open(join(dir, "data"));
-    hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
-    replica = new LocalReplica("n1", storage, hints, "siblings", new Metrics());
+    temp = await openTempReplica({ nodeId: "n1", prefix: "dynamo-scan-" });
+    ({ storage, hints, replica } = temp);
     for (const key of keys) await replica.apply(key, version(`value of ${key}`));
   });
 
-  afterAll(async () => {
-    await storage?.close();
-    await hints?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => temp?.close());
 
   const page = async (afterToken: number, afterKey: string, lastToken: number, maxKeys = 0, maxBytes = 0) =>
     create(ScanResponseSchema, await scanResponse(replica, create(ScanRequestSchema, { afterToken, afterKey, lastToken, maxKeys, maxBytes })));

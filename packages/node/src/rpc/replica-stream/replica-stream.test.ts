@@ -1,17 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { HintStore } from "@dynamo-ts/hintstore";
+import type { HintStore } from "@dynamo-ts/hintstore";
 import { type StreamRequest, ReplicaService } from "@dynamo-ts/proto";
-import { Storage } from "@dynamo-ts/storage";
+import type { Storage } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Metrics } from "../../observability/metrics.js";
-import { LocalReplica } from "../../local/replica.js";
+import type { LocalReplica } from "../../local/replica.js";
 import { MAX_STREAMED_RECORD_BYTES, MIN_WEDGED_WAIT_MS, ReplicaChannel } from "./client.js";
 import { applyReplicaWrite, type ReplicaStore, serveReplicaStream } from "./server.js";
 import { leanReplicaStreamHandler } from "./lean-server.js";
@@ -19,6 +15,7 @@ import { leanStreamOpener } from "./lean-client.js";
 import { clusterSecretMatcher } from "../call-context.js";
 import { requireInternal } from "../services.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
+import { openTempReplica, type TempReplica } from "../../test-support/temp-replica.js";
 
 const SECRET = "replica-stream-test-secret";
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -140,7 +137,7 @@ const PATHS: ReadonlyArray<readonly [ServerPath, ClientKind]> = [
 
 for (const [path, client] of PATHS)
   describe(`the replica stream between two nodes (real HTTP/2 on 127.0.0.1), ${path} server, ${client} client`, () => {
-    let dir: string;
+    let temp: TempReplica;
     let storage: Storage;
     let hints: HintStore;
     let replica: LocalReplica;
@@ -148,10 +145,8 @@ for (const [path, client] of PATHS)
     let channel: ReplicaChannel;
 
     beforeEach(async () => {
-      dir = mkdtempSync(join(tmpdir(), "dynamo-replica-stream-"));
-      storage = await Storage.open(join(dir, "data"));
-      hints = await HintStore.open(join(dir, "hints"), { ttlMs: 60_000 });
-      replica = new LocalReplica("peer1", storage, hints, "siblings", new Metrics());
+      temp = await openTempReplica({ nodeId: "peer1", prefix: "dynamo-replica-stream-" });
+      ({ storage, hints, replica } = temp);
       server = await StreamServer.start(replica, 0, undefined, path);
       channel = channelTo(server.port, SECRET, client);
     });
@@ -159,9 +154,7 @@ for (const [path, client] of PATHS)
     afterEach(async () => {
       channel.close();
       await server.kill();
-      await storage.close();
-      await hints.close();
-      rmSync(dir, { recursive: true, force: true });
+      await temp.close();
     });
 
     it("writes and reads many keys concurrently over one stream, batching ops issued together", async () => {
