@@ -263,8 +263,9 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
           },
         }),
       );
+      // One round of Status calls gives both the counters and the nodes' CPU time.
       const cpuAtEnd = await cpuSnapshot(clients);
-      const after = await clusterCounters(clients);
+      const after = cpuAtEnd.counters;
       const cpu = cpuAtStart === undefined ? undefined : cpuPerOperation(await cpuAtStart, cpuAtEnd, result.operations);
       workloads.push({
         ...result,
@@ -389,13 +390,15 @@ export interface CpuSnapshot {
   /** The nodes' process_cpu_microseconds counters, summed; undefined when one did not answer. */
   readonly nodeMicroseconds: bigint | undefined;
   readonly client: NodeJS.CpuUsage;
+  /** All the nodes' counters, summed (undefined when one did not answer). */
+  readonly counters?: Map<string, bigint> | undefined;
 }
 
 /** This process's CPU time now, and the nodes' (their status counters, asked at once). */
 async function cpuSnapshot(clients: readonly DynamoClient[]): Promise<CpuSnapshot> {
   const client = process.cpuUsage();
   const counters = await clusterCounters(clients);
-  return { nodeMicroseconds: counters?.get("process_cpu_microseconds"), client };
+  return { nodeMicroseconds: counters?.get("process_cpu_microseconds"), client, counters };
 }
 
 export function cpuPerOperation(start: CpuSnapshot, end: CpuSnapshot, operations: number): CpuPerOperation | undefined {
