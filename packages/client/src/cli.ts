@@ -13,6 +13,7 @@ import {
 } from "@dynamo-ts/proto";
 import { DynamoClient } from "./client.js";
 import { CredentialsError, type ResolvedCredentials, resolveCredentials } from "./credentials.js";
+import { refusedStream } from "./errors.js";
 import { runExport, runImport } from "./export-import.js";
 import type { Protocol } from "./transport.js";
 import { VERSION } from "./version.js";
@@ -536,11 +537,12 @@ async function followTransfers(client: DynamoClient, io: Io, stillGoing: (s: Sta
 /**
  * The node is gone: it refused or dropped the connection, or its host is no longer reachable (a
  * container that stopped after leaving drops off its network: EHOSTUNREACH, which connect reports
- * as Internal), rather than answering with an error.
+ * as Internal), or it refused the call's stream because it is shutting down (REFUSED_STREAM,
+ * which connect-node reports as Internal too), rather than answering with an error.
  */
 export function stoppedAnswering(err: unknown): boolean {
   if (!(err instanceof ConnectError)) return false;
-  if (err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled) return true;
+  if (err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled || refusedStream(err)) return true;
   return /\b(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|EHOSTDOWN|ENETUNREACH|ENOTFOUND|EPIPE)\b/.test(err.rawMessage);
 }
 

@@ -26,6 +26,12 @@ class FakeNode {
     return new Promise(() => {});
   };
 
+  /**
+   * Streams are refused unprocessed (RST_STREAM REFUSED_STREAM), as a real node refuses
+   * those opened after its GOAWAY when it begins shutting down.
+   */
+  refusing = false;
+
   async start(): Promise<void> {
     const answer = async (method: string, ctx: HandlerContext) => {
       this.calls.push(method);
@@ -45,6 +51,10 @@ class FakeNode {
     this.server = http2.createServer(handler).on("session", (s) => {
       this.sessions.add(s);
       s.once("close", () => this.sessions.delete(s));
+    });
+    // Ahead of the Connect handler, which then finds the stream closed.
+    this.server.prependListener("stream", (stream) => {
+      if (this.refusing) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
     });
     await new Promise<void>((ready) => this.server.listen(0, "127.0.0.1", ready));
   }
@@ -68,7 +78,7 @@ describe("DynamoClient over several nodes", () => {
   const nodes = [new FakeNode(), new FakeNode()];
   const clients: DynamoClient[] = [];
   let closed: string;
-  const client = (addresses: string[], options: { timeoutMs?: number; backoffMs?: number } = {}) => {
+  const client = (addresses: string[], options: { timeoutMs?: number; backoffMs?: number; lean?: boolean } = {}) => {
     const c = new DynamoClient({ nodes: addresses, ...options });
     clients.push(c);
     return c;
@@ -83,6 +93,7 @@ describe("DynamoClient over several nodes", () => {
     for (const n of nodes) {
       n.calls.length = 0;
       n.behaviour = () => {};
+      n.refusing = false;
     }
   });
   afterAll(() => Promise.all(nodes.map((n) => n.stop())));
@@ -119,7 +130,7 @@ describe("DynamoClient over several nodes", () => {
     expect(b.calls).toEqual([]);
   });
 
-  it("fails a write over only when it certainly reached no coordinator: refused connection, or declined", async () => {
+  it("fails a write over only when it certainly reached no coordinator: refused connection, refused stream, or declined", async () => {
     const [a, b] = nodes as [FakeNode, FakeNode];
     expect(await client([closed, b.address]).put("k", "v")).toEqual({ context: new Uint8Array([2]) });
     expect(b.calls).toEqual(["put"]);
@@ -127,6 +138,11 @@ describe("DynamoClient over several nodes", () => {
     a.behaviour = fail(Code.Unavailable, "node1 did not coordinate the write: store not writable", "declined");
     await client([a.address, b.address]).delete("k");
     expect(b.calls).toEqual(["put", "delete"]);
+
+    // A stream the node refused unprocessed (it is shutting down), through either transport.
+    a.refusing = true;
+    for (const lean of [true, false]) expect(await client([a.address, b.address], { lean }).put("k", "v")).toEqual({ context: new Uint8Array([2]) });
+    expect(b.calls).toEqual(["put", "delete", "put", "put"]);
   });
 
   it.each([

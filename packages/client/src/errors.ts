@@ -53,7 +53,7 @@ function causes(err: unknown): Error[] {
 }
 
 /** Node's own errors carry a string code (ECONNREFUSED, ERR_HTTP2_STREAM_ERROR, ...). */
-function systemErrors(err: unknown): { code: string; syscall?: string }[] {
+function systemErrors(err: unknown): (Error & { code: string; syscall?: string })[] {
   return causes(err).filter((e): e is Error & { code: string; syscall?: string } => typeof (e as { code?: unknown }).code === "string");
 }
 
@@ -66,7 +66,19 @@ const CONNECT_FAILURES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHO
  * node can have acted on it.
  */
 export function neverSent(err: ConnectError): boolean {
-  return systemErrors(err).some((e) => CONNECT_FAILURES.has(e.code) || e.syscall === "connect" || e.syscall === "getaddrinfo");
+  return systemErrors(err).some((e) => CONNECT_FAILURES.has(e.code) || e.syscall === "connect" || e.syscall === "getaddrinfo") || refusedStream(err);
+}
+
+/**
+ * The node refused the call's HTTP/2 stream before processing it: RST_STREAM REFUSED_STREAM,
+ * which is what a client sees for a stream it opened just as the node began shutting down
+ * (its GOAWAY names the last stream it will process) or beyond the node's stream limit. RFC
+ * 9113, 8.7: such a request "can be safely retried". Node reports it as an
+ * ERR_HTTP2_STREAM_ERROR "Stream closed with error code NGHTTP2_REFUSED_STREAM" (connect-node
+ * then answers Internal, the lean transport Unavailable; both keep it as the cause).
+ */
+export function refusedStream(err: unknown): boolean {
+  return systemErrors(err).some((e) => e.code === "ERR_HTTP2_STREAM_ERROR" && e.message.endsWith("NGHTTP2_REFUSED_STREAM"));
 }
 
 /** The node answered Unavailable and said it did not coordinate the write (`x-dynamo-forward-outcome: declined`). */

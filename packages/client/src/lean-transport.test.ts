@@ -10,6 +10,7 @@ import { toBinary, create } from "@bufbuild/protobuf";
 import { HealthCheckResponseSchema } from "@dynamo-ts/proto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stoppedAnswering } from "./cli.js";
 import { neverSent } from "./errors.js";
 import { leanUnaryTransport } from "./lean-transport.js";
 
@@ -164,7 +165,7 @@ describe("leanUnaryTransport", () => {
     expect(await outcome(lean, "ok", { timeoutMs: 2999.25 })).toMatchObject({ header: { timeout: "3000" } });
   });
 
-  it.each(["503-text", "json-type", "garbage", "json-error", "refused", "break", "break-after-headers"])(
+  it.each(["503-text", "json-type", "garbage", "json-error", "break", "break-after-headers"])(
     "answers a raw server's %s like connect-node",
     async (caseName) => {
       const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
@@ -205,6 +206,30 @@ describe("leanUnaryTransport", () => {
     }
     // The session is still usable after the reset streams.
     expect(await outcome(lean, "ok")).toMatchObject({ ok: HealthCheckResponse_ServingStatus.SERVING });
+  });
+
+  it("reports a stream the server refused unprocessed (REFUSED_STREAM) as never sent, and as Unavailable where connect-node says Internal", async () => {
+    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
+    const errors = await Promise.all(
+      [lean, plain].map((t) =>
+        t.unary(Health.method.check, undefined, undefined, { "x-case": "refused" }, { service: "" }).then(
+          () => expect.fail("answered"),
+          (err: unknown) => ConnectError.from(err),
+        ),
+      ),
+    );
+    expect(errors.map((e) => [Code[e.code], neverSent(e), stoppedAnswering(e)])).toEqual([
+      ["Unavailable", true, true],
+      ["Internal", true, true],
+    ]);
+    expect(errors[0]!.rawMessage).toBe("http/2 stream closed with error code REFUSED_STREAM (0x7)");
+    expect(errors[1]!.rawMessage).toBe("Stream closed with error code NGHTTP2_REFUSED_STREAM");
+    // A stream reset with another code was processed, or may have been: not "never sent".
+    const reset = await lean.unary(Health.method.check, undefined, undefined, { "x-case": "break-after-headers" }, { service: "" }).then(
+      () => expect.fail("answered"),
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect([Code[reset.code], neverSent(reset)]).toEqual(["Canceled", false]);
   });
 
   it("reports a refused connection as Unavailable and never sent, like connect-node", async () => {

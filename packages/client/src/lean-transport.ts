@@ -10,9 +10,11 @@
 // HTTP/2 errors mapped to the same codes with the node error as `cause` (the client's
 // failover rules read it), deadlines and cancellation ending the stream the same way.
 // lean-transport.test.ts runs every case through this and through connect-node's transport
-// and expects the same outcome. One deliberate difference: a fractional deadline is sent as
+// and expects the same outcome. Two deliberate differences: a fractional deadline is sent as
 // whole milliseconds, as the protocol requires (connect-es sends the fraction, which connect
-// servers refuse with InvalidArgument). Streaming calls go to connect-node's transport unchanged.
+// servers refuse with InvalidArgument); a stream the server refused unprocessed
+// (REFUSED_STREAM, e.g. opened as the node began shutting down) is Unavailable, not Internal.
+// Streaming calls go to connect-node's transport unchanged.
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { constants as h2 } from "node:http2";
 import { create, type DescMessage, type DescMethodUnary, fromBinary, isMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
@@ -121,6 +123,14 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
         opened.on("error", (err: Error) => {
           // The answer may already be buffered when the request's write failed after the end.
           if (opened.writableEnded && nodeErrorCodes(err).includes("ERR_STREAM_WRITE_AFTER_END")) return;
+          // A stream the node refused unprocessed (it is shutting down, or at its stream limit)
+          // is Unavailable, as connect-es maps REFUSED_STREAM; connect-node reports Node's
+          // stream error first, as Internal. The node error stays the cause (refusedStream()).
+          if (opened.rstCode === h2.NGHTTP2_REFUSED_STREAM) {
+            const refused = connectErrorFromResetCode(opened.rstCode)!;
+            refused.cause = err;
+            return fail(refused);
+          }
           fail(connectErrorFromNodeReason(err));
         });
         // The answer is read at "close", which follows "end" at once: a stream reset after

@@ -3,8 +3,12 @@
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { GossipService, Health, HealthCheckResponse_ServingStatus, ReplicaService } from "@dynamo-ts/proto";
+import { constants as h2 } from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { afterEach, expect, test } from "vitest";
+import { isNotCoordinated } from "../requests/coordinator.js";
+import { Deadline } from "../requests/deadline.js";
 import { DualProtocolListener } from "./listener.js";
 import { hasClusterSecret, PeerPool } from "./peers.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
@@ -16,14 +20,15 @@ afterEach(async () => {
 });
 
 /**
- * A peer serving Health, Gossip and ReplicaService.Write. It records which HTTP/2 session each
- * call came over; while `frozen`, it neither reads nor answers replica writes (an overloaded
- * peer whose sockets and PINGs still work).
+ * A peer serving Health, Gossip, ReplicaService.Write and KVService.Put. It records which
+ * HTTP/2 session each call came over; while `frozen`, it neither reads nor answers replica
+ * writes (an overloaded peer whose sockets and PINGs still work); while `refusing`, it refuses
+ * every stream unprocessed (REFUSED_STREAM, as for streams that cross its GOAWAY).
  */
 async function startPeer() {
   const sessionIds = new Map<http2.Http2Session, number>();
   const calls: { path: string; session: number }[] = [];
-  const state = { frozen: false };
+  const state = { frozen: false, refusing: false };
   const connect = connectNodeAdapter({
     routes(router) {
       router.service(Health, {
@@ -32,6 +37,7 @@ async function startPeer() {
       });
       router.service(GossipService, { send: () => ({}) });
       router.service(ReplicaService, { write: () => ({}) });
+      router.service(KVService, { put: () => ({ context: new Uint8Array([7]) }) });
     },
   });
   const listener = new DualProtocolListener((req, res) => {
@@ -39,6 +45,7 @@ async function startPeer() {
     if (session && !sessionIds.has(session)) sessionIds.set(session, sessionIds.size + 1);
     calls.push({ path: req.url ?? "", session: session ? sessionIds.get(session)! : 0 });
     if (state.frozen && req.url === "/dynamo.v1.ReplicaService/Write") return;
+    if (state.refusing) return void (req as http2.Http2ServerRequest).stream.close(h2.NGHTTP2_REFUSED_STREAM);
     connect(req as http.IncomingMessage, res as http.ServerResponse);
   });
   const { port } = await listener.listen(0, "127.0.0.1");
@@ -83,6 +90,19 @@ test("a bulk session poisoned by abandoned large uploads: probes and gossip stil
   expect(pool.stats().bulkSessionsRecycled).toBe(1);
   const writes = sessionOf("/dynamo.v1.ReplicaService/Write");
   expect(new Set(writes).size).toBe(2);
+});
+
+test("a forwarded write the peer refused unprocessed (REFUSED_STREAM) is not coordinated, so it may go elsewhere", async () => {
+  const { pool, state } = await startPeer();
+  const put = () => pool.forwardWrite("n2", { key: "k", value: new Uint8Array([1]), context: new Uint8Array(), w: undefined, deadline: new Deadline(5_000) });
+  expect(await put()).toEqual(new Uint8Array([7]));
+  state.refusing = true;
+  const err = await put().then(
+    () => expect.fail("answered"),
+    (e: unknown) => e,
+  );
+  expect([isNotCoordinated(err), (err as ConnectError).code]).toEqual([true, Code.Unavailable]);
+  expect((err as ConnectError).rawMessage).toMatch(/n2 did not coordinate the write: .*NGHTTP2_REFUSED_STREAM/);
 });
 
 test("hasClusterSecret accepts the secret header and nothing else", () => {

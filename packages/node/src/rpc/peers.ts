@@ -26,7 +26,7 @@ import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
 import { ReplicaChannel } from "./replica-stream/client.js";
 import { leanStreamOpener, type RawStreamSource } from "./replica-stream/lean-client.js";
-import { isRefusedByOwnSession } from "./unreachable.js";
+import { isRefusedByOwnSession, isRefusedUnprocessed } from "./unreachable.js";
 import { clusterSecretMatcher } from "./call-context.js";
 
 /**
@@ -237,10 +237,10 @@ export class PeerPool {
     return (await this.peer(node).replica.purge({ key, record }, { timeoutMs })).purged;
   }
 
-  /** Asks `node` to coordinate a write this node cannot (it holds no replica of the key). */
   /**
-   * Hands a client write to `node` to coordinate. A write it did not coordinate (it declined,
-   * or the call never reached it) rejects with a notCoordinatedError; any other error is the
+   * Hands a client write to `node` to coordinate (this node holds no replica of the key). A
+   * write it did not coordinate (it declined, the call never reached it, or it refused the
+   * stream unprocessed) rejects with a notCoordinatedError; any other error is the
    * outcome of the write `node` coordinated.
    */
   async forwardWrite(node: string, args: PutArgs): Promise<Uint8Array> {
@@ -249,7 +249,7 @@ export class PeerPool {
     } catch (err) {
       const ce = ConnectError.from(err);
       const outcome = ce.metadata.get(FORWARD_OUTCOME_HEADER);
-      if (outcome === "declined" || (outcome === null && ce.code === Code.Unavailable)) {
+      if (outcome === "declined" || (outcome === null && (ce.code === Code.Unavailable || isRefusedUnprocessed(ce)))) {
         throw notCoordinatedError(`${node} did not coordinate the write: ${ce.rawMessage}`);
       }
       throw ce;

@@ -6,7 +6,17 @@ import { Code, ConnectError } from "@connectrpc/connect";
 /** A peer that could not be reached or did not answer in time, as opposed to one that answered with an error. */
 export function isUnreachable(err: unknown): boolean {
   const ce = ConnectError.from(err);
-  return ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Canceled;
+  return ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Canceled || isRefusedUnprocessed(ce);
+}
+
+/**
+ * The peer refused the call's stream before processing it (RST_STREAM REFUSED_STREAM): it is
+ * shutting down (the stream came after its GOAWAY) or at its stream limit. RFC 9113, 8.7: the
+ * request can be retried safely. connect-node reports it as Internal "Stream closed with error
+ * code NGHTTP2_REFUSED_STREAM".
+ */
+export function isRefusedUnprocessed(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.Internal && err.rawMessage.includes("NGHTTP2_REFUSED_STREAM");
 }
 
 /**
