@@ -136,7 +136,10 @@ export class DualProtocolListener {
         socket.destroy();
       });
     }
-    this.tcp = net.createServer((socket) => this.accept(socket));
+    // TCP_NODELAY on every accepted socket, as node:http's and node:http2's own servers set it:
+    // connections reach them through this server, so their defaults do not apply. Without it an
+    // HTTP/1.1 answer written in two pieces waits for the client's (delayed) ACK (Nagle).
+    this.tcp = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     // Node closes connections beyond this at once ("drop"): room for the admitted ones plus a
     // few being told they are over the cap.
     this.tcp.maxConnections = this.options.maxConnections + REFUSAL_SLOTS;
