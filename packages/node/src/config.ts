@@ -85,6 +85,8 @@ export interface NodeConfig {
   readonly readRepair: number;
   readonly tombstoneGraceMs: number;
   readonly tombstoneSweepIntervalMs: number;
+  /** How long the ring must stay unchanged before keys this node no longer owns are removed; 0: never. */
+  readonly cleanupDelayMs: number;
   /** Pause between anti-entropy rounds; 0 turns periodic rounds off (admin Repair still runs). */
   readonly antiEntropyIntervalMs: number;
   /** Keys, and record bytes, anti-entropy may move per second (fetched + pushed). */
@@ -192,7 +194,16 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: "disk-probe-interval-ms", help: "How often the node checks that its data directory takes writes (0: only when a write fails)", default: "10000" },
   { flag: "read-repair", help: "Repair stale replicas after a Get: on, off, or a probability 0..1", default: "on" },
   { flag: "tombstone-grace-ms", help: "Age before a delete's tombstone may be purged; must exceed --hint-ttl-ms", default: String(6 * 3600_000) },
-  { flag: "tombstone-sweep-interval-ms", help: "How often tombstones are looked at for purging", default: "600000" },
+  {
+    flag: "tombstone-sweep-interval-ms",
+    help: "How often tombstones are looked at for purging (and keys this node no longer owns for removal)",
+    default: "600000",
+  },
+  {
+    flag: "cleanup-delay-ms",
+    help: "How long the ring must stay unchanged (no join, decommission or removal in progress) before a node removes keys it no longer owns; 0: keep them",
+    default: "120000",
+  },
   { flag: "anti-entropy-interval-ms", help: "Pause between anti-entropy rounds (Merkle tree exchanges with co-replicas); 0 turns them off", default: "30000" },
   { flag: "anti-entropy-keys-per-second", help: "Most keys anti-entropy fetches and pushes per second", default: "2000" },
   { flag: "anti-entropy-bytes-per-second", help: "Most record bytes anti-entropy fetches and pushes per second", default: String(16 * 1024 * 1024) },
@@ -441,6 +452,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     readRepair,
     tombstoneGraceMs,
     tombstoneSweepIntervalMs: parseInteger(raw, "tombstone-sweep-interval-ms", 100, 24 * 3600_000),
+    cleanupDelayMs: parseInteger(raw, "cleanup-delay-ms", 0, 30 * 24 * 3600_000),
     antiEntropyIntervalMs,
     antiEntropyKeysPerSecond: parseInteger(raw, "anti-entropy-keys-per-second", 1, 10_000_000),
     antiEntropyBytesPerSecond: parseInteger(raw, "anti-entropy-bytes-per-second", 1024, 2 ** 40),

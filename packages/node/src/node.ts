@@ -171,7 +171,14 @@ export class DynamoNode {
       this.handoff.trigger(node);
     });
     this.tombstones = new TombstoneCollector(
-      { nodeId: config.nodeId, n: config.n, graceMs: config.tombstoneGraceMs, intervalMs: config.tombstoneSweepIntervalMs, maxPerSweep: 10_000 },
+      {
+        nodeId: config.nodeId,
+        n: config.n,
+        graceMs: config.tombstoneGraceMs,
+        intervalMs: config.tombstoneSweepIntervalMs,
+        maxPerSweep: 10_000,
+        cleanupDelayMs: config.cleanupDelayMs,
+      },
       storage,
       () => this.ring,
       this.replicas,
@@ -179,6 +186,10 @@ export class DynamoNode {
         node === config.nodeId ? this.replica.purge(key, record) : this.replicas.observe(node, this.peers.purge(node, key, record, 5_000)),
       this.metrics,
       log,
+      {
+        settledSince: () => (this.rebuild.active || this.membership.ringStatus !== "normal" ? undefined : this.membership.settledSince),
+        remove: (key, scanned) => this.replica.removeStray(key, scanned),
+      },
     );
     this.antiEntropy = new AntiEntropy(
       {

@@ -64,6 +64,7 @@ export class Membership {
   private ringNow: Ring;
   private pendingRingNow: Ring;
   private transitionNow: RingTransition;
+  private settledSinceMs: number | undefined;
   private ringIds: string;
   private readonly addresses = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
@@ -124,10 +125,19 @@ export class Membership {
     for (const [id, address] of known) this.addresses.set(id, address);
     const { settled, pending } = this.ownerSets();
     this.ringIds = ringKey(settled, pending);
+    this.settledSinceMs = sameNodes(settled, pending) ? Date.now() : undefined;
     this.ringNow = new Ring(settled, { vnodes: options.vnodes });
     this.pendingRingNow = new Ring(pending, { vnodes: options.vnodes });
     this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
     this.swim.drainChanges();
+  }
+
+  /**
+   * Since when (Date.now()) the ring has stayed as it is with no join, decommission or removal
+   * in progress (the settled and pending rings are one); undefined while one is.
+   */
+  get settledSince(): number | undefined {
+    return this.settledSinceMs;
   }
 
   /** The settled ring: the owners reads, W and R use. */
@@ -291,6 +301,7 @@ export class Membership {
     const key = ringKey(settled, pending);
     if (key !== this.ringIds) {
       this.ringIds = key;
+      this.settledSinceMs = sameNodes(settled, pending) ? Date.now() : undefined;
       this.ringNow = new Ring(settled, { vnodes: this.options.vnodes });
       this.pendingRingNow = new Ring(pending, { vnodes: this.options.vnodes });
       this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
@@ -355,6 +366,10 @@ export class Membership {
       this.log.warn("could not persist membership", { error: String(err) });
     }
   }
+}
+
+function sameNodes(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((id) => b.has(id));
 }
 
 function ringKey(settled: ReadonlySet<string>, pending: ReadonlySet<string>): string {

@@ -34,6 +34,11 @@ describe("3 → 5 → 3 nodes: two joins at once, a decommission and a removal, 
         "40000",
         "--request-timeout-ms",
         "10000",
+        // Keys the old owners no longer own after the joins are removed 5 s after the ring settles.
+        "--cleanup-delay-ms",
+        "5000",
+        "--tombstone-sweep-interval-ms",
+        "2000",
       ],
     });
   }, 60_000);
@@ -113,12 +118,32 @@ describe("3 → 5 → 3 nodes: two joins at once, a decommission and a removal, 
       // Every node hears that the new nodes own their ranges, while reads and writes go on.
       await cluster.waitAllNormal();
       await new Promise((r) => setTimeout(r, 1000));
-      const expected = new Ring(["n1", "n2", "n3", "n4", "n5"], { vnodes: 256 }).ownership();
+      const expected5 = new Ring(["n1", "n2", "n3", "n4", "n5"], { vnodes: 256 });
+      const expected = expected5.ownership();
       for (const node of cluster.nodes) {
         for (const m of (await cluster.status(node.id)).members) expect(m.ownership).toBeCloseTo(expected.get(m.nodeId)!, 10);
       }
       console.log(`dynamo status after the joins:\n${(await admin("status", "--node", cluster.node("n1").address)).stdout}`);
       console.log(`joins: ${phases.reads} reads, ${phases.writes} acknowledged writes, ${notFound.length} NotFound`);
+
+      // The old owners remove what they no longer own: each preloaded key ends on exactly its 3
+      // owners in the 5-node ring, while reads go on.
+      for (const id of ["n1", "n2", "n3"]) {
+        await eventually(async () => expect(Number((await cluster.status(id)).counters["stray_keys_removed"] ?? 0)).toBeGreaterThan(0), 60_000, 250);
+      }
+      const holders = async (key: string) => {
+        const held = await Promise.all(cluster.nodes.map(async (node) => ((await cluster.readReplica(node.id, key)) === undefined ? [] : [node.id])));
+        return held.flat().sort();
+      };
+      await eventually(
+        async () => {
+          for (let i = 0; i < PRELOADED; i += 15) expect(await holders(`pre-${i}`)).toEqual([...expected5.preferenceList(`pre-${i}`, 3)].sort());
+        },
+        60_000,
+        500,
+      );
+      const removedStrays = await Promise.all(["n1", "n2", "n3"].map(async (id) => Number((await cluster.status(id)).counters["stray_keys_removed"])));
+      console.log(`stray keys removed after the joins (n1, n2, n3): ${removedStrays.join(", ")}; ${notFound.length} NotFound so far`);
 
       // 5 → 4: n5 decommissions itself, streaming its ranges to the nodes that gain them.
       const n5 = cluster.node("n5");
@@ -265,5 +290,82 @@ describe("a decommission interrupted by a kill -9 of the leaving node", () => {
     for (const key of keys) for (const id of ["n1", "n2", "n3"]) if ((await cluster.readReplica(id, key)) === undefined) absent.push(`${key} on ${id}`);
     console.log(`decommission with a kill -9 and a restart: ${keys.length} keys, ${absent.length} missing from one of the 3 remaining stores`);
     expect(absent).toEqual([]);
+  }, 240_000);
+});
+
+describe("grow, delete, collect the tombstones, shrink: deleted keys stay deleted", () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await TestCluster.start({
+      nodes: 3,
+      n: 3,
+      args: [
+        "--gossip-interval-ms",
+        "200",
+        "--gossip-sync-interval-ms",
+        "1000",
+        "--hint-ttl-ms",
+        "1000",
+        "--tombstone-grace-ms",
+        "1500",
+        "--tombstone-sweep-interval-ms",
+        "250",
+        "--cleanup-delay-ms",
+        "2000",
+      ],
+    });
+  }, 60_000);
+  afterAll(async () => cluster?.stop());
+
+  // The old owner of a key that a join moved keeps no copy of it: a copy left behind would miss
+  // the delete, outlive the tombstone, and be the only version once the shrink gives it back.
+  it("removes the copies the join left on old owners, so none comes back after the shrink", async () => {
+    const writer = cluster.client("n1");
+    const keys = Array.from({ length: 200 }, (_, i) => `zombie-${i}`);
+    await Promise.all(keys.map((key) => writer.put(key, "brains", { w: 3 })));
+    const n4 = await cluster.addNode("n4");
+    await eventually(() => expect(n4.output.join("")).toContain("bootstrap complete"), 60_000, 100);
+    await cluster.waitAllNormal();
+
+    // Keys the join moved: n4 owns them now, and one old node no longer does.
+    const ring4 = new Ring(["n1", "n2", "n3", "n4"], { vnodes: 256 });
+    const moved = keys.map((key) => ({
+      key,
+      owners: ring4.preferenceList(key, 3),
+      old: ["n1", "n2", "n3"].find((id) => !ring4.preferenceList(key, 3).includes(id)),
+    }));
+    const movedKeys = moved.filter((m) => m.old !== undefined);
+    expect(movedKeys.length).toBeGreaterThan(20);
+    await eventually(
+      async () => {
+        for (const { key, old } of movedKeys) expect(await cluster.readReplica(old!, key)).toBeUndefined();
+      },
+      30_000,
+      250,
+    );
+
+    // Deleted, and the tombstones collected on the owners once the grace period passed.
+    await Promise.all(movedKeys.map(({ key }) => writer.delete(key, { w: 3 })));
+    await eventually(
+      async () => {
+        for (const { key, owners } of movedKeys) for (const id of owners) expect(await cluster.readReplica(id, key)).toBeUndefined();
+      },
+      30_000,
+      250,
+    );
+
+    // n4 leaves: its ranges go back to the old owners.
+    const decommissioned = await dynamo("decommission", "--node", n4.address, "--secret", cluster.secret);
+    expect(decommissioned.code).toBe(0);
+    await eventually(() => expect(n4.running).toBe(false), 30_000);
+    const back: string[] = [];
+    for (const { key } of movedKeys) {
+      for (const id of ["n1", "n2", "n3"]) {
+        if ((await cluster.client(id).get(key, { r: 1 })) !== null) back.push(`${key} read via ${id}`);
+        if ((await cluster.readReplica(id, key)) !== undefined) back.push(`${key} in ${id}'s store`);
+      }
+    }
+    console.log(`grow, delete, collect, shrink: ${movedKeys.length} keys moved by the join and deleted; ${back.length} came back`);
+    expect(back).toEqual([]);
   }, 240_000);
 });

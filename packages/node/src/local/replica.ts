@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
 import { hashKey, TOKEN_SPACE } from "@dynamo-ts/ring";
 import type { Storage, StoredChange } from "@dynamo-ts/storage";
-import { emptySet, encodeSiblingSet, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
+import { emptySet, encodeSiblingSet, equalSets, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "../config.js";
 import { compareKeys, type ScanPage, type ScannedRecord, type ScanPosition } from "../requests/export.js";
 import { type ReplicaEndpoint, type VersionedRecord, versionedRecord } from "../requests/replicas.js";
@@ -125,11 +125,23 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   /** Removes a tombstone-only key if it still holds exactly `record` (see tombstones.ts). */
-  async purge(key: string, record: Uint8Array): Promise<boolean> {
+  purge(key: string, record: Uint8Array): Promise<boolean> {
     const expected = Buffer.from(record);
-    const removed = await this.guarded(() => this.storage.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current))));
+    return this.removeIf(key, (current) => isDeleted(current) && expected.equals(encodeSiblingSet(current)), "tombstones_removed");
+  }
+
+  /**
+   * Removes a key this node no longer owns (left behind by a join, see tombstones.ts) if it
+   * still holds exactly `scanned`; a write that arrived since keeps it until the next sweep.
+   */
+  removeStray(key: string, scanned: SiblingSet): Promise<boolean> {
+    return this.removeIf(key, (current) => equalSets(current, scanned), "stray_keys_removed");
+  }
+
+  private async removeIf(key: string, predicate: (current: SiblingSet) => boolean, counter: string): Promise<boolean> {
+    const removed = await this.guarded(() => this.storage.removeIf(key, predicate));
     if (removed) {
-      this.metrics.count("tombstones_removed");
+      this.metrics.count(counter);
       for (const listener of this.changeListeners) listener({ key, token: hashKey(key), after: undefined });
     }
     return removed;

@@ -27,6 +27,7 @@ const HELP: Record<string, string> = {
   anti_entropy_rounds: "Anti-entropy rounds run",
   anti_entropy_keys_repaired: "Keys anti-entropy repaired on either side",
   tombstones_purged: "Tombstones purged after their grace period",
+  stray_keys_removed: "Keys removed that this node no longer owns (left behind by a join), once the ring stayed unchanged for --cleanup-delay-ms",
   gossip_messages_sent: "Gossip messages sent",
   gossip_messages_received: "Gossip messages received",
 };
