@@ -187,7 +187,7 @@ export class DynamoNode {
       this.metrics,
       log,
       {
-        settledSince: () => (this.rebuild.active || this.membership.ringStatus !== "normal" ? undefined : this.membership.settledSince),
+        settledSince: () => (this.rebuild.active || this.membership.ringStatus !== "normal" ? undefined : this.membership.settledInTouchSince),
         remove: (key, scanned) => this.replica.removeStray(key, scanned),
       },
     );

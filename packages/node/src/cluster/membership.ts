@@ -140,6 +140,22 @@ export class Membership {
     return this.settledSinceMs;
   }
 
+  /**
+   * settledSince, while every other member of the ring is alive and this node has heard from
+   * each of them directly since then (so its view of the ring is theirs, not one persisted
+   * before a restart or kept through a partition); otherwise undefined.
+   */
+  get settledInTouchSince(): number | undefined {
+    const since = this.settledSinceMs;
+    if (since === undefined) return undefined;
+    for (const id of this.ringNow.nodes) {
+      if (id === this.options.nodeId) continue;
+      const member = this.swim.member(id);
+      if (member?.state !== "alive" || member.lastHeardAt === undefined || member.lastHeardAt < since) return undefined;
+    }
+    return since;
+  }
+
   /** The settled ring: the owners reads, W and R use. */
 
   get ring(): Ring {
