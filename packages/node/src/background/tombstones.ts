@@ -51,7 +51,10 @@ export interface TombstoneCollectorOptions {
 
 /** What stray-key removal needs from the node (see the top of this file). */
 export interface StrayKeys {
-  /** Since when the ring has stayed unchanged with this node a normal, rebuilt owner; undefined while not. */
+  /**
+   * Since when the ring has stayed unchanged, with this node a normal, rebuilt owner in touch
+   * with every other member; undefined while not.
+   */
   settledSince(): number | undefined;
   /** Removes the key if the store still holds exactly `scanned`. */
   remove(key: string, scanned: SiblingSet): Promise<boolean>;
@@ -102,22 +105,20 @@ export class TombstoneCollector {
     const strays: Array<{ key: string; set: SiblingSet }> = [];
     let straysRemoved = 0;
     for await (const { key, set } of this.storage.scan()) {
-      const owners = this.ring().preferenceList(key, n);
-      if (!owners.includes(nodeId)) {
-        if (removingStrays) {
-          strays.push({ key, set });
-          if (strays.length >= STRAY_BATCH) straysRemoved += await this.removeStrays(strays.splice(0));
-        }
+      if (removingStrays && !this.ring().preferenceList(key, n).includes(nodeId)) {
+        strays.push({ key, set });
+        if (strays.length >= STRAY_BATCH) straysRemoved += await this.removeStrays(strays.splice(0));
         continue;
       }
       if (candidates.length >= this.options.maxPerSweep) {
+        // The scan goes on for stray keys only.
         if (removingStrays) continue;
         break;
       }
       if (!isDeleted(set) || set.siblings.length === 0) continue;
       if (this.now() - Math.max(...set.siblings.map((s) => s.timestamp)) <= graceMs) continue;
       // One node per key does the work: its primary.
-      if (owners[0] !== nodeId) continue;
+      if (this.ring().preferenceList(key, n)[0] !== nodeId) continue;
       candidates.push(key);
     }
     if (strays.length > 0) straysRemoved += await this.removeStrays(strays);
