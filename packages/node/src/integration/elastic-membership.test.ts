@@ -329,11 +329,10 @@ describe("grow, delete, collect the tombstones, shrink: deleted keys stay delete
 
     // Keys the join moved: n4 owns them now, and one old node no longer does.
     const ring4 = new Ring(["n1", "n2", "n3", "n4"], { vnodes: 256 });
-    const moved = keys.map((key) => ({
-      key,
-      owners: ring4.preferenceList(key, 3),
-      old: ["n1", "n2", "n3"].find((id) => !ring4.preferenceList(key, 3).includes(id)),
-    }));
+    const moved = keys.map((key) => {
+      const owners = ring4.preferenceList(key, 3);
+      return { key, owners, old: ["n1", "n2", "n3"].find((id) => !owners.includes(id)) };
+    });
     const movedKeys = moved.filter((m) => m.old !== undefined);
     expect(movedKeys.length).toBeGreaterThan(20);
     await eventually(
