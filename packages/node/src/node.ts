@@ -106,7 +106,7 @@ export class DynamoNode {
     this.peers = new PeerPool(config.clusterSecret, (node) => this.membership.addressOf(node), {
       idleConnectionTimeoutMs: peerIdleMs,
       ...(tlsMaterial ? { tls: () => tlsMaterial.clientOptions() } : {}),
-      leanStream: config.leanUnary,
+      leanCalls: config.leanUnary,
       // A peer's answer carries at most one record over the batch budget (it sends under its own limit, assumed to be this node's).
       streamReadMaxBytes: 2 * this.limits.internalReadMaxBytes,
     });

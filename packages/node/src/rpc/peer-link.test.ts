@@ -6,7 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { constants as h2 } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
-import { afterEach, expect, test } from "vitest";
+import { afterEach, describe, expect, test } from "vitest";
 import { isNotCoordinated } from "../requests/coordinator.js";
 import { Deadline } from "../requests/deadline.js";
 import { DualProtocolListener } from "./listener.js";
@@ -25,7 +25,7 @@ afterEach(async () => {
  * writes (an overloaded peer whose sockets and PINGs still work); while `refusing`, it refuses
  * every stream unprocessed (REFUSED_STREAM, as for streams that cross its GOAWAY).
  */
-async function startPeer() {
+async function startPeer(leanCalls: boolean) {
   const sessionIds = new Map<http2.Http2Session, number>();
   const calls: { path: string; session: number }[] = [];
   const state = { frozen: false, refusing: false };
@@ -50,59 +50,65 @@ async function startPeer() {
   });
   const { port } = await listener.listen(0, "127.0.0.1");
   cleanups.push(() => listener.close(0));
-  const pool = new PeerPool(SECRET, () => `127.0.0.1:${port}`);
+  const pool = new PeerPool(SECRET, () => `127.0.0.1:${port}`, { leanCalls });
   cleanups.push(() => pool.close());
   const sessionOf = (path: string) => calls.filter((c) => c.path === path).map((c) => c.session);
   return { listener, pool, state, address: `127.0.0.1:${port}`, sessionOf };
 }
 
-test("probes and gossip go over one control session, bulk calls over another", async () => {
-  const { listener, pool, address, sessionOf } = await startPeer();
-  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
-  await pool.probe("n2", 5_000);
-  await pool.sendGossip(address, new Uint8Array([1]), 5_000);
-  await pool.probe("n2", 5_000);
-  const [bulk] = sessionOf("/dynamo.v1.ReplicaService/Write");
-  const probes = sessionOf("/grpc.health.v1.Health/Check");
-  const gossip = sessionOf("/dynamo.v1.GossipService/Send");
-  expect(new Set([...probes, ...gossip]).size).toBe(1);
-  expect(probes[0]).not.toBe(bulk);
-  expect(listener.stats().acceptedConnections).toBe(2);
-});
+// Every case through both calling sides: the SDK's lean unary transport and connect-es's.
+describe.each([
+  ["lean calls", true],
+  ["connect-es calls", false],
+])("%s", (_name, leanCalls) => {
+  test("probes and gossip go over one control session, bulk calls over another", async () => {
+    const { listener, pool, address, sessionOf } = await startPeer(leanCalls);
+    await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+    await pool.probe("n2", 5_000);
+    await pool.sendGossip(address, new Uint8Array([1]), 5_000);
+    await pool.probe("n2", 5_000);
+    const [bulk] = sessionOf("/dynamo.v1.ReplicaService/Write");
+    const probes = sessionOf("/grpc.health.v1.Health/Check");
+    const gossip = sessionOf("/dynamo.v1.GossipService/Send");
+    expect(new Set([...probes, ...gossip]).size).toBe(1);
+    expect(probes[0]).not.toBe(bulk);
+    expect(listener.stats().acceptedConnections).toBe(2);
+  });
 
-test("a bulk session poisoned by abandoned large uploads: probes and gossip still pass, and bulk calls move to a new session", async () => {
-  const { pool, state, address, sessionOf } = await startPeer();
-  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
-  // Eight 2 MiB hints given up on their deadline while the peer reads nothing: about 16 MB of
-  // request data stays counted against the bulk session's 10 MB budget.
-  state.frozen = true;
-  for (let i = 0; i < 8; i++) {
-    await expect(pool.deliverHint("n2", "k", new Uint8Array(2 * 1024 * 1024), 150)).rejects.toThrow(/deadline/i);
-  }
-  state.frozen = false;
-  await pool.probe("n2", 5_000);
-  await pool.sendGossip(address, new Uint8Array([1]), 5_000);
-  // The first bulk call after that finds the session refusing every response...
-  await expect(pool.deliverHint("n2", "k", new Uint8Array(10), 5_000)).rejects.toThrow(/NGHTTP2_ENHANCE_YOUR_CALM/);
-  // ...and the next ones go over a new session.
-  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
-  await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
-  expect(pool.stats().bulkSessionsRecycled).toBe(1);
-  const writes = sessionOf("/dynamo.v1.ReplicaService/Write");
-  expect(new Set(writes).size).toBe(2);
-});
+  test("a bulk session poisoned by abandoned large uploads: probes and gossip still pass, and bulk calls move to a new session", async () => {
+    const { pool, state, address, sessionOf } = await startPeer(leanCalls);
+    await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+    // Eight 2 MiB hints given up on their deadline while the peer reads nothing: about 16 MB of
+    // request data stays counted against the bulk session's 10 MB budget.
+    state.frozen = true;
+    for (let i = 0; i < 8; i++) {
+      await expect(pool.deliverHint("n2", "k", new Uint8Array(2 * 1024 * 1024), 150)).rejects.toThrow(/deadline/i);
+    }
+    state.frozen = false;
+    await pool.probe("n2", 5_000);
+    await pool.sendGossip(address, new Uint8Array([1]), 5_000);
+    // The first bulk call after that finds the session refusing every response...
+    await expect(pool.deliverHint("n2", "k", new Uint8Array(10), 5_000)).rejects.toThrow(/NGHTTP2_ENHANCE_YOUR_CALM/);
+    // ...and the next ones go over a new session.
+    await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+    await pool.deliverHint("n2", "k", new Uint8Array(10), 5_000);
+    expect(pool.stats().bulkSessionsRecycled).toBe(1);
+    const writes = sessionOf("/dynamo.v1.ReplicaService/Write");
+    expect(new Set(writes).size).toBe(2);
+  });
 
-test("a forwarded write the peer refused unprocessed (REFUSED_STREAM) is not coordinated, so it may go elsewhere", async () => {
-  const { pool, state } = await startPeer();
-  const put = () => pool.forwardWrite("n2", { key: "k", value: new Uint8Array([1]), context: new Uint8Array(), w: undefined, deadline: new Deadline(5_000) });
-  expect(await put()).toEqual(new Uint8Array([7]));
-  state.refusing = true;
-  const err = await put().then(
-    () => expect.fail("answered"),
-    (e: unknown) => e,
-  );
-  expect([isNotCoordinated(err), (err as ConnectError).code]).toEqual([true, Code.Unavailable]);
-  expect((err as ConnectError).rawMessage).toMatch(/n2 did not coordinate the write: .*NGHTTP2_REFUSED_STREAM/);
+  test("a forwarded write the peer refused unprocessed (REFUSED_STREAM) is not coordinated, so it may go elsewhere", async () => {
+    const { pool, state } = await startPeer(leanCalls);
+    const put = () => pool.forwardWrite("n2", { key: "k", value: new Uint8Array([1]), context: new Uint8Array(), w: undefined, deadline: new Deadline(5_000) });
+    expect(await put()).toEqual(new Uint8Array([7]));
+    state.refusing = true;
+    const err = await put().then(
+      () => expect.fail("answered"),
+      (e: unknown) => e,
+    );
+    expect([isNotCoordinated(err), (err as ConnectError).code]).toEqual([true, Code.Unavailable]);
+    expect((err as ConnectError).rawMessage).toMatch(/n2 did not coordinate the write: .*REFUSED_STREAM/);
+  });
 });
 
 test("hasClusterSecret accepts the secret header and nothing else", () => {

@@ -5,6 +5,7 @@
 // whether a peer is up.
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
+import { leanUnaryTransport } from "@dynamo-ts/client/lean-transport";
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from "node:http2";
 import type { TlsPem } from "./tls-material.js";
 import { scanPageChecksum } from "./export-import.js";
@@ -50,8 +51,12 @@ export interface PeerPoolOptions {
   readonly idleConnectionTimeoutMs?: number;
   /** TLS toward other nodes (https, our certificate as the client certificate, only the cluster CA trusted); undefined: plaintext. */
   readonly tls?: () => TlsPem;
-  /** Replica streams through the lean client (replica-stream/lean-client.ts) rather than connect-es's. Default true. */
-  readonly leanStream?: boolean;
+  /**
+   * Replica streams through the lean client (replica-stream/lean-client.ts), and unary calls
+   * (forwarded writes, hints, anti-entropy, gossip, probes) through the SDK's lean unary
+   * transport, rather than connect-es's. Default true.
+   */
+  readonly leanCalls?: boolean;
   /** The largest message taken from a peer on the lean replica stream. Default 64 MiB. */
   readonly streamReadMaxBytes?: number;
 }
@@ -78,7 +83,7 @@ export class PeerPool {
   private readonly controls = new Map<string, ControlLink>();
   private readonly idleConnectionTimeoutMs: number;
   private readonly tls: (() => TlsPem) | undefined;
-  private readonly leanStream: boolean;
+  private readonly leanCalls: boolean;
   private readonly streamReadMaxBytes: number;
   /** Bulk sessions replaced because they refused responses (see BulkLink). */
   private recycled = 0;
@@ -91,7 +96,7 @@ export class PeerPool {
   ) {
     this.idleConnectionTimeoutMs = options.idleConnectionTimeoutMs ?? 45_000;
     this.tls = options.tls;
-    this.leanStream = options.leanStream ?? true;
+    this.leanCalls = options.leanCalls ?? true;
     this.streamReadMaxBytes = options.streamReadMaxBytes ?? 64 * 1024 * 1024;
     this.secretInterceptor = (next) => (req) => {
       req.header.set(CLUSTER_SECRET_HEADER, secret);
@@ -123,7 +128,7 @@ export class PeerPool {
     const channel = new ReplicaChannel(
       replica,
       node,
-      this.leanStream
+      this.leanCalls
         ? leanStreamOpener({ source: link, peer: node, headers: { [CLUSTER_SECRET_HEADER]: this.secret }, readMaxBytes: this.streamReadMaxBytes })
         : undefined,
     );
@@ -163,7 +168,23 @@ export class PeerPool {
       sessionManager: sessions,
       interceptors: [this.secretInterceptor],
     });
-    return { sessions, transport };
+    if (!this.leanCalls) return { sessions, transport };
+    // Unary calls straight onto the session: connect-es's unary path cost a forwarded write
+    // about as much CPU as the write itself (docs/performance.md). The lean transport runs no
+    // interceptors, so the secret is added here; streaming calls keep connect-es's transport.
+    const lean = leanUnaryTransport(transport, sessions);
+    const secret = this.secret;
+    return {
+      sessions,
+      transport: {
+        unary: (method, signal, timeoutMs, header, input, contextValues) => {
+          const headers = new Headers(header);
+          headers.set(CLUSTER_SECRET_HEADER, secret);
+          return lean.unary(method, signal, timeoutMs, headers, input, contextValues);
+        },
+        stream: lean.stream,
+      },
+    };
   }
 
   /** The control session to `address`: gossip and health probes only. */
