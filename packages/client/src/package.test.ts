@@ -82,8 +82,9 @@ describe("the published packages", () => {
     const script = [
       `import * as sdk from "@dynamo-ts/client";`,
       `import * as proto from "@dynamo-ts/proto";`,
+      `import { leanUnaryTransport } from "@dynamo-ts/client/lean-transport";`,
       `console.log(JSON.stringify({`,
-      `  sdk: ["DynamoClient", "DynamoError"].filter((n) => typeof sdk[n] === "function"),`,
+      `  sdk: ["DynamoClient", "DynamoError"].filter((n) => typeof sdk[n] === "function").concat(typeof leanUnaryTransport === "function" ? ["leanUnaryTransport"] : []),`,
       `  kv: proto.KVService.typeName,`,
       `  from: import.meta.resolve("@dynamo-ts/proto"),`,
       `}));`,
@@ -92,7 +93,7 @@ describe("the published packages", () => {
     const ran = await runProcess(process.execPath, ["use.mjs"], { cwd: project });
     expect(ran.stderr).toBe("");
     const out = JSON.parse(ran.stdout.toString()) as { sdk: string[]; kv: string; from: string };
-    expect(out.sdk).toEqual(["DynamoClient", "DynamoError"]);
+    expect(out.sdk).toEqual(["DynamoClient", "DynamoError", "leanUnaryTransport"]);
     expect(out.kv).toBe("dynamo.v1.KVService");
     expect(fileURLToPath(out.from).startsWith(join(project, "node_modules"))).toBe(true);
   });
@@ -102,6 +103,9 @@ describe("the published packages", () => {
       join(project, "consumer.ts"),
       [
         `import { DynamoClient, DynamoError } from "@dynamo-ts/client";`,
+        `import { leanUnaryTransport } from "@dynamo-ts/client/lean-transport";`,
+        `import type { Transport } from "@connectrpc/connect";`,
+        `export const lean: (fallback: Transport, sessions: Parameters<typeof leanUnaryTransport>[1]) => Transport = leanUnaryTransport;`,
         `const client = new DynamoClient({ nodes: ["127.0.0.1:7001"] });`,
         `export async function read(key: string): Promise<string | undefined> {`,
         `  try {`,

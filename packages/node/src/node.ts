@@ -32,7 +32,7 @@ import { type AdminSources } from "./rpc/admin-service.js";
 import { createRpcHandler, type RequestHandler } from "./rpc/rpc-handler.js";
 import { leanUnaryHandler } from "./rpc/lean-unary.js";
 import { leanReplicaStreamHandler } from "./rpc/replica-stream/lean-server.js";
-import { kvOperations } from "./rpc/kv-operations.js";
+import { coordinateForwarded, kvOperations } from "./rpc/kv-operations.js";
 import { createKvHttpHandler } from "./rpc/kv-http.js";
 import { httpRoutes } from "./rpc/http-routes.js";
 import { inRequestScope, logUnexpectedErrors } from "./rpc/request-scope.js";
@@ -342,6 +342,7 @@ export class DynamoNode {
       log: this.log,
     });
     const kv = kvOperations({ coordinator, credentials: this.credentials, clusterSecret: config.clusterSecret, defaultTimeoutMs: config.requestTimeoutMs });
+    const forwardedWrites = coordinateForwarded(coordinator, config.requestTimeoutMs);
     const kvHttp = createKvHttpHandler({
       coordinator,
       defaultTimeoutMs: config.requestTimeoutMs,
@@ -372,6 +373,7 @@ export class DynamoNode {
           credentials: this.credentials,
           defaultTimeoutMs: config.requestTimeoutMs,
           kv,
+          forwardedWrites,
           replica: this.replica,
           antiEntropy: this.antiEntropy,
           serving: () => this.serving,
@@ -412,6 +414,7 @@ export class DynamoNode {
     const leanStream = config.leanUnary
       ? leanReplicaStreamHandler({
           replica: this.replica,
+          coordinate: forwardedWrites,
           isClusterSecret: clusterSecretMatcher(config.clusterSecret),
           readMaxBytes: this.limits.internalReadMaxBytes,
           draining: this.draining.signal,

@@ -58,6 +58,8 @@ import { mutateBytes, Rng } from "./wire.js";
 import type { VersionedRecord } from "../requests/replicas.js";
 import { CLUSTER_SECRET_HEADER } from "@dynamo-ts/proto";
 import { openTempReplica, type TempReplica } from "../test-support/temp-replica.js";
+import { CoordinatorBench } from "../test-support/coordinator-bench.js";
+import { coordinateForwarded } from "../rpc/kv-operations.js";
 
 /** Every property runs from a fixed seed; the per-run Rng seeds come from fast-check's, so a failure replays exactly. */
 const SEED = 0xf022ed;
@@ -275,6 +277,10 @@ describe("replica Write / Read handlers on decoded hostile requests", () => {
 describe("replica Stream server on decoded hostile batches", () => {
   type Batch = MessageInitShape<typeof StreamResponseSchema>;
 
+  // Forwarded writes go to a real Coordinator over in-process replicas (coordinator-bench.ts).
+  const cluster = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" });
+  const coordinate = coordinateForwarded(cluster.coordinator, 5_000);
+
   async function serve(store: ReplicaStore, batches: StreamRequest[]): Promise<Batch[]> {
     async function* requests() {
       for (const batch of batches) yield batch;
@@ -283,7 +289,7 @@ describe("replica Stream server on decoded hostile batches", () => {
     const out: Batch[] = [];
     const timer = setTimeout(() => abort.abort(), 5_000);
     try {
-      for await (const batch of serveReplicaStream(store, requests(), abort.signal)) out.push(batch);
+      for await (const batch of serveReplicaStream(store, requests(), abort.signal, undefined, coordinate)) out.push(batch);
     } finally {
       clearTimeout(timer);
     }
@@ -309,6 +315,8 @@ describe("replica Stream server on decoded hostile batches", () => {
           if (body?.case === "error") {
             const code = body.value.code as Code;
             if (!CLIENT_CODES.has(code)) throw new Error(`a replica op answered ${Code[code]} (${body.value.message}) in ${short(batches)}`);
+          } else if (body?.case === "coordinate") {
+            expect(body.value.context?.byteLength ?? 0).toBeGreaterThan(0);
           } else if (body?.case === "read" && body.value.record !== undefined && body.value.record.byteLength > 0) {
             decodeSiblingSet(body.value.record);
           }

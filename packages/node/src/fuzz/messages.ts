@@ -10,6 +10,7 @@ import {
   HealthCheckRequestSchema,
   PutRequestSchema,
   ReadRequestSchema,
+  type CoordinateRequestSchema,
   ReplicaOpSchema,
   ScanRequestSchema,
   SendRequestSchema,
@@ -99,14 +100,28 @@ export function readRequest(rng: Rng): Init<typeof ReadRequestSchema> {
   return { key: anyKey(rng) };
 }
 
+/** A forwarded client write as another node sends it on the replica stream (a Put, or a Delete without a value). */
+export function coordinateRequest(rng: Rng): Init<typeof CoordinateRequestSchema> {
+  return {
+    key: anyKey(rng),
+    ...(rng.chance(0.3) ? {} : { value: rng.bytes(rng.int(64)) }),
+    contentType: rng.pick(["", "", "text/plain", "a".repeat(300), "\u0000"]),
+    context: rng.chance(0.7) ? new Uint8Array() : rng.bytes(rng.int(80)),
+    w: optionalUint32(rng),
+    timeoutMs: optionalUint32(rng),
+  };
+}
+
 export function replicaOp(rng: Rng): Init<typeof ReplicaOpSchema> {
   const id = rng.pick([0, 1, 2, 2 ** 32 - 1, rng.int(100)]);
-  switch (rng.int(5)) {
+  switch (rng.int(6)) {
     case 0:
       return { id };
     case 1:
     case 2:
       return { id, op: { case: "write", value: writeRequest(rng) } };
+    case 3:
+      return { id, op: { case: "coordinate", value: coordinateRequest(rng) } };
     default:
       return { id, op: { case: "read", value: readRequest(rng) } };
   }

@@ -267,6 +267,17 @@ describe("a 4-node cluster, N=3: a node outside a key's preference list", () => 
     await outsider.put(first, "second", { context: read!.context });
     const after = await cluster.client("n2").get(first, { r: 3 });
     expect(after && text(after.values)).toEqual(["second"]);
+    // Each went as an op on n4's replica stream to a replica: no KVService call reached the
+    // replicas (their request metrics count only what clients sent them: the reads above).
+    const counters = async (id: string) => (await cluster.status(id)).counters;
+    const handed = Number((await counters("n4"))["forwarded_writes"] ?? 0);
+    let coordinated = 0;
+    for (const id of ["n1", "n2", "n3"]) coordinated += Number((await counters(id))["forwarded_writes_coordinated"] ?? 0);
+    expect([handed, coordinated]).toEqual([15, 15]);
+    for (const node of cluster.nodes.filter((x) => x.id !== "n4")) {
+      const metrics = await (await fetch(`http://${node.address}/metrics`)).text();
+      expect(metrics, node.id).not.toMatch(/^dynamo_requests_total\{method="(Put|Delete)"/m);
+    }
   });
 });
 

@@ -20,6 +20,8 @@ const HELP: Record<string, string> = {
   gets: "Get requests this node coordinated",
   puts: "Put requests this node coordinated",
   deletes: "Delete requests this node coordinated",
+  forwarded_writes: "Client writes this node handed to a replica of the key to coordinate (it holds no replica of the key)",
+  forwarded_writes_coordinated: "Client writes other nodes forwarded to this node that it coordinated (counted in puts and deletes too)",
   read_repairs: "Stale replicas repaired after a read",
   hints_stored: "Hints stored for replicas that could not be reached",
   hints_delivered: "Hints delivered to their target",

@@ -273,6 +273,7 @@ export class Coordinator {
 
     await this.replicate(key, record, ring, replicas, w, args.deadline, value === null ? "acknowledged the delete" : "acknowledged the write", self);
     this.deps.metrics.count(value === null ? "deletes" : "puts");
+    if (forwarded) this.deps.metrics.count("forwarded_writes_coordinated");
     return this.encodeContext(key, contextAfterWrite(context, stored, self));
   }
 

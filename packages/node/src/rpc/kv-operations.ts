@@ -5,6 +5,7 @@ import { ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   CLUSTER_SECRET_HEADER,
+  type CoordinateRequest,
   type DeleteRequest,
   type DeleteResponseSchema,
   FORWARD_OUTCOME_HEADER,
@@ -15,7 +16,8 @@ import {
   type PutResponseSchema,
 } from "@dynamo-ts/proto";
 import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
-import { clusterSecretMatcher, deadlineFor } from "./call-context.js";
+import { clusterSecretMatcher, deadlineFor, MAX_TIMEOUT_MS } from "./call-context.js";
+import { Deadline } from "../requests/deadline.js";
 import type { Credentials, HeaderLookup, Role } from "./credentials.js";
 
 /** What a KV method needs from its call, whichever server path decoded it. */
@@ -87,6 +89,28 @@ export function kvOperations(src: KvOperationSources): KvOperations {
       return {};
     },
   };
+}
+
+/**
+ * A client write another node forwarded on the replica stream (it holds no replica of the key):
+ * coordinated here as KVService.Put / Delete with the forwarded header would be, within what was
+ * left of the client's deadline. The stream is internal (the cluster secret opened it), so no
+ * client role is checked: the forwarding node checked it. Rejects with a notCoordinatedError
+ * when this node declines the write (its store can't write).
+ */
+export function coordinateForwarded(coordinator: Pick<Coordinator, "write">, defaultTimeoutMs: number): (req: CoordinateRequest) => Promise<Uint8Array> {
+  return (req) =>
+    coordinator.write(
+      {
+        key: req.key,
+        value: req.value ?? null,
+        contentType: req.value === undefined ? undefined : req.contentType || undefined,
+        context: req.context,
+        w: req.w === 0 ? undefined : req.w,
+        deadline: new Deadline(req.timeoutMs === 0 ? defaultTimeoutMs : Math.min(req.timeoutMs, MAX_TIMEOUT_MS)),
+      },
+      true,
+    );
 }
 
 /**

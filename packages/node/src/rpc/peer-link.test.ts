@@ -7,7 +7,10 @@ import { constants as h2 } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { GossipService, Health, HealthCheckResponse_ServingStatus, KVService, ReplicaService } from "@dynamo-ts/proto";
 import { afterEach, describe, expect, test } from "vitest";
-import { isNotCoordinated } from "../requests/coordinator.js";
+import type { CoordinateRequest } from "@dynamo-ts/proto";
+import { isNotCoordinated, notCoordinatedError } from "../requests/coordinator.js";
+import { MAX_STREAMED_RECORD_BYTES } from "./replica-stream/client.js";
+import { serveReplicaStream } from "./replica-stream/server.js";
 import { Deadline } from "../requests/deadline.js";
 import { DualProtocolListener } from "./listener.js";
 import { hasClusterSecret, PeerPool } from "./peers.js";
@@ -20,15 +23,20 @@ afterEach(async () => {
 });
 
 /**
- * A peer serving Health, Gossip, ReplicaService.Write and KVService.Put. It records which
- * HTTP/2 session each call came over; while `frozen`, it neither reads nor answers replica
- * writes (an overloaded peer whose sockets and PINGs still work); while `refusing`, it refuses
- * every stream unprocessed (REFUSED_STREAM, as for streams that cross its GOAWAY).
+ * A peer serving Health, Gossip, ReplicaService.Write, the replica stream (forwarded writes:
+ * `coordinate`) and KVService.Put. It records which HTTP/2 session each call came over and the
+ * forwarded writes it was handed; while `frozen`, it neither reads nor answers replica writes
+ * (an overloaded peer whose sockets and PINGs still work); while `refusing`, it refuses every
+ * stream unprocessed (REFUSED_STREAM, as for streams that cross its GOAWAY).
  */
 async function startPeer(leanCalls: boolean) {
   const sessionIds = new Map<http2.Http2Session, number>();
   const calls: { path: string; session: number }[] = [];
   const state = { frozen: false, refusing: false };
+  const coordinated: CoordinateRequest[] = [];
+  const forwarded: { coordinate: (req: CoordinateRequest) => Promise<Uint8Array> } = {
+    coordinate: () => Promise.resolve(new Uint8Array([7])),
+  };
   const connect = connectNodeAdapter({
     routes(router) {
       router.service(Health, {
@@ -36,7 +44,14 @@ async function startPeer(leanCalls: boolean) {
         async *watch() {},
       });
       router.service(GossipService, { send: () => ({}) });
-      router.service(ReplicaService, { write: () => ({}) });
+      router.service(ReplicaService, {
+        write: () => ({}),
+        stream: (requests, ctx) =>
+          serveReplicaStream({ write: () => Promise.resolve(), read: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
+            coordinated.push(req);
+            return forwarded.coordinate(req);
+          }),
+      });
       router.service(KVService, { put: () => ({ context: new Uint8Array([7]) }) });
     },
   });
@@ -53,7 +68,7 @@ async function startPeer(leanCalls: boolean) {
   const pool = new PeerPool(SECRET, () => `127.0.0.1:${port}`, { leanCalls });
   cleanups.push(() => pool.close());
   const sessionOf = (path: string) => calls.filter((c) => c.path === path).map((c) => c.session);
-  return { listener, pool, state, address: `127.0.0.1:${port}`, sessionOf };
+  return { listener, pool, state, address: `127.0.0.1:${port}`, sessionOf, coordinated, forwarded, calls };
 }
 
 // Every case through both calling sides: the SDK's lean unary transport and connect-es's.
@@ -97,17 +112,80 @@ describe.each([
     expect(new Set(writes).size).toBe(2);
   });
 
+  // The context as plain bytes (the lean stream client hands out views of the received frame: Buffers).
+  const forward = async (pool: PeerPool, value: Uint8Array | null, w?: number) =>
+    Uint8Array.from(
+      await pool.forwardWrite("n2", {
+        key: "k",
+        value,
+        contentType: value ? "text/plain" : undefined,
+        context: new Uint8Array([1, 2]),
+        w,
+        deadline: new Deadline(5_000),
+      }),
+    );
+  const failure = (call: Promise<unknown>) =>
+    call.then(
+      () => expect.fail("answered"),
+      (e: unknown) => e as ConnectError,
+    );
+
+  test("a forwarded write goes as an op on the replica stream, and its answer is the new context", async () => {
+    const { pool, coordinated, calls } = await startPeer(leanCalls);
+    expect(await forward(pool, new Uint8Array([1]), 2)).toEqual(new Uint8Array([7]));
+    expect(await forward(pool, null)).toEqual(new Uint8Array([7]));
+    expect(await forward(pool, new Uint8Array())).toEqual(new Uint8Array([7]));
+    expect(coordinated.map(({ key, value, contentType, context, w }) => ({ key, value, contentType, context, w }))).toEqual([
+      { key: "k", value: new Uint8Array([1]), contentType: "text/plain", context: new Uint8Array([1, 2]), w: 2 },
+      // A delete carries no value; an empty value is a put.
+      { key: "k", value: undefined, contentType: "", context: new Uint8Array([1, 2]), w: 0 },
+      { key: "k", value: new Uint8Array(), contentType: "text/plain", context: new Uint8Array([1, 2]), w: 0 },
+    ]);
+    expect(coordinated.every((req) => req.timeoutMs > 4_000 && req.timeoutMs <= 5_000)).toBe(true);
+    expect(calls.filter((c) => c.path === "/dynamo.v1.KVService/Put")).toEqual([]);
+  });
+
+  test("a value too large for the stream is forwarded as a KVService call", async () => {
+    const { pool, coordinated, calls } = await startPeer(leanCalls);
+    expect(await forward(pool, new Uint8Array(MAX_STREAMED_RECORD_BYTES))).toEqual(new Uint8Array([7]));
+    expect(coordinated).toEqual([]);
+    expect(calls.filter((c) => c.path === "/dynamo.v1.KVService/Put")).toHaveLength(1);
+  });
+
+  test("a forwarded write the peer declined is not coordinated; one it answered with an error is that error, even Unavailable", async () => {
+    const { pool, forwarded } = await startPeer(leanCalls);
+    forwarded.coordinate = () => Promise.reject(notCoordinatedError("n2 cannot write to its data store now"));
+    const declined = await failure(forward(pool, new Uint8Array([1])));
+    expect([isNotCoordinated(declined), declined.code, declined.rawMessage]).toEqual([true, Code.Unavailable, "n2 cannot write to its data store now"]);
+    // The write's own outcome: retrying it on another replica would issue a second version.
+    forwarded.coordinate = () => Promise.reject(new ConnectError("not enough replicas acknowledged the write", Code.Unavailable));
+    const answered = await failure(forward(pool, new Uint8Array([1])));
+    expect([isNotCoordinated(answered), answered.code, answered.rawMessage]).toEqual([false, Code.Unavailable, "not enough replicas acknowledged the write"]);
+    forwarded.coordinate = () => Promise.reject(new ConnectError("context is not valid", Code.InvalidArgument));
+    const invalid = await failure(forward(pool, new Uint8Array([1])));
+    expect([isNotCoordinated(invalid), invalid.code]).toEqual([false, Code.InvalidArgument]);
+  });
+
+  test("a forwarded write whose deadline passes while the peer coordinates it fails with DeadlineExceeded, and the stream stays up", async () => {
+    const { pool, forwarded } = await startPeer(leanCalls);
+    forwarded.coordinate = (req) => new Promise((resolve) => setTimeout(() => resolve(new Uint8Array([8])), req.timeoutMs + 1_500));
+    const late = await failure(
+      pool.forwardWrite("n2", { key: "k", value: new Uint8Array([1]), context: new Uint8Array(), w: undefined, deadline: new Deadline(50) }),
+    );
+    expect([isNotCoordinated(late), late.code]).toEqual([false, Code.DeadlineExceeded]);
+    forwarded.coordinate = () => Promise.resolve(new Uint8Array([9]));
+    expect(await forward(pool, new Uint8Array([1]))).toEqual(new Uint8Array([9]));
+  });
+
   test("a forwarded write the peer refused unprocessed (REFUSED_STREAM) is not coordinated, so it may go elsewhere", async () => {
     const { pool, state } = await startPeer(leanCalls);
     const put = () => pool.forwardWrite("n2", { key: "k", value: new Uint8Array([1]), context: new Uint8Array(), w: undefined, deadline: new Deadline(5_000) });
-    expect(await put()).toEqual(new Uint8Array([7]));
+    expect(Uint8Array.from(await put())).toEqual(new Uint8Array([7]));
+    pool.close();
     state.refusing = true;
-    const err = await put().then(
-      () => expect.fail("answered"),
-      (e: unknown) => e,
-    );
-    expect([isNotCoordinated(err), (err as ConnectError).code]).toEqual([true, Code.Unavailable]);
-    expect((err as ConnectError).rawMessage).toMatch(/n2 did not coordinate the write: .*REFUSED_STREAM/);
+    const err = await failure(put());
+    expect([isNotCoordinated(err), err.code]).toEqual([true, Code.Unavailable]);
+    expect(err.rawMessage).toMatch(/n2 did not coordinate the write: .*REFUSED_STREAM/);
   });
 });
 

@@ -25,7 +25,7 @@ import { notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
 import type { ScanPage, ScanPosition } from "../requests/export.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
 import type { RequestHeaders } from "./listener.js";
-import { ReplicaChannel } from "./replica-stream/client.js";
+import { MAX_STREAMED_RECORD_BYTES, ReplicaChannel } from "./replica-stream/client.js";
 import { leanStreamOpener, type RawStreamSource } from "./replica-stream/lean-client.js";
 import { isRefusedByOwnSession, isRefusedUnprocessed } from "./unreachable.js";
 import { clusterSecretMatcher } from "./call-context.js";
@@ -259,14 +259,32 @@ export class PeerPool {
   }
 
   /**
-   * Hands a client write to `node` to coordinate (this node holds no replica of the key). A
-   * write it did not coordinate (it declined, the call never reached it, or it refused the
-   * stream unprocessed) rejects with a notCoordinatedError; any other error is the
-   * outcome of the write `node` coordinated.
+   * Hands a client write to `node` to coordinate (this node holds no replica of the key): as an
+   * op on the replica stream to `node`, or, for a value too large for the stream, as a
+   * KVService call with the forwarded header. A write it did not coordinate (it declined, the
+   * call never reached it, it refused the stream unprocessed, or the stream broke before it
+   * answered) rejects with a notCoordinatedError; any other error is the outcome of the write
+   * `node` coordinated.
    */
   async forwardWrite(node: string, args: PutArgs): Promise<Uint8Array> {
+    // Whole milliseconds: the remaining time is fractional when the client's deadline counts
+    // from its request's arrival.
+    const timeoutMs = Math.max(1, Math.floor(args.deadline.remainingMs()));
+    if ((args.value?.byteLength ?? 0) + args.context.byteLength <= MAX_STREAMED_RECORD_BYTES) {
+      const { channel } = this.peer(node);
+      return channel.coordinate(
+        {
+          key: args.key,
+          ...(args.value === null ? {} : { value: args.value, contentType: args.contentType ?? "" }),
+          context: args.context,
+          w: args.w ?? 0,
+          timeoutMs,
+        },
+        args.deadline.signal,
+      );
+    }
     try {
-      return await this.sendForwardedWrite(node, args);
+      return await this.sendForwardedWrite(node, args, timeoutMs);
     } catch (err) {
       const ce = ConnectError.from(err);
       const outcome = ce.metadata.get(FORWARD_OUTCOME_HEADER);
@@ -277,15 +295,9 @@ export class PeerPool {
     }
   }
 
-  private async sendForwardedWrite(node: string, args: PutArgs): Promise<Uint8Array> {
+  private async sendForwardedWrite(node: string, args: PutArgs, timeoutMs: number): Promise<Uint8Array> {
     const { kv } = this.peer(node);
-    const options = {
-      signal: args.deadline.signal,
-      // Whole milliseconds, as the protocols require (connect-timeout-ms is an integer): the
-      // remaining time is fractional when the client's deadline counts from its request's arrival.
-      timeoutMs: Math.max(1, Math.floor(args.deadline.remainingMs())),
-      headers: { [FORWARDED_HEADER]: "1" },
-    };
+    const options = { signal: args.deadline.signal, timeoutMs, headers: { [FORWARDED_HEADER]: "1" } };
     if (args.value === null) {
       await kv.delete({ key: args.key, context: args.context, w: args.w }, options);
       // A forwarded delete answers with no context; deletes don't hand one back to clients.

@@ -21,7 +21,7 @@ import { requireInternal } from "./call-context.js";
 import type { KvCall, KvOperations } from "./kv-operations.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
-import { applyReplicaWrite, decodeRecord, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
+import { applyReplicaWrite, decodeRecord, type ForwardedWriteCoordinator, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
 import { scanResponse } from "./export-import.js";
 
 export { deadlineFor, MAX_TIMEOUT_MS, requireInternal } from "./call-context.js";
@@ -32,6 +32,8 @@ export interface ServiceState {
   readonly defaultTimeoutMs: number;
   /** KVService's methods (kv-operations.ts), shared with the lean unary path. */
   readonly kv: KvOperations;
+  /** Takes the client writes other nodes forward on the replica stream. */
+  readonly forwardedWrites?: ForwardedWriteCoordinator;
   readonly replica: LocalReplica;
   readonly antiEntropy: AntiEntropy;
   serving(): boolean;
@@ -84,7 +86,7 @@ export function registerServices(router: ConnectRouter, state: ServiceState): vo
       },
       async *stream(requests, ctx) {
         requireInternal(ctx, clusterSecret);
-        yield* serveReplicaStream(replica, requests, ctx.signal, state.draining);
+        yield* serveReplicaStream(replica, requests, ctx.signal, state.draining, state.forwardedWrites);
       },
       async purge(req, ctx) {
         requireInternal(ctx, clusterSecret);

@@ -70,11 +70,16 @@ export function opSize(op: OpInit): number {
   const body = op.op;
   if (body?.case === "write") return FRAMING_BYTES + (body.value.key?.length ?? 0) + (body.value.record?.byteLength ?? 0) + (body.value.hintFor?.length ?? 0);
   if (body?.case === "read") return FRAMING_BYTES + (body.value.key?.length ?? 0);
+  if (body?.case === "coordinate") {
+    const v = body.value;
+    return FRAMING_BYTES + (v.key?.length ?? 0) + (v.value?.byteLength ?? 0) + (v.contentType?.length ?? 0) + (v.context?.byteLength ?? 0);
+  }
   return FRAMING_BYTES;
 }
 export function resultSize(result: ResultInit): number {
   const body = result.result;
   if (body?.case === "read") return FRAMING_BYTES + (body.value.record?.byteLength ?? 0);
   if (body?.case === "error") return FRAMING_BYTES + (body.value.message?.length ?? 0);
+  if (body?.case === "coordinate") return FRAMING_BYTES + (body.value.context?.byteLength ?? 0);
   return FRAMING_BYTES;
 }

@@ -10,10 +10,15 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { ReplicaResult, ReplicaService, StreamRequestSchema, StreamResponse } from "@dynamo-ts/proto";
 import { AsyncQueue } from "../../util/async-queue.js";
+import { isNotCoordinated, notCoordinatedError } from "../../requests/coordinator.js";
 import { streamFailure } from "../unreachable.js";
 import { Batcher, type OpInit, opSize } from "./batching.js";
 
 type OpBody = OpInit["op"];
+type CoordinateInit = Extract<OpBody, { case: "coordinate" }>["value"];
+
+/** Errors the peer answered an op with (as opposed to the stream failing, or the caller giving up). */
+const ANSWERED_BY_PEER = new WeakSet<ConnectError>();
 type OpBatchInit = MessageInitShape<typeof StreamRequestSchema>;
 
 /** What the channel hears from one open Stream call. */
@@ -105,7 +110,7 @@ class OpenStream {
       const op = this.pending.get(result.id);
       if (!op) continue; // its caller stopped waiting (deadline)
       this.pending.delete(result.id);
-      if (result.result.case === "error") op.reject(new ConnectError(result.result.value.message, opErrorCode(result.result.value.code)));
+      if (result.result.case === "error") op.reject(peerError(result.result.value));
       else op.resolve(result);
     }
   }
@@ -147,12 +152,33 @@ export class ReplicaChannel {
     return result.result.case === "read" ? result.result.value.record : new Uint8Array();
   }
 
+  /**
+   * Hands a client write to the peer to coordinate (this node holds no replica of the key);
+   * resolves to the new version's sealed context. Rejects with a notCoordinatedError when the
+   * peer declined it or the stream failed before it answered (another replica may take it), and
+   * with the peer's error when that is the write's outcome.
+   */
+  async coordinate(req: CoordinateInit, signal: AbortSignal): Promise<Uint8Array> {
+    let result: ReplicaResult;
+    try {
+      // Not a sign of a wedged stream when it times out: the peer waits for the write's quorum.
+      result = await this.call({ case: "coordinate", value: req }, signal, false);
+    } catch (err) {
+      if (isNotCoordinated(err) || (err instanceof ConnectError && ANSWERED_BY_PEER.has(err)) || signal.aborted) throw err;
+      throw notCoordinatedError(`${this.peer} did not coordinate the write: ${ConnectError.from(err).rawMessage}`);
+    }
+    if (result.result.case !== "coordinate")
+      throw new ConnectError(`${this.peer} answered a forwarded write with ${result.result.case ?? "nothing"}`, Code.Internal);
+    return result.result.value.context;
+  }
+
   /** Cancels the stream; ops in flight fail with Unavailable. */
   close(): void {
     if (this.stream) this.retire(this.stream, new ConnectError(`replica stream to ${this.peer} closed`, Code.Unavailable));
   }
 
-  private call(op: OpBody, signal: AbortSignal): Promise<ReplicaResult> {
+  /** `quick`: an op the peer answers without waiting on others (reads, writes), so a timeout may mean a wedged stream. */
+  private call(op: OpBody, signal: AbortSignal, quick = true): Promise<ReplicaResult> {
     if (signal.aborted) return Promise.reject(abortError(signal, this.peer));
     const stream = this.stream ?? this.open();
     if (stream.over) return Promise.reject(new ConnectError(`replica stream to ${this.peer} could not be opened`, Code.Unavailable));
@@ -172,7 +198,7 @@ export class ReplicaChannel {
         // Only an op that waited a while says so: a client's own 1 ms deadline must not retire
         // the stream every other client's ops are on.
         const waited = Date.now() - sentAt;
-        const wedged = err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend && waited >= MIN_WEDGED_WAIT_MS;
+        const wedged = quick && err.code === Code.DeadlineExceeded && stream.answersReceived === answersAtSend && waited >= MIN_WEDGED_WAIT_MS;
         if (wedged) this.retire(stream, new ConnectError(`no answer on the replica stream to ${this.peer} for ${waited} ms; reopening it`, Code.Unavailable));
       };
       signal.addEventListener("abort", onAbort, { once: true });
@@ -205,6 +231,14 @@ export class ReplicaChannel {
     });
     return stream;
   }
+}
+
+/** The error a peer answered an op with; a forwarded write it declined is a notCoordinatedError. */
+function peerError(error: { code: number; message: string; declined: boolean }): ConnectError {
+  if (error.declined) return notCoordinatedError(error.message);
+  const err = new ConnectError(error.message, opErrorCode(error.code));
+  ANSWERED_BY_PEER.add(err);
+  return err;
 }
 
 /** A peer's code for a failed op; one that is not a Connect code (a peer with a bug) is Unknown. */

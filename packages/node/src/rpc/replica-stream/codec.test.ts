@@ -15,6 +15,21 @@ const op: fc.Arbitrary<OpInit> = fc.record({
   op: fc.oneof(
     fc.record({ case: fc.constant("write" as const), value: fc.record({ key: text, record: bytes, hintFor: text }) }),
     fc.record({ case: fc.constant("read" as const), value: fc.record({ key: text }) }),
+    fc.record({
+      case: fc.constant("coordinate" as const),
+      // A Put (value set, possibly empty) or a Delete (value left out).
+      value: fc.record(
+        {
+          key: text,
+          value: bytes,
+          contentType: text,
+          context: bytes,
+          w: fc.oneof(fc.constant(0), fc.nat(5), fc.nat()),
+          timeoutMs: fc.oneof(fc.constant(0), fc.nat()),
+        },
+        { requiredKeys: ["key", "context", "w", "timeoutMs"] },
+      ),
+    }),
     fc.constant({ case: undefined }),
   ),
 });
@@ -26,8 +41,9 @@ const result: fc.Arbitrary<ResultInit> = fc.record({
     fc.record({ case: fc.constant("read" as const), value: fc.record({ record: bytes }) }),
     fc.record({
       case: fc.constant("error" as const),
-      value: fc.record({ code: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 16 }), fc.nat()), message: text }),
+      value: fc.record({ code: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 16 }), fc.nat()), message: text, declined: fc.boolean() }),
     }),
+    fc.record({ case: fc.constant("coordinate" as const), value: fc.record({ context: bytes }) }),
     fc.constant({ case: undefined }),
   ),
 });

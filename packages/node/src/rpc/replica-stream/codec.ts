@@ -101,6 +101,7 @@ function encodeRepeated<T, S extends ElementSizes>(
 
 interface OpSizes extends ElementSizes {
   readonly key: number;
+  /** hint_for of a write, content_type of a coordinate op. */
   readonly hintFor: number;
 }
 
@@ -116,6 +117,20 @@ function opSizes(op: OpInit): OpSizes {
   if (o?.case === "read") {
     const key = Buffer.byteLength(o.value.key ?? "", "utf8");
     return { id, body: optionalLenFieldSize(key), key, hintFor: 0 };
+  }
+  if (o?.case === "coordinate") {
+    const v = o.value;
+    const key = Buffer.byteLength(v.key ?? "", "utf8");
+    const contentType = Buffer.byteLength(v.contentType ?? "", "utf8");
+    const body =
+      optionalLenFieldSize(key) +
+      // `optional bytes value`: written whenever set, even empty (an empty value is not a delete).
+      (v.value === undefined ? 0 : lenFieldSize(v.value.byteLength)) +
+      optionalLenFieldSize(contentType) +
+      optionalLenFieldSize(v.context?.byteLength ?? 0) +
+      uint32FieldSize(v.w ?? 0) +
+      uint32FieldSize(v.timeoutMs ?? 0);
+    return { id, body, key, hintFor: contentType };
   }
   return { id, body: -1, key: 0, hintFor: 0 };
 }
@@ -135,6 +150,15 @@ export function encodeStreamRequest(ops: readonly OpInit[], reserve = 0): Buffer
       } else if (o?.case === "read") {
         w.lenHeader(3, s.body);
         if (s.key) w.string(1, o.value.key!, s.key);
+      } else if (o?.case === "coordinate") {
+        const v = o.value;
+        w.lenHeader(4, s.body);
+        if (s.key) w.string(1, v.key!, s.key);
+        if (v.value !== undefined) w.bytes(2, v.value);
+        if (s.hintFor) w.string(3, v.contentType!, s.hintFor);
+        if (v.context?.byteLength) w.bytes(4, v.context);
+        if (v.w) w.uint32(5, v.w);
+        if (v.timeoutMs) w.uint32(6, v.timeoutMs);
       }
     },
     reserve,
@@ -152,8 +176,9 @@ function resultSizes(result: ResultInit): ResultSizes {
   if (r?.case === "read") return { id, body: optionalLenFieldSize(r.value.record?.byteLength ?? 0), message: 0 };
   if (r?.case === "error") {
     const message = Buffer.byteLength(r.value.message ?? "", "utf8");
-    return { id, body: uint32FieldSize(r.value.code ?? 0) + optionalLenFieldSize(message), message };
+    return { id, body: uint32FieldSize(r.value.code ?? 0) + optionalLenFieldSize(message) + (r.value.declined ? 2 : 0), message };
   }
+  if (r?.case === "coordinate") return { id, body: optionalLenFieldSize(r.value.context?.byteLength ?? 0), message: 0 };
   return { id, body: -1, message: 0 };
 }
 
@@ -172,6 +197,10 @@ export function encodeStreamResponse(results: readonly ResultInit[], reserve = 0
         w.lenHeader(4, s.body);
         if (r.value.code) w.uint32(1, r.value.code);
         if (s.message) w.string(2, r.value.message!, s.message);
+        if (r.value.declined) w.uint32(3, 1);
+      } else if (r?.case === "coordinate") {
+        w.lenHeader(5, s.body);
+        if (r.value.context?.byteLength) w.bytes(1, r.value.context);
       }
     },
     reserve,

@@ -16,12 +16,14 @@ import { CLUSTER_SECRET_HEADER, type StreamRequest, StreamRequestSchema } from "
 import type { LeanHandler } from "../lean-unary.js";
 import { encodeStreamResponse } from "./codec.js";
 import { ENVELOPE_HEADER_BYTES, EnvelopeReader, envelope, FLAG_COMPRESSED, FLAG_END_STREAM, framed, STREAM_CONTENT_TYPE } from "../envelope.js";
-import { type ReplicaStore, ReplicaStreamSession } from "./server.js";
+import { type ForwardedWriteCoordinator, type ReplicaStore, ReplicaStreamSession } from "./server.js";
 
 export const REPLICA_STREAM_PATH = "/dynamo.v1.ReplicaService/Stream";
 
 export interface LeanReplicaStreamOptions {
   readonly replica: ReplicaStore;
+  /** Takes the client writes other nodes forward on the stream. */
+  readonly coordinate?: ForwardedWriteCoordinator;
   /** Whether a header value is the cluster secret (constant time). */
   readonly isClusterSecret: (given: string | undefined) => boolean;
   /** The largest message a peer may send (the internal services' readMaxBytes). */
@@ -60,6 +62,7 @@ function serve(options: LeanReplicaStreamOptions, req: http2.Http2ServerRequest,
       const end = error ? { error: { code: codeToString(error.code), message: error.rawMessage } } : {};
       res.end(envelope(FLAG_END_STREAM, Buffer.from(JSON.stringify(end))));
     },
+    options.coordinate,
   );
   const reader = new EnvelopeReader(options.readMaxBytes, (flags, data) => {
     if ((flags & FLAG_COMPRESSED) !== 0)

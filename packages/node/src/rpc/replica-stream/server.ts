@@ -2,9 +2,10 @@
 // ops applied to the local replica, answered in any order, results batched.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ReadRequest, ReplicaOp, StreamRequest, StreamResponseSchema, WriteRequest } from "@dynamo-ts/proto";
+import type { CoordinateRequest, ReadRequest, ReplicaOp, StreamRequest, StreamResponseSchema, WriteRequest } from "@dynamo-ts/proto";
 import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { LocalReplica } from "../../local/replica.js";
+import { isNotCoordinated } from "../../requests/coordinator.js";
 import { AsyncQueue } from "../../util/async-queue.js";
 import { Batcher, type ResultInit, resultSize } from "./batching.js";
 
@@ -12,6 +13,13 @@ type ResultBatchInit = MessageInitShape<typeof StreamResponseSchema>;
 
 /** What a replica op needs of the local replica. */
 export type ReplicaStore = Pick<LocalReplica, "write" | "read">;
+
+/**
+ * Coordinates a client write another node forwarded on the stream (kv-operations.ts,
+ * coordinateForwarded); resolves to the new version's sealed context. Rejects with a
+ * notCoordinatedError when this node declines it.
+ */
+export type ForwardedWriteCoordinator = (req: CoordinateRequest) => Promise<Uint8Array>;
 
 /** A record sent by another node (or read from an export file); InvalidArgument when it does not decode. */
 export function decodeRecord(record: Uint8Array): SiblingSet {
@@ -35,9 +43,17 @@ export async function readReplicaRecord(replica: ReplicaStore, req: ReadRequest)
   return set ? encodeSiblingSet(set) : new Uint8Array();
 }
 
-async function answer(replica: ReplicaStore, op: ReplicaOp): Promise<ResultInit> {
+async function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | undefined, op: ReplicaOp): Promise<ResultInit> {
   try {
     switch (op.op.case) {
+      case "coordinate":
+        if (coordinate === undefined) throw new ConnectError("this stream does not take forwarded writes", Code.Unimplemented);
+        try {
+          return { id: op.id, result: { case: "coordinate", value: { context: await coordinate(op.op.value) } } };
+        } catch (err) {
+          const ce = ConnectError.from(err);
+          return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage, declined: isNotCoordinated(err) } } };
+        }
       case "write":
         await applyReplicaWrite(replica, op.op.value);
         return { id: op.id, result: { case: "write", value: {} } };
@@ -69,6 +85,8 @@ export class ReplicaStreamSession {
     private readonly replica: ReplicaStore,
     send: (batch: ResultBatchInit) => void,
     private readonly done: () => void,
+    /** Takes the forwarded writes; without it they are answered Unimplemented. */
+    private readonly coordinate?: ForwardedWriteCoordinator,
   ) {
     this.batcher = new Batcher<ResultInit>((results) => {
       if (!this.finished) send({ results });
@@ -83,7 +101,7 @@ export class ReplicaStreamSession {
     if (this.inputEnded) return;
     for (const op of batch.ops) {
       this.inFlight++;
-      void answer(this.replica, op).then((result) => {
+      void answer(this.replica, this.coordinate, op).then((result) => {
         this.inFlight--;
         this.batcher.add(result);
         this.endWhenDone();
@@ -125,6 +143,7 @@ export async function* serveReplicaStream(
   requests: AsyncIterable<StreamRequest>,
   signal: AbortSignal,
   draining?: AbortSignal,
+  coordinate?: ForwardedWriteCoordinator,
 ): AsyncGenerator<ResultBatchInit> {
   const out = new AsyncQueue<ResultBatchInit>();
   const session = new ReplicaStreamSession(
@@ -133,6 +152,7 @@ export async function* serveReplicaStream(
       if (!out.ended) out.push(batch);
     },
     () => out.end(),
+    coordinate,
   );
   const onAbort = () => session.abandon();
   const onDrain = () => session.endInput();
