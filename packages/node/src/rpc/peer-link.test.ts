@@ -32,7 +32,7 @@ afterEach(async () => {
 async function startPeer(leanCalls: boolean) {
   const sessionIds = new Map<http2.Http2Session, number>();
   const calls: { path: string; session: number }[] = [];
-  const state = { frozen: false, refusing: false };
+  const state = { frozen: false, refusing: false, denying: false };
   const coordinated: CoordinateRequest[] = [];
   const forwarded: { coordinate: (req: CoordinateRequest) => Promise<Uint8Array> } = {
     coordinate: () => Promise.resolve(new Uint8Array([7])),
@@ -47,10 +47,14 @@ async function startPeer(leanCalls: boolean) {
       router.service(ReplicaService, {
         write: () => ({}),
         stream: (requests, ctx) =>
-          serveReplicaStream({ write: () => Promise.resolve(), read: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
-            coordinated.push(req);
-            return forwarded.coordinate(req);
-          }),
+          state.denying
+            ? (async function* () {
+                throw new ConnectError("the cluster secret is missing or wrong", Code.PermissionDenied);
+              })()
+            : serveReplicaStream({ write: () => Promise.resolve(), read: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
+                coordinated.push(req);
+                return forwarded.coordinate(req);
+              }),
       });
       router.service(KVService, { put: () => ({ context: new Uint8Array([7]) }) });
     },
@@ -175,6 +179,13 @@ describe.each([
     expect([isNotCoordinated(late), late.code]).toEqual([false, Code.DeadlineExceeded]);
     forwarded.coordinate = () => Promise.resolve(new Uint8Array([9]));
     expect(await forward(pool, new Uint8Array([1]))).toEqual(new Uint8Array([9]));
+  });
+
+  test("a forwarded write whose stream the peer refuses (PermissionDenied) fails with that, not as one to hand to another replica", async () => {
+    const { pool, state } = await startPeer(leanCalls);
+    state.denying = true;
+    const err = await failure(forward(pool, new Uint8Array([1])));
+    expect([isNotCoordinated(err), err.code]).toEqual([false, Code.PermissionDenied]);
   });
 
   test("a forwarded write the peer refused unprocessed (REFUSED_STREAM) is not coordinated, so it may go elsewhere", async () => {

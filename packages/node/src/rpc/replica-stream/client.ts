@@ -155,8 +155,8 @@ export class ReplicaChannel {
   /**
    * Hands a client write to the peer to coordinate (this node holds no replica of the key);
    * resolves to the new version's sealed context. Rejects with a notCoordinatedError when the
-   * peer declined it or the stream failed before it answered (another replica may take it), and
-   * with the peer's error when that is the write's outcome.
+   * peer declined it or the stream became unavailable before it answered (another replica may
+   * take it), and with the peer's error when that is the write's outcome.
    */
   async coordinate(req: CoordinateInit, signal: AbortSignal): Promise<Uint8Array> {
     let result: ReplicaResult;
@@ -165,7 +165,12 @@ export class ReplicaChannel {
       result = await this.call({ case: "coordinate", value: req }, signal, false);
     } catch (err) {
       if (isNotCoordinated(err) || (err instanceof ConnectError && ANSWERED_BY_PEER.has(err)) || signal.aborted) throw err;
-      throw notCoordinatedError(`${this.peer} did not coordinate the write: ${ConnectError.from(err).rawMessage}`);
+      // The stream failed before an answer came (the peer unreachable, stopping, or the stream
+      // refused unprocessed): another replica may take the write. A refusal the stream got
+      // (PermissionDenied: a peer with another secret) is the same on every replica.
+      const ce = ConnectError.from(err);
+      if (ce.code !== Code.Unavailable) throw ce;
+      throw notCoordinatedError(`${this.peer} did not coordinate the write: ${ce.rawMessage}`);
     }
     if (result.result.case !== "coordinate")
       throw new ConnectError(`${this.peer} answered a forwarded write with ${result.result.case ?? "nothing"}`, Code.Internal);
