@@ -48,9 +48,12 @@ async function startPeer(leanCalls: boolean) {
         write: () => ({}),
         stream: (requests, ctx) =>
           state.denying
-            ? (async function* () {
-                throw new ConnectError("the cluster secret is missing or wrong", Code.PermissionDenied);
-              })()
+            ? // A response stream that fails at once, as a peer checking another secret answers.
+              {
+                [Symbol.asyncIterator]: () => ({
+                  next: () => Promise.reject(new ConnectError("the cluster secret is missing or wrong", Code.PermissionDenied)),
+                }),
+              }
             : serveReplicaStream({ write: () => Promise.resolve(), read: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
                 coordinated.push(req);
                 return forwarded.coordinate(req);
