@@ -61,11 +61,7 @@ export class RemovedMemberError extends Error {}
 
 export class Membership {
   readonly swim: Swim;
-  private ringNow: Ring;
-  private pendingRingNow: Ring;
-  private transitionNow: RingTransition;
-  private settledSinceMs: number | undefined;
-  private ringIds: string;
+  private rings: RingShape;
   private readonly addresses = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -124,11 +120,7 @@ export class Membership {
     for (const m of [...persistedMembers, ...options.initialMembers]) if (!known.has(m.id)) known.set(m.id, m.address);
     for (const [id, address] of known) this.addresses.set(id, address);
     const { settled, pending } = this.ownerSets();
-    this.ringIds = ringKey(settled, pending);
-    this.settledSinceMs = sameNodes(settled, pending) ? Date.now() : undefined;
-    this.ringNow = new Ring(settled, { vnodes: options.vnodes });
-    this.pendingRingNow = new Ring(pending, { vnodes: options.vnodes });
-    this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
+    this.rings = ringShape(ringKey(settled, pending), settled, pending, options.vnodes);
     this.swim.drainChanges();
   }
 
@@ -137,7 +129,7 @@ export class Membership {
    * in progress (the settled and pending rings are one); undefined while one is.
    */
   get settledSince(): number | undefined {
-    return this.settledSinceMs;
+    return this.rings.settledSince;
   }
 
   /**
@@ -146,9 +138,9 @@ export class Membership {
    * before a restart or kept through a partition); otherwise undefined.
    */
   get settledInTouchSince(): number | undefined {
-    const since = this.settledSinceMs;
+    const since = this.rings.settledSince;
     if (since === undefined) return undefined;
-    for (const id of this.ringNow.nodes) {
+    for (const id of this.rings.settled.nodes) {
       if (id === this.options.nodeId) continue;
       const member = this.swim.member(id);
       if (member?.state !== "alive" || member.lastHeardAt === undefined || member.lastHeardAt < since) return undefined;
@@ -159,17 +151,17 @@ export class Membership {
   /** The settled ring: the owners reads, W and R use. */
 
   get ring(): Ring {
-    return this.ringNow;
+    return this.rings.settled;
   }
 
   /** The ring once every join, decommission and removal in progress completes. */
   get pendingRing(): Ring {
-    return this.pendingRingNow;
+    return this.rings.pending;
   }
 
   /** Settled and pending rings together: extra write owners, what a joining node copies. */
   get transition(): RingTransition {
-    return this.transitionNow;
+    return this.rings.transition;
   }
 
   get ringStatus(): RingStatus {
@@ -315,15 +307,11 @@ export class Membership {
     }
     const { settled, pending } = this.ownerSets();
     const key = ringKey(settled, pending);
-    if (key !== this.ringIds) {
-      this.ringIds = key;
-      this.settledSinceMs = sameNodes(settled, pending) ? Date.now() : undefined;
-      this.ringNow = new Ring(settled, { vnodes: this.options.vnodes });
-      this.pendingRingNow = new Ring(pending, { vnodes: this.options.vnodes });
-      this.transitionNow = new RingTransition(this.ringNow, this.pendingRingNow);
+    if (key !== this.rings.key) {
+      this.rings = ringShape(key, settled, pending, this.options.vnodes);
       this.log.info("ring changed", { members: [...settled].sort(), pending: [...pending].sort() });
       this.persist();
-      for (const l of this.ringListeners) l(this.ringNow);
+      for (const l of this.ringListeners) l(this.rings.settled);
     }
   }
 
@@ -373,7 +361,7 @@ export class Membership {
   }
 
   private persist(): void {
-    const members = [...new Set([...this.ringNow.nodes, ...this.pendingRingNow.nodes])]
+    const members = [...new Set([...this.rings.settled.nodes, ...this.rings.pending.nodes])]
       .map((id) => ({ id, address: this.addressOf(id) ?? "" }))
       .filter((m) => m.address);
     try {
@@ -382,6 +370,29 @@ export class Membership {
       this.log.warn("could not persist membership", { error: String(err) });
     }
   }
+}
+
+/** The rings made from one pair of owner sets, and since when that pair holds. */
+interface RingShape {
+  /** ringKey of the owner sets. */
+  readonly key: string;
+  /** Date.now() when the shape was taken, if the settled and pending owners are the same; undefined while a transfer is in progress. */
+  readonly settledSince: number | undefined;
+  readonly settled: Ring;
+  readonly pending: Ring;
+  readonly transition: RingTransition;
+}
+
+function ringShape(key: string, settled: ReadonlySet<string>, pending: ReadonlySet<string>, vnodes: number): RingShape {
+  const settledRing = new Ring(settled, { vnodes });
+  const pendingRing = new Ring(pending, { vnodes });
+  return {
+    key,
+    settledSince: sameNodes(settled, pending) ? Date.now() : undefined,
+    settled: settledRing,
+    pending: pendingRing,
+    transition: new RingTransition(settledRing, pendingRing),
+  };
 }
 
 function sameNodes(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
