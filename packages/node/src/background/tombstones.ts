@@ -105,7 +105,9 @@ export class TombstoneCollector {
     const strays: Array<{ key: string; set: SiblingSet }> = [];
     let straysRemoved = 0;
     for await (const { key, set } of this.storage.scan()) {
-      if (removingStrays && !this.ring().preferenceList(key, n).includes(nodeId)) {
+      // Asked of the ring for every key only while strays are removed; otherwise for tombstones past their grace.
+      let owners = removingStrays ? this.ring().preferenceList(key, n) : undefined;
+      if (owners !== undefined && !owners.includes(nodeId)) {
         strays.push({ key, set });
         if (strays.length >= STRAY_BATCH) straysRemoved += await this.removeStrays(strays.splice(0));
         continue;
@@ -118,7 +120,8 @@ export class TombstoneCollector {
       if (!isDeleted(set) || set.siblings.length === 0) continue;
       if (this.now() - Math.max(...set.siblings.map((s) => s.timestamp)) <= graceMs) continue;
       // One node per key does the work: its primary.
-      if (this.ring().preferenceList(key, n)[0] !== nodeId) continue;
+      owners ??= this.ring().preferenceList(key, n);
+      if (owners[0] !== nodeId) continue;
       candidates.push(key);
     }
     if (strays.length > 0) straysRemoved += await this.removeStrays(strays);
