@@ -101,8 +101,8 @@ function encodeRepeated<T, S extends ElementSizes>(
 
 interface OpSizes extends ElementSizes {
   readonly key: number;
-  /** hint_for of a write, content_type of a coordinate op. */
-  readonly hintFor: number;
+  /** UTF-8 bytes of the op's other string field: hint_for of a write, content_type of a coordinate op. */
+  readonly otherText: number;
 }
 
 function opSizes(op: OpInit): OpSizes {
@@ -112,11 +112,11 @@ function opSizes(op: OpInit): OpSizes {
     const key = Buffer.byteLength(o.value.key ?? "", "utf8");
     const hintFor = Buffer.byteLength(o.value.hintFor ?? "", "utf8");
     const body = optionalLenFieldSize(key) + optionalLenFieldSize(o.value.record?.byteLength ?? 0) + optionalLenFieldSize(hintFor);
-    return { id, body, key, hintFor };
+    return { id, body, key, otherText: hintFor };
   }
   if (o?.case === "read") {
     const key = Buffer.byteLength(o.value.key ?? "", "utf8");
-    return { id, body: optionalLenFieldSize(key), key, hintFor: 0 };
+    return { id, body: optionalLenFieldSize(key), key, otherText: 0 };
   }
   if (o?.case === "coordinate") {
     const v = o.value;
@@ -130,9 +130,9 @@ function opSizes(op: OpInit): OpSizes {
       optionalLenFieldSize(v.context?.byteLength ?? 0) +
       uint32FieldSize(v.w ?? 0) +
       uint32FieldSize(v.timeoutMs ?? 0);
-    return { id, body, key, hintFor: contentType };
+    return { id, body, key, otherText: contentType };
   }
-  return { id, body: -1, key: 0, hintFor: 0 };
+  return { id, body: -1, key: 0, otherText: 0 };
 }
 
 /** toBinary(StreamRequestSchema, create(StreamRequestSchema, { ops })), byte for byte, after `reserve` bytes (see encodeRepeated). */
@@ -146,7 +146,7 @@ export function encodeStreamRequest(ops: readonly OpInit[], reserve = 0): Buffer
         w.lenHeader(2, s.body);
         if (s.key) w.string(1, o.value.key!, s.key);
         if (o.value.record?.byteLength) w.bytes(2, o.value.record);
-        if (s.hintFor) w.string(3, o.value.hintFor!, s.hintFor);
+        if (s.otherText) w.string(3, o.value.hintFor!, s.otherText);
       } else if (o?.case === "read") {
         w.lenHeader(3, s.body);
         if (s.key) w.string(1, o.value.key!, s.key);
@@ -155,7 +155,7 @@ export function encodeStreamRequest(ops: readonly OpInit[], reserve = 0): Buffer
         w.lenHeader(4, s.body);
         if (s.key) w.string(1, v.key!, s.key);
         if (v.value !== undefined) w.bytes(2, v.value);
-        if (s.hintFor) w.string(3, v.contentType!, s.hintFor);
+        if (s.otherText) w.string(3, v.contentType!, s.otherText);
         if (v.context?.byteLength) w.bytes(4, v.context);
         if (v.w) w.uint32(5, v.w);
         if (v.timeoutMs) w.uint32(6, v.timeoutMs);
