@@ -48,12 +48,7 @@ async function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinat
     switch (op.op.case) {
       case "coordinate":
         if (coordinate === undefined) throw new ConnectError("this stream does not take forwarded writes", Code.Unimplemented);
-        try {
-          return { id: op.id, result: { case: "coordinate", value: { context: await coordinate(op.op.value) } } };
-        } catch (err) {
-          const ce = ConnectError.from(err);
-          return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage, declined: isNotCoordinated(err) } } };
-        }
+        return { id: op.id, result: { case: "coordinate", value: { context: await coordinate(op.op.value) } } };
       case "write":
         await applyReplicaWrite(replica, op.op.value);
         return { id: op.id, result: { case: "write", value: {} } };
@@ -64,7 +59,8 @@ async function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinat
     }
   } catch (err) {
     const ce = ConnectError.from(err);
-    return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage } } };
+    // declined: a forwarded write this node did not coordinate (only the coordinator marks errors so).
+    return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage, declined: isNotCoordinated(err) } } };
   }
 }
 
