@@ -13,7 +13,7 @@
 // count, then per dot: varint id length, UTF-8 id, varint counter.
 import type { Dot, VersionVector } from "./clock.js";
 import { covers } from "./clock.js";
-import { decodeContext, decodeNodeId, encodeContext, MAX_NODE_ID_BYTES, nodeIdBytes, Reader, varintSize, writeVarint } from "./encoding.js";
+import { allocateOutput, decodeContext, decodeNodeId, encodeContext, MAX_NODE_ID_BYTES, nodeIdBytes, Reader, varintSize, writeVarint } from "./encoding.js";
 import { InvalidContextError } from "./errors.js";
 import { compareDots, emptySet, type SiblingSet, update } from "./siblings.js";
 
@@ -55,7 +55,7 @@ export function encodeClientContext(context: CausalContext): Uint8Array {
   const ids = normal.dots.map((dot) => nodeIdBytes(dot.node));
   let size = 1 + varintSize(clockBytes.length) + clockBytes.length + varintSize(normal.dots.length);
   normal.dots.forEach((dot, i) => (size += varintSize(ids[i]!.length) + ids[i]!.length + varintSize(dot.counter)));
-  const out = new Uint8Array(size);
+  const out = allocateOutput(size);
   out[0] = DOTTED_CONTEXT_FORMAT;
   let pos = writeVarint(out, 1, clockBytes.length);
   out.set(clockBytes, pos);

@@ -135,6 +135,44 @@ describe("encodeSiblingSet / decodeSiblingSet", () => {
     expect(encodeSiblingSet(reordered)).toEqual(encodeSiblingSet(one));
   });
 
+  it("encodes a clock in any insertion order like its sorted form, small (sorted in place) and large (Array#sort)", () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 40 }), fc.nat(), (ids, seed) => {
+        const entries = ids.map((id, i) => [id, i + 1] as const);
+        const shuffled = [...entries].sort((a, b) => ((a[1] * 7919 + seed) % 101) - ((b[1] * 7919 + seed) % 101));
+        const sorted = [...entries].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+        const sibling = { dot: { node: sorted[0]![0], counter: 1 }, value: text("v"), timestamp: 5 };
+        const expected = encodeSiblingSet({ clock: new Map(sorted), siblings: [sibling] });
+        expect(encodeSiblingSet({ clock: new Map(shuffled), siblings: [sibling] })).toEqual(expected);
+        expect(encodeContext(new Map(shuffled))).toEqual(encodeContext(new Map(sorted)));
+      }),
+      params,
+    );
+  });
+
+  it("hands out encodings that do not share bytes, however many are kept", () => {
+    // Small encodings are views into a shared slab: each must keep its own bytes.
+    const sets = fc.sample(anySiblingSet, { numRuns: 3000, seed: 7 });
+    const encoded = sets.map((set) => encodeSiblingSet(set));
+    const copies = encoded.map((bytes) => Uint8Array.from(bytes));
+    for (const set of sets) encodeSiblingSet(set); // more encodings after them change none of them
+    encoded.forEach((bytes, i) => {
+      expect(bytes).toEqual(copies[i]);
+      expect(equalSets(decodeSiblingSet(bytes), sets[i]!)).toBe(true);
+    });
+  });
+
+  it("decodes the right node id among many that share a slot of the id cache", () => {
+    // 2,000 distinct ids, ASCII and not, go through the 256 slots of the cache; each decodes to itself, twice.
+    const ids = Array.from({ length: 2000 }, (_, i) => (i % 3 === 0 ? `node-é-${i}` : `127.0.0.${i % 250}:${7000 + i}`));
+    for (let round = 0; round < 2; round++) {
+      for (const id of ids) {
+        const set = update(undefined, new Map(), id, text("v"), 1);
+        expect([...decodeSiblingSet(encodeSiblingSet(set)).clock.keys()]).toEqual([id]);
+      }
+    }
+  });
+
   it("decodes values as views of the input, without copying", () => {
     const encoded = encodeSiblingSet(update(undefined, new Map(), "a", text("value"), 1));
     const value = decodeSiblingSet(encoded).siblings[0]?.value;
