@@ -1,6 +1,6 @@
 import { isToken, rangeSize, type TokenRange } from "@dynamo-ts/ring";
 import { InvalidMerkleArgumentError, TokenOutOfRangeError } from "./errors.js";
-import { EMPTY_SUBTREE_HASHES, HASH_BYTES, MAX_DEPTH, addInto, entryHash, innerHash } from "./hash.js";
+import { EMPTY_SUBTREE_HASHES, HASH_BYTES, MAX_DEPTH, addInto, entryHashString, innerHash } from "./hash.js";
 import { assertValidRange, offsetInRange } from "./range.js";
 
 export const DEFAULT_DEPTH = 10;
@@ -111,7 +111,7 @@ export class MerkleTree {
     if (digest === undefined) {
       if (existing === undefined) return;
       const hashes = this.hashes!;
-      addInto(hashes, leafOffset, entryHash(key, decodeDigest(existing.digest)), -1);
+      addInto(hashes, leafOffset, entryHashString(key, existing.digest), -1);
       this.entries.delete(key);
       const bucket = this.buckets![leaf]!;
       const last = bucket.pop()!;
@@ -135,15 +135,15 @@ export class MerkleTree {
     if (existing !== undefined) {
       if (existing.digest === encoded) return;
       const hashes = this.hashes!;
-      addInto(hashes, leafOffset, entryHash(key, decodeDigest(existing.digest)), -1);
-      addInto(hashes, leafOffset, entryHash(key, digest), 1);
+      addInto(hashes, leafOffset, entryHashString(key, existing.digest), -1);
+      addInto(hashes, leafOffset, entryHashString(key, digest), 1);
       existing.digest = encoded;
       this.markAncestorsDirty(leafPosition);
       return;
     }
 
     const { hashes, states, buckets } = this.ensureStorage();
-    addInto(hashes, leafOffset, entryHash(key, digest), 1);
+    addInto(hashes, leafOffset, entryHashString(key, digest), 1);
     let bucket = buckets[leaf];
     if (bucket === undefined) {
       bucket = [];
@@ -280,7 +280,8 @@ function assertKey(key: string): void {
 }
 
 function encodeDigest(digest: Uint8Array): string {
-  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString("latin1");
+  // Not Buffer#toString: reaching a small typed array's .buffer moves its bytes off the V8 heap.
+  return String.fromCharCode.apply(null, digest as unknown as number[]);
 }
 
 function decodeDigest(encoded: string): Uint8Array {

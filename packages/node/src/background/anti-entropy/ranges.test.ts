@@ -1,5 +1,6 @@
 // Anti-entropy's pure rules: version digests, tree depths, range overlap, the tombstone rule's
 // decision, and batching.
+import { createHash } from "node:crypto";
 import { rangeContains, TOKEN_SPACE, type TokenRange } from "@dynamo-ts/ring";
 import { decodeSiblingSet, emptySet, encodeSiblingSet, update } from "@dynamo-ts/vclock";
 import fc from "fast-check";
@@ -16,6 +17,17 @@ describe("versionDigest", () => {
     expect(versionDigest(copy)).toEqual(versionDigest(set));
     expect(versionDigest(update(set, set.clock, "a", bytes("w"), 2_000))).not.toEqual(versionDigest(set));
     expect(versionDigest(update(set, new Map(), "b", bytes("v"), 1_000))).not.toEqual(versionDigest(set));
+  });
+
+  it("is the first 16 bytes of the SHA-256 of the encoded set (what peers of every version compare)", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 2 ** 40 }), (value, timestamp) => {
+        const set = update(emptySet(), new Map(), "node-1", value, timestamp);
+        const expected = createHash("sha256").update(encodeSiblingSet(set)).digest().subarray(0, 16);
+        expect(Buffer.from(versionDigest(set)).toString("hex")).toBe(expected.toString("hex"));
+      }),
+      { seed: 17, numRuns: 200 },
+    );
   });
 });
 

@@ -15,7 +15,12 @@ export function versionDigest(set: SiblingSet): Uint8Array {
 
 /** versionDigest of a set given already encoded (the bytes the store wrote). */
 export function digestOfEncoded(encoded: Uint8Array): Uint8Array {
-  return new Uint8Array(hash("sha256", encoded, "buffer").subarray(0, DIGEST_BYTES));
+  // The hash as a one-byte string, copied into a small array on the V8 heap: a Buffer result
+  // costs an ArrayBuffer of its own per write (crypto.hash() to a Buffer 1.6 µs, to a string 0.3 µs).
+  const full = hash("sha256", encoded, "binary");
+  const digest = new Uint8Array(DIGEST_BYTES);
+  for (let i = 0; i < DIGEST_BYTES; i++) digest[i] = full.charCodeAt(i);
+  return digest;
 }
 
 /**
