@@ -42,11 +42,12 @@ export function validateKey(key: string): void {
 }
 
 export function dataKey(token: number, key: string): Uint8Array {
-  const keyBytes = utf8Encoder.encode(key);
-  const out = new Uint8Array(PREFIX_BYTES + keyBytes.length);
+  // From node's Buffer pool: TextEncoder#encode and `new Uint8Array` each allocate a backing
+  // store outside the V8 heap, and every read and write of a key makes its LevelDB key.
+  const out = Buffer.allocUnsafe(PREFIX_BYTES + Buffer.byteLength(key, "utf8"));
   writeTokenPrefix(out, token);
-  out.set(keyBytes, PREFIX_BYTES);
-  return out;
+  out.write(key, PREFIX_BYTES, "utf8");
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 export function tokenOf(key: string): number {

@@ -16,7 +16,6 @@ import { InvalidContextError } from "@dynamo-ts/vclock";
 
 export const SEALED_CONTEXT_FORMAT = 0xe1;
 const TAG_BYTES = 16;
-const utf8 = new TextEncoder();
 
 export class ContextSealer {
   /** A KeyObject made once: createHmac with raw key bytes builds one on every call (a profile saw it at ~2% of a put). */
@@ -30,11 +29,13 @@ export class ContextSealer {
   /** Seals `payload` (an encoded client context) for `key`. Empty stays empty. */
   seal(key: string, payload: Uint8Array): Uint8Array {
     if (payload.byteLength === 0) return payload;
-    const out = new Uint8Array(1 + payload.byteLength + TAG_BYTES);
+    // From node's Buffer pool: a `new Uint8Array` of this size gets a backing store of its own.
+    const out = Buffer.allocUnsafe(1 + payload.byteLength + TAG_BYTES);
     out[0] = SEALED_CONTEXT_FORMAT;
     out.set(payload, 1);
-    out.set(this.tag(key, payload), 1 + payload.byteLength);
-    return out;
+    out.write(this.tag(key, payload), 1 + payload.byteLength, TAG_BYTES, "latin1");
+    // A plain Uint8Array over the same bytes: callers compare and hand on Uint8Arrays.
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 
   /** The payload of a context this cluster sealed for `key`; throws InvalidContextError otherwise. */
@@ -48,7 +49,7 @@ export class ContextSealer {
     if (sealed.byteLength < 1 + TAG_BYTES + 1) throw new InvalidContextError("it is truncated");
     const payload = sealed.subarray(1, sealed.byteLength - TAG_BYTES);
     const given = sealed.subarray(sealed.byteLength - TAG_BYTES);
-    if (!timingSafeEqual(this.tag(key, payload), given)) {
+    if (!timingSafeEqual(Buffer.from(this.tag(key, payload), "latin1").subarray(0, TAG_BYTES), given)) {
       throw new InvalidContextError(
         "it was not issued by this cluster for this key (its seal does not match): pass the context a Get or Put of this key returned",
       );
@@ -56,10 +57,18 @@ export class ContextSealer {
     return payload;
   }
 
-  private tag(key: string, payload: Uint8Array): Buffer {
-    const keyBytes = utf8.encode(key);
-    const length = Buffer.allocUnsafe(4);
-    length.writeUInt32BE(keyBytes.byteLength);
-    return createHmac("sha256", this.macKey).update(length).update(keyBytes).update(payload).digest().subarray(0, TAG_BYTES);
+  /**
+   * HMAC-SHA256 over the key's UTF-8 length (u32, big-endian), the key and the payload, as a
+   * latin1 string (its first TAG_BYTES characters are the tag). One input buffer from node's
+   * pool and a string digest: a Buffer digest and TextEncoder output each cost a backing store
+   * outside the V8 heap, on every put.
+   */
+  private tag(key: string, payload: Uint8Array): string {
+    const keyLength = Buffer.byteLength(key, "utf8");
+    const input = Buffer.allocUnsafe(4 + keyLength + payload.byteLength);
+    input.writeUInt32BE(keyLength, 0);
+    input.write(key, 4, "utf8");
+    input.set(payload, 4 + keyLength);
+    return createHmac("sha256", this.macKey).update(input).digest("binary");
   }
 }
