@@ -186,7 +186,8 @@ async function load(endpoints, scriptPath, seconds = DURATION) {
         let out = "";
         child.stdout.on("data", (d) => (out += d));
         child.stderr.on("data", (d) => (out += d));
-        child.on("exit", (code) => {
+        // "close", not "exit": the process can exit before its output has all been read.
+        child.on("close", (code) => {
           const line = out.split("\n").find((l) => l.startsWith("WRK-JSON "));
           if (code !== 0 || !line) reject(new Error(`wrk against ${endpoint} failed (exit ${code}):\n${out}`));
           else resolve(JSON.parse(line.slice("WRK-JSON ".length)));
