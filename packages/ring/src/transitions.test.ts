@@ -115,6 +115,28 @@ describe("rangeTransfers", () => {
 });
 
 describe("RingTransition", () => {
+  it("names no extra owners when both rings have the same nodes and vnodes, and the pending owners when only the vnodes differ", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.string(), { minLength: 20, maxLength: 20 }),
+        (count, vnodes, n, keys) => {
+          const settled = new Ring(ids(count), { vnodes });
+          const same = new RingTransition(settled, new Ring([...ids(count)].reverse(), { vnodes }));
+          const revnoded = new Ring(ids(count), { vnodes: vnodes + 1 });
+          const other = new RingTransition(settled, revnoded);
+          for (const key of keys) {
+            expect(same.extraOwners(key, n)).toEqual([]);
+            expect(other.extraOwners(key, n)).toEqual(pendingOwners(settled, revnoded, key, n));
+          }
+        },
+      ),
+      { seed: 23, numRuns: 100 },
+    );
+  });
+
   it("joins finishing in any order: a joiner is an extra owner and copies every token it owns in any intermediate ring", () => {
     fc.assert(
       fc.property(

@@ -113,16 +113,22 @@ export function transfersTo(settled: Ring, pending: Ring, target: NodeId, n: num
 export class RingTransition {
   /** `settled + J` for every node J in pending but not in settled. */
   private readonly soloJoins: ReadonlyMap<NodeId, Ring>;
+  /** True when the two rings are the same shape (same nodes and vnodes: placement is a function of those). */
+  private readonly settles: boolean;
 
   constructor(
     readonly settled: Ring,
     readonly pending: Ring,
   ) {
     this.soloJoins = new Map(pending.nodes.filter((node) => !settled.has(node)).map((node) => [node, settled.withNode(node)]));
+    this.settles = settled.vnodes === pending.vnodes && settled.nodes.length === pending.nodes.length && settled.nodes.every((node) => pending.has(node));
   }
 
   /** Nodes that must get a write of `key` beyond its settled preference list: pending owners, and joiners owning it in any intermediate ring. */
   extraOwners(key: string | Uint8Array, n: number): NodeId[] {
+    // No transition (the usual state): both rings place every token alike. Every write asks, so
+    // this saves two preference lists and their garbage per write.
+    if (this.settles) return [];
     const token = hashKey(key);
     const extra = pendingOwnersForToken(this.settled, this.pending, token, n);
     for (const [joiner, ring] of this.soloJoins) {
