@@ -338,7 +338,11 @@ for (const op of ["put", "get"]) {
 }
 if (opt.json) {
   console.log(
-    JSON.stringify({ settings: { duration: DURATION, warmup: WARMUP, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios }, null, 2),
+    JSON.stringify(
+      { settings: { duration: DURATION, warmup: WARMUP, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios },
+      null,
+      2,
+    ),
   );
 } else {
   const fmt = (n, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });

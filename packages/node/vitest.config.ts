@@ -8,7 +8,16 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     projects: [
-      { extends: true, test: { name: "unit", include: ["src/**/*.test.ts", "dashboard/**/*.test.ts"], exclude: ["src/integration/**"], testTimeout: 60_000, hookTimeout: 60_000 } },
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["src/**/*.test.ts", "dashboard/**/*.test.ts"],
+          exclude: ["src/integration/**"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
       { extends: true, test: { name: "integration", include: ["src/integration/**/*.test.ts"], testTimeout: 60_000, hookTimeout: 60_000 } },
     ],
   },
