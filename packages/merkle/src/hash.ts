@@ -21,10 +21,10 @@ export const HASH_BYTES = 16;
 const ENTRY_TAG = 0x00;
 const NODE_TAG = 0x01;
 
-// The hashes are taken as one-byte ("binary", i.e. latin1) strings: node's crypto.hash() returns a Buffer by
-// copying the digest into a buffer of its own (several mallocs and an ArrayBuffer the GC has to
-// sweep), about 1.6 µs a call against 0.3 µs for the string, and every write to the store adds
-// two or three entry hashes to a tree. The strings live on the V8 heap and are read byte by byte.
+// The hashes are taken as one-byte ("binary", i.e. latin1) strings: node's crypto.hash() returns
+// a Buffer by copying the digest into a buffer of its own (several mallocs and an ArrayBuffer the
+// GC has to sweep), about 1.6 µs a call against 0.3 µs for the string, and every write to the
+// store adds two or three entry hashes to a tree. The strings live on the V8 heap.
 
 /**
  * Entry hash, format v1, as a latin1 string of the full SHA-256 (only the first HASH_BYTES count).
@@ -32,7 +32,8 @@ const NODE_TAG = 0x01;
  */
 export function entryHashString(key: string, digest: Uint8Array | string): string {
   const keyLength = Buffer.byteLength(key, "utf8");
-  // One buffer (from node's pool, not a fresh ArrayBuffer) and a one-shot hash: a Hash object per entry cost more than the hashing.
+  // One buffer (from node's pool, not a fresh ArrayBuffer) and a one-shot hash: a Hash object per
+  // entry cost more than the hashing.
   const input = Buffer.allocUnsafe(5 + keyLength + digest.length);
   input[0] = ENTRY_TAG;
   input.writeUInt32BE(keyLength, 1);
@@ -65,8 +66,9 @@ function hashBytes(full: string): Uint8Array {
 
 /**
  * Adds (sign = 1) or subtracts (sign = -1) `value` to the little-endian 128-bit integer stored
- * at `target[offset .. offset+16]`, modulo 2^128 (`value`: bytes, or a latin1 string of at least 16). Addition is the leaf aggregate: it is
- * order-independent and exactly reversible, so set() touches a leaf in O(1).
+ * at `target[offset .. offset+16]`, modulo 2^128 (`value`: bytes, or a latin1 string of at least
+ * 16 characters). Addition is the leaf aggregate: it is order-independent and exactly reversible,
+ * so set() touches a leaf in O(1).
  */
 export function addInto(target: Uint8Array, offset: number, value: Uint8Array | string, sign: 1 | -1): void {
   const bytes = typeof value === "string";

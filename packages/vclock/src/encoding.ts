@@ -172,11 +172,12 @@ function writeClock(out: Uint8Array, pos: number, layout: ClockLayout): number {
   return pos;
 }
 
-// Small encodings (sibling sets, contexts) are views into a shared slab. A typed array of more than 64 bytes made with
-// `new Uint8Array(n)` gets a backing store of its own outside the V8 heap (malloc, and a sweep
-// by the GC to free it): about 1 µs for a 133-byte record against 0.05 µs for a view, and a put
-// encodes a record on each of its replicas. The encodings are short-lived (written to the store,
-// sent to a peer); one that is kept keeps at most its slab alive.
+// Small encodings (sibling sets, contexts) are views into a shared slab. A typed array of more
+// than 64 bytes made with `new Uint8Array(n)` gets a backing store of its own outside the V8 heap
+// (malloc, and a sweep by the GC to free it): about 1 µs for a 133-byte record against 0.05 µs
+// for a view, and a put encodes a record on each of its replicas. The encodings are short-lived
+// (written to the store, sent to a peer); one that is kept keeps at most its slab alive. Bytes
+// handed out are never handed out again: the slab is only ever filled forward.
 const SLAB_BYTES = 16 * 1024;
 const SLAB_MAX_OUTPUT = 1024;
 let slab = new ArrayBuffer(SLAB_BYTES);
