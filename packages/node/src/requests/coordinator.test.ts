@@ -22,6 +22,33 @@ describe("coordinator: writes", () => {
     expect(bench.valuesOn(third!, key)).toEqual(["v"]);
   });
 
+  it("ends the write it left running at the deadline, and keeps a hint for that replica", async () => {
+    const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
+    const key = bench.keyWhere((p) => p[0] === "n1");
+    const [, , third] = bench.ring.preferenceList(key, 3);
+    bench.replica(third!).behaviour = "hang";
+    const deadline = bench.deadline(1_000);
+    await bench.coordinator.write({ key, value: new TextEncoder().encode("v"), context: new Uint8Array(), w: undefined, deadline }, false);
+    expect(deadline.replicaSignal.aborted).toBe(false);
+    bench.clock.advance(1_000);
+    await settle();
+    // The answered request's timer was kept for the write still running, and cut it off.
+    expect(deadline.replicaSignal.aborted).toBe(true);
+    expect(bench.metrics.get("coordinator_hints")).toBe(1);
+  });
+
+  it("leaves no timer behind once the request and every replica call it made are done", async () => {
+    const bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1", readRepair: 1 });
+    const put = bench.deadline(1_000);
+    await bench.coordinator.write({ key: "k", value: new TextEncoder().encode("v"), context: new Uint8Array(), w: undefined, deadline: put }, false);
+    const get = bench.deadline(1_000);
+    await bench.coordinator.get("k", 2, get);
+    await settle();
+    bench.clock.advance(5_000);
+    expect(put.replicaSignal.aborted).toBe(false);
+    expect(get.replicaSignal.aborted).toBe(false);
+  });
+
   it("stands in for a replica believed down with the next healthy node, which keeps a hint for it and counts for W", async () => {
     const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
     const key = bench.keyWhere((p) => p[0] === "n1");
@@ -179,6 +206,22 @@ describe("coordinator: reads", () => {
     await settle();
     expect(bench.valuesOn("n3", "k")).toEqual(["v"]);
     expect(bench.metrics.get("read_repairs")).toBe(1);
+  });
+
+  it("ends a read repair still waiting on a replica at the request's deadline, after the answer", async () => {
+    const bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1", readRepair: 1 });
+    bench.replica("n3").behaviour = "down";
+    await bench.put("k", "v");
+    bench.replica("n3").behaviour = "hang";
+    const deadline = bench.deadline(1_000);
+    await bench.coordinator.get("k", 2, deadline);
+    // n3's read answers late (it lacks the value), and the repair write to it then hangs.
+    bench.replica("n3").release();
+    await settle();
+    expect(bench.metrics.get("read_repairs_failed")).toBe(0);
+    bench.clock.advance(1_000);
+    await settle();
+    expect(bench.metrics.get("read_repairs_failed")).toBe(1);
   });
 
   it("answers NotFound for a missing key, and Unavailable with the count when R can't be met", async () => {

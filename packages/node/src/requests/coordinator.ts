@@ -160,6 +160,7 @@ export class Coordinator {
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
     const calls = replicas.map((node) => [node, this.deps.replicas.endpoint(node).read(key, deadline.replicaSignal)] as const);
+    deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError("answered", tracker, deadline);
 
@@ -167,7 +168,7 @@ export class Coordinator {
     for (const set of tracker.successes.values()) if (set) merged = sync(merged, set);
     if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
     if (this.options.readRepair > 0 && this.deps.random() < this.options.readRepair) {
-      void this.repair(key, calls, merged, deadline);
+      deadline.hold(this.repair(key, calls, merged, deadline).catch((err: unknown) => this.deps.log.error("read repair failed", { key, error: String(err) })));
     }
     return merged;
   }
@@ -209,6 +210,14 @@ export class Coordinator {
   }
 
   async get(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
+    try {
+      return await this.read(key, requestedR, deadline);
+    } finally {
+      deadline.done();
+    }
+  }
+
+  private async read(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
     this.validateKey(key);
     const r = this.quorumSize("r", requestedR);
     const merged = await this.readQuorum(key, r, deadline);
@@ -228,6 +237,14 @@ export class Coordinator {
 
   /** Put (value) or Delete (value null). Returns the context of the new version. */
   async write(args: PutArgs, forwarded: boolean): Promise<Uint8Array> {
+    try {
+      return await this.writeNow(args, forwarded);
+    } finally {
+      args.deadline.done();
+    }
+  }
+
+  private async writeNow(args: PutArgs, forwarded: boolean): Promise<Uint8Array> {
     const { key, value } = args;
     this.validateKey(key);
     if (value && value.byteLength > this.options.maxValueBytes) {
@@ -404,6 +421,7 @@ export class Coordinator {
           }),
         ] as const,
     );
+    deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
     this.writeToPendingOwners(key, record, ring, replicas, deadline);
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError(verb, tracker, deadline);
@@ -422,18 +440,20 @@ export class Coordinator {
     for (const owner of transition.extraOwners(key, this.options.n)) {
       if (owner === self || replicas.includes(owner)) continue;
       this.deps.metrics.count("pending_owner_writes");
-      this.deps.replicas
-        .endpoint(owner)
-        .write(key, record, undefined, deadline.replicaSignal)
-        .catch(() =>
-          this.deps.replicas
-            .endpoint(self)
-            .write(key, record, owner, deadline.replicaSignal)
-            .then(
-              () => this.deps.metrics.count("pending_owner_hints"),
-              () => this.deps.metrics.count("pending_owner_writes_lost"),
-            ),
-        );
+      deadline.hold(
+        this.deps.replicas
+          .endpoint(owner)
+          .write(key, record, undefined, deadline.replicaSignal)
+          .catch(() =>
+            this.deps.replicas
+              .endpoint(self)
+              .write(key, record, owner, deadline.replicaSignal)
+              .then(
+                () => this.deps.metrics.count("pending_owner_hints"),
+                () => this.deps.metrics.count("pending_owner_writes_lost"),
+              ),
+          ),
+      );
     }
   }
 

@@ -1,0 +1,76 @@
+// The request deadline's timer: it aborts replicaSignal at the deadline while the request, or a
+// replica call it left running, may still need it, and is cancelled once neither is left.
+import { describe, expect, it } from "vitest";
+import { FakeClock } from "../test-support/coordinator-bench.js";
+import { Deadline } from "./deadline.js";
+
+/** A task the test settles when it wants. */
+function task(): { promise: Promise<void>; settle: () => void; fail: () => void } {
+  let settle!: () => void;
+  let fail!: () => void;
+  const promise = new Promise<void>((resolve, reject) => {
+    settle = resolve;
+    fail = () => reject(new Error("replica call failed"));
+  });
+  return { promise, settle, fail };
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("Deadline", () => {
+  it("aborts both signals when it passes before the request is answered", () => {
+    const clock = new FakeClock();
+    const deadline = new Deadline(100, undefined, clock);
+    clock.advance(99);
+    expect(deadline.replicaSignal.aborted).toBe(false);
+    clock.advance(1);
+    expect(deadline.replicaSignal.aborted).toBe(true);
+    expect(deadline.signal.aborted).toBe(true);
+    expect(deadline.expired).toBe(true);
+  });
+
+  it("cancels its timer once the request is answered and nothing it left running needs it", () => {
+    const clock = new FakeClock();
+    const deadline = new Deadline(100, undefined, clock);
+    deadline.done();
+    clock.advance(1_000);
+    expect(deadline.replicaSignal.aborted).toBe(false);
+  });
+
+  it("still ends a held replica call at the deadline after the answer, and is cancelled once the last one settles", async () => {
+    const clock = new FakeClock();
+    const hanging = new Deadline(100, undefined, clock);
+    const call = task();
+    hanging.hold(call.promise);
+    hanging.done();
+    clock.advance(100);
+    expect(hanging.replicaSignal.aborted).toBe(true);
+
+    const answered = new Deadline(100, undefined, clock);
+    const first = task();
+    const second = task();
+    answered.hold(first.promise);
+    answered.hold(second.promise);
+    answered.done();
+    first.settle();
+    await turn();
+    clock.advance(50);
+    second.fail(); // a failed call counts as settled too
+    await turn();
+    clock.advance(1_000);
+    expect(answered.replicaSignal.aborted).toBe(false);
+  });
+
+  it("runs its timer again for what is left when a task is held after a release", async () => {
+    const clock = new FakeClock();
+    const deadline = new Deadline(100, undefined, clock);
+    deadline.done();
+    clock.advance(40);
+    const late = task();
+    deadline.hold(late.promise);
+    clock.advance(59);
+    expect(deadline.replicaSignal.aborted).toBe(false);
+    clock.advance(1);
+    expect(deadline.replicaSignal.aborted).toBe(true);
+  });
+});
