@@ -382,6 +382,7 @@ export class DualProtocolListener {
     const step = Math.max(1, Math.floor(period / 4));
     let seen = conn.socket.bytesRead;
     let lastProgress = Date.now();
+    let timer: NodeJS.Timeout;
     const check = () => {
       if (req.complete || conn.socket.destroyed) return;
       const now = Date.now();
@@ -393,9 +394,13 @@ export class DualProtocolListener {
         conn.socket.destroy();
         return;
       }
-      setTimeout(check, step).unref();
+      timer = setTimeout(check, step).unref();
     };
-    setTimeout(check, step).unref();
+    timer = setTimeout(check, step).unref();
+    // A body read to its end needs no watching. Left to its first check, the timer kept the
+    // request (headers, stream state, closure) alive for a quarter period, long enough for every
+    // request to be promoted to the old generation and wait there for a full GC.
+    req.once("end", () => clearTimeout(timer));
   }
 
   /**
