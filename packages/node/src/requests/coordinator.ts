@@ -160,7 +160,6 @@ export class Coordinator {
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
     const calls = replicas.map((node) => [node, this.deps.replicas.endpoint(node).read(key, deadline.replicaSignal)] as const);
-    deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError("answered", tracker, deadline);
 
@@ -421,7 +420,6 @@ export class Coordinator {
           }),
         ] as const,
     );
-    deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
     this.writeToPendingOwners(key, record, ring, replicas, deadline);
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError(verb, tracker, deadline);
@@ -523,9 +521,11 @@ export class Coordinator {
 /**
  * Feeds the outcome of each call into the tracker and resolves as soon as the quorum is met,
  * can no longer be met, or the deadline passes. Calls still running carry on (a late
- * replica write still lands, a late read still feeds read repair); nobody waits for them.
+ * replica write still lands, a late read still feeds read repair); nobody waits for them, but
+ * they hold the deadline, which still ends them.
  */
 export function waitForQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): Promise<void> {
+  deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
   return new Promise<void>((resolve) => {
     const onAbort = () => resolve();
     const settle = () => {
