@@ -1,8 +1,9 @@
 // The one place a transport to a dynamo-ts node is built: DynamoClient uses it, and so does
 // dynamo-bench, whose transport ceiling must measure exactly the client's RPC stack.
 import type { Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { leanUnaryTransport } from "./lean-transport.js";
+import { GuardedHttp2SessionManager } from "./session-manager.js";
 
 export type Protocol = "connect" | "grpc" | "grpc-web";
 
@@ -58,7 +59,7 @@ export function createDynamoTransport(options: DynamoTransportOptions): DynamoTr
     const common = { baseUrl, httpVersion: "1.1" as const, useBinaryFormat: true, ...(tls ? { nodeOptions: tls } : {}) };
     return { transport: protocol === "grpc-web" ? createGrpcWebTransport(common) : createConnectTransport(common), baseUrl, close: () => {} };
   }
-  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 }, tls);
+  const sessionManager = new GuardedHttp2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 }, tls);
   const common = { baseUrl, httpVersion: "2" as const, sessionManager };
   const transport =
     protocol === "grpc"

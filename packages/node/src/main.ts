@@ -30,14 +30,6 @@ async function main(): Promise<void> {
   survivePipeErrors();
   const log = rateLimited(jsonLogger(config.nodeId, undefined, config.logLevel));
   process.on("uncaughtException", (err) => {
-    // @connectrpc/connect-node's HTTP/2 session manager destroys an idle session with this
-    // error after a peer that shut down gracefully sent GOAWAY, at a moment when it no longer
-    // listens for errors on that session. The session is gone either way and the next call
-    // opens a new one: not a reason to take the node down. Anything else still is.
-    if (isIdleSessionGoaway(err)) {
-      log.warn("peer closed an idle HTTP/2 session (GOAWAY)", { error: String(err) });
-      return;
-    }
     process.stderr.write(`dynamo-node: uncaught exception: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   });
@@ -88,10 +80,6 @@ function exitWithParent(stop: () => void): void {
     stop();
   }, 1000);
   timer.unref();
-}
-
-export function isIdleSessionGoaway(err: unknown): boolean {
-  return err instanceof Error && err.name === "ConnectError" && (err as { rawMessage?: string }).rawMessage === "received GOAWAY without any open streams";
 }
 
 main().catch((err: unknown) => {

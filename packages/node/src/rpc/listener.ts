@@ -505,7 +505,8 @@ export class DualProtocolListener {
       if (!conn.session) continue;
       // A session with nothing in flight is closed outright: a GOAWAY to a connect-node client
       // with no open stream makes it destroy its session with an error nobody catches (an
-      // uncaught exception in the client's process). Sessions with streams get GOAWAY and finish.
+      // uncaught exception in the client's process, connectrpc/connect-es#1768; our own clients are
+      // guarded, others may not be). Sessions with streams get GOAWAY and finish.
       if (conn.active === 0) conn.session.destroy();
       else conn.session.close();
     }

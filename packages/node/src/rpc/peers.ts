@@ -4,8 +4,9 @@
 // traffic (a full flow-control window, a session in trouble) never delays the calls that decide
 // whether a peer is up.
 import { Code, type Client, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
+import { createConnectTransport, type Http2SessionManager, type Http2SessionOptions } from "@connectrpc/connect-node";
 import { leanUnaryTransport } from "@dynamo-ts/client/lean-transport";
+import { GuardedHttp2SessionManager } from "@dynamo-ts/client/session-manager";
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from "node:http2";
 import type { TlsPem } from "./tls-material.js";
 import { scanPageChecksum } from "./export-import.js";
@@ -157,7 +158,11 @@ export class PeerPool {
     const pem = this.tls?.();
     const baseUrl = `${pem ? "https" : "http"}://${address}`;
     // The material as it is now: a session opened after a certificate reload uses the new one.
-    const sessions = new Http2SessionManager(baseUrl, sessionOptions, pem ? { ca: pem.ca, cert: pem.cert, key: pem.key, ALPNProtocols: ["h2"] } : undefined);
+    const sessions = new GuardedHttp2SessionManager(
+      baseUrl,
+      sessionOptions,
+      pem ? { ca: pem.ca, cert: pem.cert, key: pem.key, ALPNProtocols: ["h2"] } : undefined,
+    );
     // No compression between nodes: replica messages are small and cross a LAN at most; the
     // gzip that Connect applies to messages over 1 KiB cost more CPU than it saved.
     const transport = createConnectTransport({
