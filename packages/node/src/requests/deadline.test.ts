@@ -1,5 +1,6 @@
 // The request deadline's timer: it aborts replicaSignal at the deadline while the request, or a
 // replica call it left running, may still need it, and is cancelled once neither is left.
+import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import { FakeClock } from "../test-support/coordinator-bench.js";
 import { Deadline } from "./deadline.js";
@@ -72,5 +73,53 @@ describe("Deadline", () => {
     expect(deadline.replicaSignal.aborted).toBe(false);
     clock.advance(1);
     expect(deadline.replicaSignal.aborted).toBe(true);
+  });
+
+  describe("with the client's signal", () => {
+    it("aborts signal, not replicaSignal, when the client goes away, with the client's reason", () => {
+      const clock = new FakeClock();
+      const client = new AbortController();
+      const deadline = new Deadline(100, client.signal, clock);
+      expect(deadline.signal.aborted).toBe(false);
+      const reason = new Error("client went away");
+      client.abort(reason);
+      expect(deadline.signal.aborted).toBe(true);
+      expect(deadline.signal.reason).toBe(reason);
+      expect(deadline.expired).toBe(true);
+      expect(deadline.replicaSignal.aborted).toBe(false);
+      clock.advance(100);
+      expect(deadline.replicaSignal.aborted).toBe(true);
+      expect(deadline.signal.reason).toBe(reason); // the first reason stays
+    });
+
+    it("starts aborted when the client's signal already is", () => {
+      const client = new AbortController();
+      client.abort(new Error("gone before"));
+      const deadline = new Deadline(100, client.signal, new FakeClock());
+      expect(deadline.signal.aborted).toBe(true);
+      expect(deadline.replicaSignal.aborted).toBe(false);
+      expect(getEventListeners(client.signal, "abort")).toHaveLength(0);
+    });
+
+    it("aborts signal with a TimeoutError when the deadline passes first", () => {
+      const clock = new FakeClock();
+      const client = new AbortController();
+      const deadline = new Deadline(100, client.signal, clock);
+      clock.advance(100);
+      expect(deadline.signal.aborted).toBe(true);
+      expect((deadline.signal.reason as Error).name).toBe("TimeoutError");
+      expect(deadline.replicaSignal.aborted).toBe(true);
+    });
+
+    it("stops listening to the client's signal once the request is answered", () => {
+      const clock = new FakeClock();
+      const client = new AbortController();
+      const deadline = new Deadline(100, client.signal, clock);
+      expect(getEventListeners(client.signal, "abort")).toHaveLength(1);
+      deadline.done();
+      expect(getEventListeners(client.signal, "abort")).toHaveLength(0);
+      client.abort();
+      expect(deadline.signal.aborted).toBe(false); // answered: nothing waits on it any more
+    });
   });
 });
