@@ -15,6 +15,7 @@ import {
   StorageUnavailableError,
   StorageWriteError,
 } from "./errors.js";
+import { ChurnTable } from "./churn-table.js";
 import { FORMAT_KEY, PROBE_FILE, PROBE_KEY, STORAGE_FORMAT, boundsOfRange, dataKey, parseDataKey, tokenOf, validateKey } from "./layout.js";
 import type { KeyBounds } from "./layout.js";
 
@@ -158,7 +159,8 @@ export class Storage {
   private readonly onBatchWritten: ((operations: number, seconds: number) => void) | undefined;
   /** Batches waiting to be written, oldest first; the last one is still gathering. */
   private readonly queue: Batch[] = [];
-  private readonly pending = new Map<string, PendingState>();
+  /** Keys with a write not yet flushed (a ChurnTable, not a Map: see churn-table.ts). */
+  private readonly pending = new ChurnTable<PendingState>();
   private writing: Promise<void> | undefined;
   private readsInFlight = 0;
   private readsDone: PromiseWithResolvers<void> | undefined;

@@ -9,6 +9,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { ReplicaResult, ReplicaService, StreamRequestSchema, StreamResponse } from "@dynamo-ts/proto";
+import { ChurnTable } from "@dynamo-ts/storage";
 import { AsyncQueue } from "../../util/async-queue.js";
 import { isNotCoordinated, notCoordinatedError } from "../../requests/coordinator.js";
 import { streamFailure } from "../unreachable.js";
@@ -83,7 +84,8 @@ interface PendingOp {
 
 /** One open Stream call and the ops waiting for their results on it. */
 class OpenStream {
-  readonly pending = new Map<number, PendingOp>();
+  /** By op id (a ChurnTable, not a Map: a Map here got every op promoted, see its comment). */
+  readonly pending = new ChurnTable<PendingOp>();
   /** Answer messages received so far: an op that timed out compares it with its value at send. */
   answersReceived = 0;
   call: StreamCall | undefined;
@@ -99,7 +101,7 @@ class OpenStream {
       this.over = true;
       this.call?.cancel();
     }
-    const waiting = [...this.pending.values()];
+    const waiting = this.pending.values();
     this.pending.clear();
     for (const op of waiting) op.reject(err);
   }
