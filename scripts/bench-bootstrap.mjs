@@ -29,11 +29,7 @@ const freePort = () =>
 function start(id, port, membership, onLine) {
   const args = [MAIN, "--node-id", id, "--listen", `127.0.0.1:${port}`, ...membership, "--data-dir", join(dir, id), "--cluster-secret", SECRET];
   args.push("--n", "3", "--r", "2", "--w", "2", "--gossip-interval-ms", "200", "--request-timeout-ms", "3000");
-  // --max-semi-space-size=32: as the Docker image starts nodes (README, "Running a node").
-  const child = spawn(process.execPath, ["--max-semi-space-size=32", ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" },
-  });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, DYNAMO_EXIT_WITH_PARENT: "1" } });
   children.push(child);
   let buffer = "";
   child.stdout.on("data", (chunk) => {

@@ -113,8 +113,6 @@ const nodes = Array.from({ length: count }, (_, i) => ({ id: `node${i + 1}`, add
 const peers = nodes.map((p) => `${p.id}@${p.address}`).join(",");
 const children = new Map();
 let stopping = false;
-/** V8's young generation capped at 32 MB, as in docker/Dockerfile. */
-const NODE_RUNTIME_FLAGS = ["--max-semi-space-size=32"];
 
 function startNode(node) {
   const args = [
@@ -136,8 +134,7 @@ function startNode(node) {
     ...(values.sync ? ["--sync"] : []),
     ...passThrough,
   ];
-  // The flag the Docker image starts nodes with (README, "Running a node").
-  const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], {
+  const child = spawn(process.execPath, args, {
     // DYNAMO_EXIT_WITH_PARENT: a node stops by itself if this script is killed with SIGKILL.
     env: { ...process.env, DYNAMO_CLUSTER_SECRET: secret, DYNAMO_EXIT_WITH_PARENT: "1" },
     stdio: ["ignore", "pipe", "pipe"],
