@@ -155,6 +155,54 @@ describe("leanUnaryTransport", () => {
     if (caseName === "not-found") expect(got).toEqual({ code: "NotFound", message: "no such service", why: "because" });
   });
 
+  it("leaves none of a call's listeners on its stream once the stream has closed", async () => {
+    // node:http2 keeps each request's stream reachable until a full GC; a listener left on it
+    // would keep the call's closures, promise and answer with it (lean-transport.ts).
+    /**
+     * Records the listeners added to each stream request() hands out until the microtasks of that
+     * turn have run: the transport's, which it adds as soon as it gets the stream, not the ones
+     * node:http2 adds for itself later on (e.g. on "end" and "finish").
+     */
+    class CapturingManager extends Http2SessionManager {
+      readonly added: Array<{ stream: http2.ClientHttp2Stream; event: string | symbol; listener: (...args: unknown[]) => void }> = [];
+      readonly streams: http2.ClientHttp2Stream[] = [];
+      override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+        const stream = await super.request(...args);
+        this.streams.push(stream);
+        const on = stream.on.bind(stream);
+        let recording = true;
+        process.nextTick(() => (recording = false));
+        stream.on = ((event: string | symbol, listener: (...args: unknown[]) => void) => {
+          if (recording) this.added.push({ stream, event, listener });
+          return on(event, listener);
+        }) as typeof stream.on;
+        return stream;
+      }
+    }
+    const cases = [
+      [adapterServer, "ok", {}],
+      [adapterServer, "not-found", {}],
+      [adapterServer, "slow", { timeoutMs: 50 }],
+      [rawServer, "garbage", {}],
+      [rawServer, "refused", {}],
+      [rawServer, "break-after-headers", {}],
+    ] as const;
+    for (const [server, caseName, options] of cases) {
+      const url = `http://127.0.0.1:${port(server)}`;
+      const manager = new CapturingManager(url);
+      managers.push(manager);
+      const lean = leanUnaryTransport(createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: manager, useBinaryFormat: true }), manager);
+      await outcome(lean, caseName, options);
+      expect(manager.streams).toHaveLength(1);
+      const stream = manager.streams[0]!;
+      if (!stream.closed || !stream.destroyed) await new Promise((closed) => stream.once("close", closed));
+      await new Promise((tick) => setImmediate(tick));
+      expect(manager.added.map(({ event }) => String(event)).sort()).toEqual(["close", "data", "end", "error", "response"]);
+      const left = manager.added.filter(({ event, listener }) => stream.listeners(event).includes(listener)).map(({ event }) => String(event));
+      expect({ caseName, left }).toEqual({ caseName, left: [] });
+    }
+  });
+
   it("sends the deadline and the caller's headers", async () => {
     const [lean] = transports(`http://127.0.0.1:${port(adapterServer)}`);
     expect(await outcome(lean, "ok", { timeoutMs: 4000, headers: { authorization: "Bearer xyz" } })).toMatchObject({
