@@ -14,6 +14,9 @@ export interface GossipView {
 }
 
 export class ReplicaDirectory implements Replicas {
+  /** One endpoint object per peer, made on first use (a request asks for each of its replicas). */
+  private readonly peerEndpoints = new Map<string, ReplicaEndpoint>();
+
   constructor(
     private readonly self: string,
     private readonly local: ReplicaEndpoint,
@@ -27,11 +30,16 @@ export class ReplicaDirectory implements Replicas {
   /** The local store for self, a peer over RPC otherwise; peer outcomes feed the failure detector. */
   endpoint(node: string): ReplicaEndpoint {
     if (node === this.self) return this.local;
-    const remote = this.remote(node);
-    return {
-      write: (key, record, hintFor, signal) => this.timed(node, "write", this.observe(node, remote.write(key, record, hintFor, signal))),
-      read: (key, signal) => this.timed(node, "read", this.observe(node, remote.read(key, signal))),
-    };
+    let endpoint = this.peerEndpoints.get(node);
+    if (endpoint === undefined) {
+      // The peer's own endpoint is looked up per call: the pool may replace it.
+      endpoint = {
+        write: (key, record, hintFor, signal) => this.track(node, "write", this.remote(node).write(key, record, hintFor, signal)),
+        read: (key, signal) => this.track(node, "read", this.remote(node).read(key, signal)),
+      };
+      this.peerEndpoints.set(node, endpoint);
+    }
+    return endpoint;
   }
 
   /**
@@ -47,17 +55,19 @@ export class ReplicaDirectory implements Replicas {
     return heard !== undefined && down !== undefined && heard > down;
   }
 
-  private timed<T>(node: string, op: "write" | "read", call: Promise<T>): Promise<T> {
+  /** observe() and the metrics report in one handler (a promise more per replica call was a cost per request). */
+  private track<T>(node: string, op: "write" | "read", call: Promise<T>): Promise<T> {
     const report = this.onPeerCall;
-    if (!report) return call;
-    const started = performance.now();
+    const started = report === undefined ? 0 : performance.now();
     return call.then(
       (value) => {
-        report(node, op, true, (performance.now() - started) / 1000);
+        this.detector.recordSuccess(node);
+        report?.(node, op, true, (performance.now() - started) / 1000);
         return value;
       },
       (err: unknown) => {
-        report(node, op, false, (performance.now() - started) / 1000);
+        this.recordFailure(node, err);
+        report?.(node, op, false, (performance.now() - started) / 1000);
         throw err;
       },
     );
@@ -71,10 +81,15 @@ export class ReplicaDirectory implements Replicas {
         return value;
       },
       (err: unknown) => {
-        if (isUnreachable(err)) this.detector.recordFailure(node);
-        else this.detector.recordSuccess(node);
+        this.recordFailure(node, err);
         throw err;
       },
     );
+  }
+
+  /** Only an unreachable peer counts against it: any other error is an answer. */
+  private recordFailure(node: string, err: unknown): void {
+    if (isUnreachable(err)) this.detector.recordFailure(node);
+    else this.detector.recordSuccess(node);
   }
 }

@@ -36,13 +36,21 @@ export class LocalReplica implements ReplicaEndpoint {
     private readonly onHintStoreFailure: (err: unknown) => void = () => {},
   ) {}
 
-  /** Store failures become the Connect errors callers act on (Unavailable: try another node). */
-  private async guarded<T>(operation: () => Promise<T>): Promise<T> {
+  /**
+   * Store failures become the Connect errors callers act on (Unavailable: try another node).
+   * Promise chains rather than async functions on the write path: every async layer cost a
+   * promise and a turn of the microtask queue more, on every replica of every write.
+   */
+  private guarded<T>(operation: () => Promise<T>): Promise<T> {
+    let running: Promise<T>;
     try {
-      return await operation();
+      running = operation();
     } catch (err) {
-      throw storeErrorToConnect(err, this.nodeId);
+      return Promise.reject(storeErrorToConnect(err, this.nodeId));
     }
+    return running.catch((err: unknown) => {
+      throw storeErrorToConnect(err, this.nodeId);
+    });
   }
 
   /** Calls `listener` after every change to the local store is durable (anti-entropy's trees). */
@@ -57,29 +65,35 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   /** Merges remote state into the local store through the causal merge (or LWW). */
-  async apply(key: string, set: SiblingSet): Promise<StoredChange> {
-    if (this.resolution === "lww") {
-      return this.notify(await this.guarded(() => this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set)))));
-    }
-    return this.notify(await this.guarded(() => this.storage.merge(key, set)));
+  apply(key: string, set: SiblingSet): Promise<StoredChange> {
+    const stored =
+      this.resolution === "lww"
+        ? this.guarded(() => this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set))))
+        : this.guarded(() => this.storage.merge(key, set));
+    return stored.then(this.notifyChange);
   }
 
-  async write(key: string, record: VersionedRecord, hintFor: string | undefined): Promise<void> {
-    const { set, encoded } = record;
-    if (hintFor !== undefined && hintFor !== this.nodeId) {
-      // A fallback keeps the write only as a hint: it never serves the data as its own.
-      try {
-        await this.hints.enqueue(hintFor, key, encoded);
-      } catch (err) {
-        if (isHintStoreFailure(err)) this.onHintStoreFailure(err);
-        else this.metrics.count("hints_refused");
-        throw storeErrorToConnect(err, this.nodeId);
-      }
-      this.metrics.count("hints_stored");
-      return;
-    }
-    const change = await this.apply(key, set);
+  write(key: string, record: VersionedRecord, hintFor: string | undefined): Promise<void> {
+    // A fallback keeps the write only as a hint: it never serves the data as its own.
+    if (hintFor !== undefined && hintFor !== this.nodeId) return this.writeHint(key, record.encoded, hintFor);
+    return this.apply(key, record.set).then(this.countReplicaWrite);
+  }
+
+  private readonly notifyChange = (change: StoredChange): StoredChange => this.notify(change);
+
+  private readonly countReplicaWrite = (change: StoredChange): void => {
     this.metrics.count(change.changed ? "replica_writes_applied" : "replica_writes_unchanged");
+  };
+
+  private async writeHint(key: string, encoded: Uint8Array, hintFor: string): Promise<void> {
+    try {
+      await this.hints.enqueue(hintFor, key, encoded);
+    } catch (err) {
+      if (isHintStoreFailure(err)) this.onHintStoreFailure(err);
+      else this.metrics.count("hints_refused");
+      throw storeErrorToConnect(err, this.nodeId);
+    }
+    this.metrics.count("hints_stored");
   }
 
   read(key: string): Promise<SiblingSet | undefined> {
@@ -170,8 +184,10 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   /** update(), with the state as the store encoded it (encoded again only when nothing changed). */
-  async updateRecord(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<VersionedRecord> {
-    const change = this.notify(await this.guarded(() => this.storage.update(key, fn)));
-    return { set: change.after, encoded: change.afterBytes ?? encodeSiblingSet(change.after) };
+  updateRecord(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<VersionedRecord> {
+    return this.guarded(() => this.storage.update(key, fn)).then((stored) => {
+      const change = this.notify(stored);
+      return { set: change.after, encoded: change.afterBytes ?? encodeSiblingSet(change.after) };
+    });
   }
 }

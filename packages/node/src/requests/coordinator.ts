@@ -159,53 +159,63 @@ export class Coordinator {
     const replicas = this.deps.ring().preferenceList(key, this.options.n);
     const tracker = new QuorumTracker<SiblingSet | undefined>(r, replicas.length);
     if (tracker.state === "failed") throw unavailable("answered", tracker);
-    const calls = replicas.map((node) => [node, this.deps.replicas.endpoint(node).read(key, deadline.replicaSignal)] as const);
-    await waitForQuorum(tracker, calls, deadline);
+    const wait = startQuorum(
+      tracker,
+      replicas.map((node) => [node, this.deps.replicas.endpoint(node).read(key, deadline.replicaSignal)] as const),
+      deadline,
+    );
+    await wait.decided;
     if (tracker.state !== "met") throw quorumError("answered", tracker, deadline);
 
     let merged = emptySet();
     for (const set of tracker.successes.values()) if (set) merged = sync(merged, set);
     if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
     if (this.options.readRepair > 0 && this.deps.random() < this.options.readRepair) {
-      deadline.hold(this.repair(key, calls, merged, deadline).catch((err: unknown) => this.deps.log.error("read repair failed", { key, error: String(err) })));
+      const quorumMerged = merged;
+      wait.afterAll(() => this.repair(key, replicas, tracker, quorumMerged, deadline));
     }
     return merged;
   }
 
   /**
-   * Read repair: once every replica has answered (or the deadline passed), the ones that
-   * hold less than the merged state get it. Replies that came after the quorum count too.
+   * Read repair: once every replica has answered (or the deadline passed), the ones that hold
+   * less than the merged state get it. Replies that came after the quorum count too. Runs
+   * synchronously from the last reply's handler: only a replica found stale costs a write (and
+   * the merged state's encoding).
    */
-  private async repair(
-    key: string,
-    calls: ReadonlyArray<readonly [string, Promise<SiblingSet | undefined>]>,
-    quorumMerged: SiblingSet,
-    deadline: Deadline,
-  ): Promise<void> {
-    const results = await Promise.allSettled(calls.map(([, call]) => call));
-    let merged = quorumMerged;
-    for (const result of results) if (result.status === "fulfilled" && result.value) merged = sync(merged, result.value);
-    if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
-    if (merged.siblings.length === 0) return;
-    const record = versionedRecord(merged);
-    if (record.encoded.byteLength > this.options.maxShippedRecordBytes) {
-      // A merge of more than two states over the record limit: no replica would accept it.
-      this.deps.metrics.count("read_repairs_too_large");
-      return;
+  private repair(key: string, replicas: readonly string[], tracker: QuorumTracker<SiblingSet | undefined>, quorumMerged: SiblingSet, deadline: Deadline): void {
+    try {
+      let merged = quorumMerged;
+      for (const set of tracker.successes.values()) if (set) merged = sync(merged, set);
+      if (this.options.resolution === "lww") merged = resolveLastWriteWins(merged);
+      if (merged.siblings.length === 0) return;
+      // Replicas that answered with less than the merge; one that failed is left to hints and anti-entropy.
+      const stale = replicas.filter((node) => {
+        if (!tracker.successes.has(node)) return false;
+        const set = tracker.successes.get(node);
+        return !(set && equalSets(set, merged));
+      });
+      if (stale.length === 0) return;
+      const record = versionedRecord(merged);
+      if (record.encoded.byteLength > this.options.maxShippedRecordBytes) {
+        // A merge of more than two states over the record limit: no replica would accept it.
+        this.deps.metrics.count("read_repairs_too_large");
+        return;
+      }
+      for (const node of stale) {
+        deadline.hold(
+          this.deps.replicas
+            .endpoint(node)
+            .write(key, record, undefined, deadline.replicaSignal)
+            .then(
+              () => this.deps.metrics.count("read_repairs"),
+              () => this.deps.metrics.count("read_repairs_failed"),
+            ),
+        );
+      }
+    } catch (err) {
+      this.deps.log.error("read repair failed", { key, error: String(err) });
     }
-    await Promise.all(
-      calls.map(async ([node], i) => {
-        const result = results[i]!;
-        if (result.status !== "fulfilled") return; // unreachable: hints and anti-entropy cover it
-        if (result.value && equalSets(result.value, merged)) return;
-        try {
-          await this.deps.replicas.endpoint(node).write(key, record, undefined, deadline.replicaSignal);
-          this.deps.metrics.count("read_repairs");
-        } catch {
-          this.deps.metrics.count("read_repairs_failed");
-        }
-      }),
-    );
   }
 
   async get(key: string, requestedR: number | undefined, deadline: Deadline): Promise<GetResult> {
@@ -524,33 +534,71 @@ export class Coordinator {
  * replica write still lands, a late read still feeds read repair); nobody waits for them, but
  * they hold the deadline, which still ends them.
  */
-export function waitForQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): Promise<void> {
-  deadline.hold(Promise.allSettled(calls.map(([, call]) => call)));
-  return new Promise<void>((resolve) => {
-    const onAbort = () => resolve();
-    const settle = () => {
-      if (tracker.state !== "pending") {
-        deadline.signal.removeEventListener("abort", onAbort);
-        resolve();
-      }
-    };
-    // Every call gets its handlers, even when the quorum is already met (W=1): a replica
-    // failure nobody handles would be an unhandled rejection.
-    if (tracker.state === "pending") deadline.signal.addEventListener("abort", onAbort, { once: true });
-    settle();
-    for (const [node, call] of calls) {
-      call.then(
-        (value) => {
-          tracker.success(node, value);
-          settle();
-        },
-        (err: unknown) => {
-          tracker.failure(node, describeError(err));
-          settle();
-        },
-      );
-    }
+/** A quorum being waited for (startQuorum). */
+export interface QuorumWait {
+  /** Resolves once the quorum is met or can no longer be met, or the deadline's signal fired. */
+  readonly decided: Promise<void>;
+  /**
+   * Runs `fn` once every call has settled (at once if all have): the tracker then holds every
+   * outcome. Runs before the last call's hold on the deadline ends, so what `fn` holds keeps
+   * the deadline's timer.
+   */
+  afterAll(fn: () => void): void;
+}
+
+/**
+ * Feeds the outcome of every call to `tracker`. Each call keeps the deadline's timer until it
+ * settles (replica calls the request leaves running still end at the deadline). One handler
+ * per call and nothing else: no Promise.allSettled, no promise per hold.
+ */
+export function startQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): QuorumWait {
+  let unsettled = calls.length;
+  let afterAll: (() => void) | undefined;
+  let decide: () => void = () => {};
+  const decided = new Promise<void>((resolve) => {
+    decide = resolve;
   });
+  const onAbort = () => decide();
+  const settle = () => {
+    if (tracker.state !== "pending") {
+      deadline.signal.removeEventListener("abort", onAbort);
+      decide();
+    }
+  };
+  const settled = () => {
+    unsettled--;
+    if (unsettled === 0 && afterAll !== undefined) afterAll();
+    deadline.release();
+    settle();
+  };
+  // Every call gets its handlers, even when the quorum is already met (W=1): a replica
+  // failure nobody handles would be an unhandled rejection.
+  if (tracker.state === "pending") deadline.signal.addEventListener("abort", onAbort, { once: true });
+  settle();
+  for (const [node, call] of calls) {
+    deadline.retain();
+    call.then(
+      (value) => {
+        tracker.success(node, value);
+        settled();
+      },
+      (err: unknown) => {
+        tracker.failure(node, describeError(err));
+        settled();
+      },
+    );
+  }
+  return {
+    decided,
+    afterAll(fn) {
+      if (unsettled === 0) fn();
+      else afterAll = fn;
+    },
+  };
+}
+
+export function waitForQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): Promise<void> {
+  return startQuorum(tracker, calls, deadline).decided;
 }
 
 export function describeError(err: unknown): string {

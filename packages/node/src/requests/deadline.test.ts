@@ -75,6 +75,26 @@ describe("Deadline", () => {
     expect(deadline.replicaSignal.aborted).toBe(true);
   });
 
+  it("keeps its timer for a retain() until its release(), like a held task", () => {
+    const clock = new FakeClock();
+    const retained = new Deadline(100, undefined, clock);
+    retained.retain();
+    retained.done();
+    clock.advance(100);
+    expect(retained.replicaSignal.aborted).toBe(true);
+
+    const released = new Deadline(100, undefined, clock);
+    released.retain();
+    released.retain();
+    released.done();
+    released.release();
+    clock.advance(50);
+    expect(released.replicaSignal.aborted).toBe(false);
+    released.release();
+    clock.advance(1_000);
+    expect(released.replicaSignal.aborted).toBe(false);
+  });
+
   describe("with the client's signal", () => {
     it("aborts signal, not replicaSignal, when the client goes away, with the client's reason", () => {
       const clock = new FakeClock();

@@ -80,11 +80,25 @@ export class Deadline {
    * deadline. Register them before done().
    */
   hold(task: Promise<unknown>): void {
+    this.retain();
+    task.then(this.release, this.release);
+  }
+
+  /**
+   * As hold(), for a task that tells when it ends by calling release() once (the coordinator's
+   * replica calls, which have their own handlers: a promise more per call was a cost per request).
+   */
+  retain(): void {
     this.holds++;
     // Registered late (after a release): the timer runs again for what is left.
     if (this.cancelTimer === undefined && !this.passed.signal.aborted) this.arm(this.remainingMs());
-    task.then(this.unhold, this.unhold);
   }
+
+  /** Ends one retain(). */
+  readonly release = (): void => {
+    this.holds--;
+    this.releaseIfIdle();
+  };
 
   /**
    * The request is answered. Once no held task is left, the timer is cancelled: nothing remains
@@ -100,11 +114,6 @@ export class Deadline {
 
   private readonly onClientAbort = (): void => {
     this.either?.abort(this.clientSignal?.reason);
-  };
-
-  private readonly unhold = (): void => {
-    this.holds--;
-    this.releaseIfIdle();
   };
 
   private releaseIfIdle(): void {

@@ -21,7 +21,7 @@ import {
   KVService,
   ReplicaService,
 } from "@dynamo-ts/proto";
-import { decodeSiblingSet } from "@dynamo-ts/vclock";
+import { decodeSiblingSet, type SiblingSet } from "@dynamo-ts/vclock";
 import { notCoordinatedError, type PutArgs } from "../requests/coordinator.js";
 import type { ScanPage, ScanPosition } from "../requests/export.js";
 import type { ReplicaEndpoint } from "../requests/replicas.js";
@@ -135,10 +135,7 @@ export class PeerPool {
     );
     const endpoint: ReplicaEndpoint = {
       write: (key, record, hintFor, signal) => channel.write(key, record.encoded, hintFor, signal),
-      async read(key, signal) {
-        const record = await channel.read(key, signal);
-        return record.byteLength === 0 ? undefined : decodeSiblingSet(record);
-      },
+      read: (key, signal) => channel.read(key, signal).then(decodeReadRecord),
     };
     const peer: Peer = {
       address,
@@ -423,4 +420,9 @@ export class PeerUnknownError extends Error {
     super(`no address known for node ${node}`);
     this.name = "PeerUnknownError";
   }
+}
+
+/** A peer's answer to a read: its encoded sibling set, empty when it holds none. */
+function decodeReadRecord(record: Uint8Array): SiblingSet | undefined {
+  return record.byteLength === 0 ? undefined : decodeSiblingSet(record);
 }

@@ -149,9 +149,8 @@ export class ReplicaChannel {
   }
 
   /** The peer's encoded sibling set for `key`, empty when it has none. */
-  async read(key: string, signal: AbortSignal): Promise<Uint8Array> {
-    const result = await this.call({ case: "read", value: { key } }, signal);
-    return result.result.case === "read" ? result.result.value.record : new Uint8Array();
+  read(key: string, signal: AbortSignal): Promise<Uint8Array> {
+    return this.call({ case: "read", value: { key } }, signal).then(readRecordOf);
   }
 
   /**
@@ -260,4 +259,8 @@ function abortError(signal: AbortSignal, peer: string): ConnectError {
     return new ConnectError(`${peer} did not answer before the deadline`, Code.DeadlineExceeded);
   }
   return new ConnectError(`replica op to ${peer} cancelled`, Code.Canceled);
+}
+
+function readRecordOf(result: ReplicaResult): Uint8Array {
+  return result.result.case === "read" ? result.result.value.record : new Uint8Array();
 }

@@ -32,36 +32,55 @@ export function decodeRecord(record: Uint8Array): SiblingSet {
 }
 
 /** Applies a replica write to the local store (or its hint store); shared by Write and Stream. */
-export async function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Promise<void> {
-  if (req.key.length === 0) throw new ConnectError("key must not be empty", Code.InvalidArgument);
-  await replica.write(req.key, { set: decodeRecord(req.record), encoded: req.record }, req.hintFor || undefined);
+export function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Promise<void> {
+  if (req.key.length === 0) return Promise.reject(new ConnectError("key must not be empty", Code.InvalidArgument));
+  let set: SiblingSet;
+  try {
+    set = decodeRecord(req.record);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return replica.write(req.key, { set, encoded: req.record }, req.hintFor || undefined);
 }
 
 /** This replica's encoded sibling set for a key, empty when it has none; shared by Read and Stream. */
-export async function readReplicaRecord(replica: ReplicaStore, req: ReadRequest): Promise<Uint8Array> {
-  const set = await replica.read(req.key);
+export function readReplicaRecord(replica: ReplicaStore, req: ReadRequest): Promise<Uint8Array> {
+  return replica.read(req.key).then(encodeReadRecord);
+}
+
+function encodeReadRecord(set: SiblingSet | undefined): Uint8Array {
   return set ? encodeSiblingSet(set) : new Uint8Array();
 }
 
-async function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | undefined, op: ReplicaOp): Promise<ResultInit> {
+/**
+ * An op's result. Reads and writes, the bulk of the ops, are promise chains rather than async
+ * functions: each async layer cost a promise and a turn of the microtask queue more, on every
+ * replica of every request.
+ */
+function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | undefined, op: ReplicaOp): Promise<ResultInit> {
+  const id = op.id;
+  const failed = (err: unknown): ResultInit => errorResult(id, err);
   try {
     switch (op.op.case) {
+      case "read":
+        return readReplicaRecord(replica, op.op.value).then((record): ResultInit => ({ id, result: { case: "read", value: { record } } }), failed);
+      case "write":
+        return applyReplicaWrite(replica, op.op.value).then((): ResultInit => ({ id, result: { case: "write", value: {} } }), failed);
       case "coordinate":
         if (coordinate === undefined) throw new ConnectError("this stream does not take forwarded writes", Code.Unimplemented);
-        return { id: op.id, result: { case: "coordinate", value: { context: await coordinate(op.op.value) } } };
-      case "write":
-        await applyReplicaWrite(replica, op.op.value);
-        return { id: op.id, result: { case: "write", value: {} } };
-      case "read":
-        return { id: op.id, result: { case: "read", value: { record: await readReplicaRecord(replica, op.op.value) } } };
+        return coordinate(op.op.value).then((context): ResultInit => ({ id, result: { case: "coordinate", value: { context } } }), failed);
       default:
         throw new ConnectError("replica op has neither a write nor a read", Code.InvalidArgument);
     }
   } catch (err) {
-    const ce = ConnectError.from(err);
-    // declined: a forwarded write this node did not coordinate (only the coordinator marks errors so).
-    return { id: op.id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage, declined: isNotCoordinated(err) } } };
+    return Promise.resolve(failed(err));
   }
+}
+
+function errorResult(id: number, err: unknown): ResultInit {
+  const ce = ConnectError.from(err);
+  // declined: a forwarded write this node did not coordinate (only the coordinator marks errors so).
+  return { id, result: { case: "error", value: { code: ce.code, message: ce.rawMessage, declined: isNotCoordinated(err) } } };
 }
 
 /**
