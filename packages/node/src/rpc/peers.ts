@@ -135,7 +135,7 @@ export class PeerPool {
     );
     const endpoint: ReplicaEndpoint = {
       write: (key, record, hintFor, signal) => channel.write(key, record.encoded, hintFor, signal),
-      read: (key, signal) => channel.read(key, signal).then(decodeReadRecord),
+      read: (key, signal) => channel.readAs(key, signal, decodeReadRecord),
     };
     const peer: Peer = {
       address,

@@ -150,7 +150,12 @@ export class ReplicaChannel {
 
   /** The peer's encoded sibling set for `key`, empty when it has none. */
   read(key: string, signal: AbortSignal): Promise<Uint8Array> {
-    return this.call({ case: "read", value: { key } }, signal).then(readRecordOf);
+    return this.readAs(key, signal, (record) => record);
+  }
+
+  /** read(), the record handed to `decode` in the same reaction (a promise less per read). */
+  readAs<T>(key: string, signal: AbortSignal, decode: (record: Uint8Array) => T): Promise<T> {
+    return this.call({ case: "read", value: { key } }, signal).then((result) => decode(readRecordOf(result)));
   }
 
   /**

@@ -53,27 +53,31 @@ function encodeReadRecord(set: SiblingSet | undefined): Uint8Array {
 }
 
 /**
- * An op's result. Reads and writes, the bulk of the ops, are promise chains rather than async
- * functions: each async layer cost a promise and a turn of the microtask queue more, on every
- * replica of every request.
+ * Answers an op: `deliver` gets its result. Reads and writes, the bulk of the ops, are one
+ * promise reaction each rather than async functions: each async layer cost a promise and a turn
+ * of the microtask queue more, on every replica of every request.
  */
-function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | undefined, op: ReplicaOp): Promise<ResultInit> {
+function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | undefined, op: ReplicaOp, deliver: (result: ResultInit) => void): void {
   const id = op.id;
-  const failed = (err: unknown): ResultInit => errorResult(id, err);
+  const failed = (err: unknown): void => deliver(errorResult(id, err));
   try {
     switch (op.op.case) {
       case "read":
-        return readReplicaRecord(replica, op.op.value).then((record): ResultInit => ({ id, result: { case: "read", value: { record } } }), failed);
+        replica.read(op.op.value.key).then((set) => deliver({ id, result: { case: "read", value: { record: encodeReadRecord(set) } } }), failed);
+        return;
       case "write":
-        return applyReplicaWrite(replica, op.op.value).then((): ResultInit => ({ id, result: { case: "write", value: {} } }), failed);
+        applyReplicaWrite(replica, op.op.value).then(() => deliver({ id, result: { case: "write", value: {} } }), failed);
+        return;
       case "coordinate":
         if (coordinate === undefined) throw new ConnectError("this stream does not take forwarded writes", Code.Unimplemented);
-        return coordinate(op.op.value).then((context): ResultInit => ({ id, result: { case: "coordinate", value: { context } } }), failed);
+        coordinate(op.op.value).then((context) => deliver({ id, result: { case: "coordinate", value: { context } } }), failed);
+        return;
       default:
         throw new ConnectError("replica op has neither a write nor a read", Code.InvalidArgument);
     }
   } catch (err) {
-    return Promise.resolve(failed(err));
+    // Refused outright: answered first (the batcher sends what the turn gathered).
+    failed(err);
   }
 }
 
@@ -116,13 +120,15 @@ export class ReplicaStreamSession {
     if (this.inputEnded) return;
     for (const op of batch.ops) {
       this.inFlight++;
-      void answer(this.replica, this.coordinate, op).then((result) => {
-        this.inFlight--;
-        this.batcher.add(result);
-        this.endWhenDone();
-      });
+      answer(this.replica, this.coordinate, op, this.deliver);
     }
   }
+
+  private readonly deliver = (result: ResultInit): void => {
+    this.inFlight--;
+    this.batcher.add(result);
+    this.endWhenDone();
+  };
 
   endInput(): void {
     this.inputEnded = true;
