@@ -41,17 +41,21 @@ export class LocalReplica implements ReplicaEndpoint {
    * Promise chains rather than async functions on the write path: every async layer cost a
    * promise and a turn of the microtask queue more, on every replica of every write.
    */
-  private guarded<T>(operation: () => Promise<T>): Promise<T> {
+  private guarded<T>(operation: () => Promise<T>): Promise<T>;
+  private guarded<T, U>(operation: () => Promise<T>, onStored: (value: T) => U): Promise<U>;
+  private guarded<T, U>(operation: () => Promise<T>, onStored?: (value: T) => U): Promise<T | U> {
     let running: Promise<T>;
     try {
       running = operation();
     } catch (err) {
-      return Promise.reject(storeErrorToConnect(err, this.nodeId));
+      return Promise.reject(this.storeError(err));
     }
-    return running.catch((err: unknown) => {
-      throw storeErrorToConnect(err, this.nodeId);
-    });
+    return running.then(onStored, this.storeError);
   }
+
+  private readonly storeError = (err: unknown): never => {
+    throw storeErrorToConnect(err, this.nodeId);
+  };
 
   /** Calls `listener` after every change to the local store is durable (anti-entropy's trees). */
   onChange(listener: (change: ReplicaChange) => void): void {
@@ -66,22 +70,24 @@ export class LocalReplica implements ReplicaEndpoint {
 
   /** Merges remote state into the local store through the causal merge (or LWW). */
   apply(key: string, set: SiblingSet): Promise<StoredChange> {
-    const stored =
-      this.resolution === "lww"
-        ? this.guarded(() => this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set))))
-        : this.guarded(() => this.storage.merge(key, set));
-    return stored.then(this.notifyChange);
+    return this.guarded(() => this.merge(key, set), this.notifyChange);
   }
 
   write(key: string, record: VersionedRecord, hintFor: string | undefined): Promise<void> {
     // A fallback keeps the write only as a hint: it never serves the data as its own.
     if (hintFor !== undefined && hintFor !== this.nodeId) return this.writeHint(key, record.encoded, hintFor);
-    return this.apply(key, record.set).then(this.countReplicaWrite);
+    return this.guarded(() => this.merge(key, record.set), this.notifyReplicaWrite);
+  }
+
+  private merge(key: string, set: SiblingSet): Promise<StoredChange> {
+    if (this.resolution === "lww") return this.storage.update(key, (current) => resolveLastWriteWins(sync(current ?? emptySet(), set)));
+    return this.storage.merge(key, set);
   }
 
   private readonly notifyChange = (change: StoredChange): StoredChange => this.notify(change);
 
-  private readonly countReplicaWrite = (change: StoredChange): void => {
+  private readonly notifyReplicaWrite = (change: StoredChange): void => {
+    this.notify(change);
     this.metrics.count(change.changed ? "replica_writes_applied" : "replica_writes_unchanged");
   };
 
@@ -185,9 +191,12 @@ export class LocalReplica implements ReplicaEndpoint {
 
   /** update(), with the state as the store encoded it (encoded again only when nothing changed). */
   updateRecord(key: string, fn: (current: SiblingSet | undefined) => SiblingSet): Promise<VersionedRecord> {
-    return this.guarded(() => this.storage.update(key, fn)).then((stored) => {
-      const change = this.notify(stored);
-      return { set: change.after, encoded: change.afterBytes ?? encodeSiblingSet(change.after) };
-    });
+    return this.guarded(
+      () => this.storage.update(key, fn),
+      (stored): VersionedRecord => {
+        const change = this.notify(stored);
+        return { set: change.after, encoded: change.afterBytes ?? encodeSiblingSet(change.after) };
+      },
+    );
   }
 }

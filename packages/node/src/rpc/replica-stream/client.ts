@@ -138,14 +138,13 @@ export class ReplicaChannel {
     this.openCall = open ?? streamOverClient(client, peer);
   }
 
-  async write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
+  write(key: string, record: Uint8Array, hintFor: string | undefined, signal: AbortSignal): Promise<void> {
     if (record.byteLength > MAX_STREAMED_RECORD_BYTES) {
       // A record over the receiver's message limit (several large siblings) must not fail the
       // stream and every op on it: it goes in a call of its own, which fails alone if it must.
-      await this.client.write({ key, record, hintFor: hintFor ?? "" }, { signal });
-      return;
+      return this.client.write({ key, record, hintFor: hintFor ?? "" }, { signal }).then(nothing);
     }
-    await this.call({ case: "write", value: { key, record, hintFor: hintFor ?? "" } }, signal);
+    return this.call({ case: "write", value: { key, record, hintFor: hintFor ?? "" } }, signal).then(nothing);
   }
 
   /** The peer's encoded sibling set for `key`, empty when it has none. */
@@ -269,3 +268,5 @@ function abortError(signal: AbortSignal, peer: string): ConnectError {
 function readRecordOf(result: ReplicaResult): Uint8Array {
   return result.result.case === "read" ? result.result.value.record : new Uint8Array();
 }
+
+function nothing(): void {}
