@@ -528,12 +528,6 @@ export class Coordinator {
   }
 }
 
-/**
- * Feeds the outcome of each call into the tracker and resolves as soon as the quorum is met,
- * can no longer be met, or the deadline passes. Calls still running carry on (a late
- * replica write still lands, a late read still feeds read repair); nobody waits for them, but
- * they hold the deadline, which still ends them.
- */
 /** A quorum being waited for (startQuorum). */
 export interface QuorumWait {
   /** Resolves once the quorum is met or can no longer be met, or the deadline's signal fired. */
@@ -547,9 +541,11 @@ export interface QuorumWait {
 }
 
 /**
- * Feeds the outcome of every call to `tracker`. Each call keeps the deadline's timer until it
- * settles (replica calls the request leaves running still end at the deadline). One handler
- * per call and nothing else: no Promise.allSettled, no promise per hold.
+ * Feeds the outcome of each call into the tracker; `decided` resolves as soon as the quorum is
+ * met, can no longer be met, or the deadline passes. Calls still running carry on (a late
+ * replica write still lands, a late read still feeds read repair); nobody waits for them, but
+ * each holds the deadline until it settles, which still ends them. One handler per call and
+ * nothing else: no Promise.allSettled, no promise per hold (a cost on every request).
  */
 export function startQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): QuorumWait {
   let unsettled = calls.length;
@@ -597,6 +593,7 @@ export function startQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<r
   };
 }
 
+/** startQuorum(), for a caller that only waits for the decision. */
 export function waitForQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<readonly [string, Promise<T>]>, deadline: Deadline): Promise<void> {
   return startQuorum(tracker, calls, deadline).decided;
 }
