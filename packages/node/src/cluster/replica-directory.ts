@@ -55,41 +55,31 @@ export class ReplicaDirectory implements Replicas {
     return heard !== undefined && down !== undefined && heard > down;
   }
 
-  /** observe() and the metrics report in one handler (a promise more per replica call was a cost per request). */
-  private track<T>(node: string, op: "write" | "read", call: Promise<T>): Promise<T> {
-    const report = this.onPeerCall;
+  /** Feeds the outcome of any call to `node` to the failure detector. */
+  observe<T>(node: string, call: Promise<T>): Promise<T> {
+    return this.track(node, undefined, call);
+  }
+
+  /**
+   * observe(), and for a replica op (`op`) the metrics report, in one handler: a promise more per
+   * replica call was a cost per request.
+   */
+  private track<T>(node: string, op: "write" | "read" | undefined, call: Promise<T>): Promise<T> {
+    const report = op === undefined ? undefined : this.onPeerCall;
     const started = report === undefined ? 0 : performance.now();
     return call.then(
       (value) => {
         this.detector.recordSuccess(node);
-        report?.(node, op, true, (performance.now() - started) / 1000);
+        report?.(node, op!, true, (performance.now() - started) / 1000);
         return value;
       },
       (err: unknown) => {
-        this.recordFailure(node, err);
-        report?.(node, op, false, (performance.now() - started) / 1000);
+        // Only an unreachable peer counts against it: any other error is an answer.
+        if (isUnreachable(err)) this.detector.recordFailure(node);
+        else this.detector.recordSuccess(node);
+        report?.(node, op!, false, (performance.now() - started) / 1000);
         throw err;
       },
     );
-  }
-
-  /** Feeds the outcome of any call to `node` to the failure detector. */
-  observe<T>(node: string, call: Promise<T>): Promise<T> {
-    return call.then(
-      (value) => {
-        this.detector.recordSuccess(node);
-        return value;
-      },
-      (err: unknown) => {
-        this.recordFailure(node, err);
-        throw err;
-      },
-    );
-  }
-
-  /** Only an unreachable peer counts against it: any other error is an answer. */
-  private recordFailure(node: string, err: unknown): void {
-    if (isUnreachable(err)) this.detector.recordFailure(node);
-    else this.detector.recordSuccess(node);
   }
 }
