@@ -555,32 +555,32 @@ export function startQuorum<T>(tracker: QuorumTracker<T>, calls: ReadonlyArray<r
     decide = resolve;
   });
   const onAbort = () => decide();
-  const settle = () => {
+  const decideIfDone = () => {
     if (tracker.state !== "pending") {
       deadline.signal.removeEventListener("abort", onAbort);
       decide();
     }
   };
-  const settled = () => {
+  const onCallSettled = () => {
     unsettled--;
     if (unsettled === 0 && afterAll !== undefined) afterAll();
     deadline.release();
-    settle();
+    decideIfDone();
   };
   // Every call gets its handlers, even when the quorum is already met (W=1): a replica
   // failure nobody handles would be an unhandled rejection.
   if (tracker.state === "pending") deadline.signal.addEventListener("abort", onAbort, { once: true });
-  settle();
+  decideIfDone();
   for (const [node, call] of calls) {
     deadline.retain();
     call.then(
       (value) => {
         tracker.success(node, value);
-        settled();
+        onCallSettled();
       },
       (err: unknown) => {
         tracker.failure(node, describeError(err));
-        settled();
+        onCallSettled();
       },
     );
   }
