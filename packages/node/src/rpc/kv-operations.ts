@@ -1,7 +1,7 @@
 // KVService's Get, Put and Delete as plain functions of a decoded request and the call's
 // headers, timeout and signal: what connect-node's router (services.ts) and the lean unary path
 // (lean-unary.ts) both run, so that the two answer alike by construction.
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   CLUSTER_SECRET_HEADER,
@@ -15,7 +15,7 @@ import {
   type PutRequest,
   type PutResponseSchema,
 } from "@dynamo-ts/proto";
-import { type Coordinator, isNotCoordinated } from "../requests/coordinator.js";
+import { type Coordinator, isNotCoordinated, notFoundError, notFoundMessage } from "../requests/coordinator.js";
 import { clusterSecretMatcher, deadlineFor, MAX_TIMEOUT_MS } from "./call-context.js";
 import { Deadline } from "../requests/deadline.js";
 import type { Credentials, HeaderLookup, Role } from "./credentials.js";
@@ -30,14 +30,32 @@ export interface KvCall {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * Get's answer for a key without a live value (never written, or deleted): NotFound as a value,
+ * not a thrown error. A read load of missing keys answers it on most calls, and an error costs an
+ * object with two Headers, a rejection through every async layer and the error's metadata walk:
+ * about 4% of a node's CPU per such Get (a profile of Gets, two thirds of them missing).
+ * registerKvService throws it as the ConnectError (toError()); the lean path writes it directly.
+ */
+export class KeyNotFound {
+  readonly code = Code.NotFound;
+  constructor(readonly key: string) {}
+  get message(): string {
+    return notFoundMessage(this.key);
+  }
+  toError(): ConnectError {
+    return notFoundError(this.key);
+  }
+}
+
 export interface KvOperations {
-  get(req: GetRequest, call: KvCall): Promise<MessageInitShape<typeof GetResponseSchema>>;
+  get(req: GetRequest, call: KvCall): Promise<MessageInitShape<typeof GetResponseSchema> | KeyNotFound>;
   put(req: PutRequest, call: KvCall): Promise<MessageInitShape<typeof PutResponseSchema>>;
   delete(req: DeleteRequest, call: KvCall): Promise<MessageInitShape<typeof DeleteResponseSchema>>;
 }
 
 export interface KvOperationSources {
-  readonly coordinator: Pick<Coordinator, "get" | "write">;
+  readonly coordinator: Pick<Coordinator, "find" | "write">;
   readonly credentials: Pick<Credentials, "requireClientAuth" | "authorize">;
   readonly clusterSecret: string;
   /** The deadline of a request that names none (--request-timeout-ms). */
@@ -56,7 +74,8 @@ export function kvOperations(src: KvOperationSources): KvOperations {
   return {
     async get(req, call) {
       allow(call, "read", "Get");
-      const result = await coordinator.get(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, call));
+      const result = await coordinator.find(req.key, req.r, deadlineFor(req.timeoutMs, defaultTimeoutMs, call));
+      if (result === undefined) return new KeyNotFound(req.key);
       return { siblings: result.siblings.map(({ value, contentType }) => ({ value, contentType: contentType ?? "" })), context: result.context };
     },
     async put(req, call) {

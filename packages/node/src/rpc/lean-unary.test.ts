@@ -12,7 +12,7 @@ import { DeleteRequestSchema, GetRequestSchema, PutRequestSchema } from "@dynamo
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonLogger } from "../observability/log.js";
-import type { KvOperations } from "./kv-operations.js";
+import { KeyNotFound, type KvOperations } from "./kv-operations.js";
 import { leanUnaryHandler } from "./lean-unary.js";
 import { createRpcHandler, type RequestHandler } from "./rpc-handler.js";
 import { registerKvService } from "./services.js";
@@ -24,7 +24,9 @@ const log = jsonLogger("test", () => {});
 /** A KV service whose answers show what it was given: the key, the transport timeout, headers. */
 const kv: KvOperations = {
   async get(req, call) {
-    if (req.key === "missing") throw new ConnectError(`key not found: "${req.key}"`, Code.NotFound);
+    // NotFound as the KV operations answer it (a value, not a thrown error), and as a thrown error.
+    if (req.key === "missing") return new KeyNotFound(req.key);
+    if (req.key === "missing-thrown") throw new ConnectError(`key not found: "${req.key}"`, Code.NotFound);
     if (req.key === "boom") throw new Error("an unexpected failure");
     if (req.key === "") throw new ConnectError("key must not be empty", Code.InvalidArgument);
     const timeout = call.timeoutMs();
@@ -175,6 +177,7 @@ const CONNECT_CALLS: Record<string, Call> = {
   "json get, huge timeout": { path: GET, headers: { "content-type": "application/json", "connect-timeout-ms": "9999999999" }, body: json({ key: "a" }) },
   "json get, bad timeout": { path: GET, headers: { "content-type": "application/json", "connect-timeout-ms": "soon" }, body: json({ key: "a" }) },
   "json get, not found": { path: GET, headers: { "content-type": "application/json" }, body: json({ key: "missing" }) },
+  "json get, not found (thrown)": { path: GET, headers: { "content-type": "application/json" }, body: json({ key: "missing-thrown" }) },
   "json get, unexpected failure": { path: GET, headers: { "content-type": "application/json" }, body: json({ key: "boom" }) },
   "json get, empty key": { path: GET, headers: { "content-type": "application/json" }, body: json({ key: "" }) },
   "json get, truncated": { path: GET, headers: { "content-type": "application/json" }, body: Buffer.from('{"key":') },
@@ -224,6 +227,7 @@ const GRPC_CALLS: Record<string, Call> = {
   "grpc get, huge timeout": { path: GET, headers: { "content-type": "application/grpc", "grpc-timeout": "99999999H" }, body: envelope(getBinary("a")) },
   "grpc get, bad timeout": { path: GET, headers: { "content-type": "application/grpc", "grpc-timeout": "12x" }, body: envelope(getBinary("a")) },
   "grpc get, not found": { path: GET, headers: { "content-type": "application/grpc" }, body: envelope(getBinary("missing")) },
+  "grpc get, not found (thrown)": { path: GET, headers: { "content-type": "application/grpc" }, body: envelope(getBinary("missing-thrown")) },
   "grpc get, unexpected failure": { path: GET, headers: { "content-type": "application/grpc" }, body: envelope(getBinary("boom")) },
   "grpc put, declined with metadata": { path: PUT, headers: { "content-type": "application/grpc" }, body: envelope(putBinary("declined", new Uint8Array())) },
   "grpc put": { path: PUT, headers: { "content-type": "application/grpc" }, body: envelope(putBinary("k", Buffer.from("v"))) },
@@ -272,6 +276,15 @@ describe("the lean unary path answers as connect-node does", () => {
     expect(answer.trailers["grpc-status"]).toBe("0");
     const viaJson = await sendH1(lean.h1Port, CONNECT_CALLS["json get"]!);
     expect(JSON.parse(Buffer.from(viaJson.body, "base64").toString()).context).toBe(Buffer.from("r=2 t=- x=seen").toString("base64"));
+  });
+
+  it("answers a key without a value with NotFound and the key in the message (not a test of equal silence)", async () => {
+    const viaJson = await sendH1(lean.h1Port, CONNECT_CALLS["json get, not found"]!);
+    expect(viaJson.status).toBe(404);
+    expect(JSON.parse(Buffer.from(viaJson.body, "base64").toString())).toEqual({ code: "not_found", message: 'key not found: "missing"' });
+    const viaGrpc = await sendH2(lean.session, GRPC_CALLS["grpc get, not found"]!);
+    expect(viaGrpc.trailers["grpc-status"]).toBe(String(Code.NotFound));
+    expect(decodeURIComponent(String(viaGrpc.trailers["grpc-message"]))).toBe('key not found: "missing"');
   });
 
   it("answers fuzzed bodies alike, in every protocol", async () => {

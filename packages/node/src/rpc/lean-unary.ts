@@ -25,7 +25,7 @@ import { create, type DescMessage, fromBinary, fromJson, type JsonValue, type Me
 import { KVService } from "@dynamo-ts/proto";
 import type { Logger } from "../observability/log.js";
 import { readBody } from "./kv-http.js";
-import type { KvCall, KvOperations } from "./kv-operations.js";
+import { type KvCall, KeyNotFound, type KvOperations } from "./kv-operations.js";
 import { isBase64 } from "./rpc-handler.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 
@@ -140,11 +140,16 @@ async function serve(options: LeanUnaryOptions, method: Method, protocol: Protoc
     try {
       const input = decodeInput(method, protocol, await readRequest(req, protocol, options.readMaxBytes));
       const output = await method.run(input as never, call);
+      if (output instanceof KeyNotFound) {
+        code = codeToString(output.code);
+        answerError(res, protocol, output.code, output.message, undefined);
+        return;
+      }
       body = encodeOutput(method.output, protocol, output as MessageInitShape<DescMessage>);
     } catch (err) {
       const error = asConnectError(err, method, options.log);
       code = codeToString(error.code);
-      answerError(res, protocol, error);
+      answerError(res, protocol, error.code, error.rawMessage, error.metadata);
       return;
     }
     answer(res, protocol, body);
@@ -268,14 +273,17 @@ function answer(res: NodeResponse, protocol: Protocol, body: Uint8Array): void {
   res.end(body);
 }
 
-/** Connect's error answer (a JSON body, the metadata as headers) or gRPC's (status and metadata in trailers). */
-function answerError(res: NodeResponse, protocol: Protocol, error: ConnectError): void {
+/**
+ * Connect's error answer (a JSON body, the metadata as headers) or gRPC's (status and metadata in
+ * trailers), for an error's code, message (without connect's "[code]" prefix) and metadata.
+ */
+function answerError(res: NodeResponse, protocol: Protocol, code: Code, rawMessage: string, errorMetadata: Headers | undefined): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const metadata: Record<string, string> = {};
-  error.metadata.forEach((value, name) => {
+  errorMetadata?.forEach((value, name) => {
     if (!PROTOCOL_HEADERS.has(name)) metadata[name] = value;
   });
   if (protocol === "grpc") {
@@ -283,16 +291,16 @@ function answerError(res: NodeResponse, protocol: Protocol, error: ConnectError)
     h2.writeHead(200, { "content-type": "application/grpc+proto" });
     h2.addTrailers({
       ...metadata,
-      "grpc-status": String(error.code),
-      ...(error.rawMessage === "" ? {} : { "grpc-message": encodeURIComponent(error.rawMessage) }),
+      "grpc-status": String(code),
+      ...(rawMessage === "" ? {} : { "grpc-message": encodeURIComponent(rawMessage) }),
     });
     h2.end();
     return;
   }
-  const json: Record<string, string> = { code: codeToString(error.code) };
-  if (error.rawMessage !== "") json.message = error.rawMessage;
+  const json: Record<string, string> = { code: codeToString(code) };
+  if (rawMessage !== "") json.message = rawMessage;
   const body = Buffer.from(JSON.stringify(json));
-  (res as http.ServerResponse).writeHead(codeToHttpStatus(error.code), {
+  (res as http.ServerResponse).writeHead(codeToHttpStatus(code), {
     ...metadata,
     "content-type": "application/json",
     "content-length": String(body.byteLength),

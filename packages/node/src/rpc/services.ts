@@ -18,7 +18,7 @@ import { type AdminSources, adminService } from "./admin-service.js";
 import { registerReflection } from "./reflection.js";
 import { connectHeaders, type Credentials } from "./credentials.js";
 import { requireInternal } from "./call-context.js";
-import type { KvCall, KvOperations } from "./kv-operations.js";
+import { type KvCall, KeyNotFound, type KvOperations } from "./kv-operations.js";
 import type { MessageLimits } from "./message-limits.js";
 import type { LocalReplica } from "../local/replica.js";
 import { applyReplicaWrite, decodeRecord, type ForwardedWriteCoordinator, readReplicaRecord, serveReplicaStream } from "./replica-stream/server.js";
@@ -57,7 +57,11 @@ export function registerKvService(router: ConnectRouter, kv: KvOperations, readM
   router.service(
     KVService,
     {
-      get: (req, ctx) => kv.get(req, callOf(ctx)),
+      async get(req, ctx) {
+        const answer = await kv.get(req, callOf(ctx));
+        if (answer instanceof KeyNotFound) throw answer.toError();
+        return answer;
+      },
       put: (req, ctx) => kv.put(req, callOf(ctx)),
       delete: (req, ctx) => kv.delete(req, callOf(ctx)),
     },
