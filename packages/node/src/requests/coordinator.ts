@@ -383,63 +383,60 @@ export class Coordinator {
     if (stored !== undefined) tracker.success(stored, stored);
     const used = new Set<string>(replicas);
     const failed = new Set<string>();
-    const writeSlot = async (primary: string): Promise<string> => {
+    const write = (target: string, hintFor: string | undefined) => this.deps.replicas.endpoint(target).write(key, record, hintFor, deadline.replicaSignal);
+    // A slot whose primary failed (primaryTried) or is believed down: the next stand-in, until one
+    // takes the write (as a hint for the primary). Prefers a fallback the failure detector
+    // believes up; failing that, one it believes down (it may be back already); failing that,
+    // the primary itself, if it was not tried.
+    const standIn = async (primary: string, primaryTried: boolean, lastError: unknown): Promise<string> => {
       let target = primary;
-      let lastError: unknown;
-      let primaryTried = false;
       for (;;) {
-        const hintFor = target === primary ? undefined : primary;
-        if (target !== primary || primaryTried || this.deps.replicas.isAvailable(primary)) {
-          if (target === primary) primaryTried = true;
-          try {
-            await this.deps.replicas.endpoint(target).write(key, record, hintFor, deadline.replicaSignal);
-            if (hintFor) this.deps.metrics.count("hinted_writes");
-            return target;
-          } catch (err) {
-            lastError = err;
-            if (deadline.replicaSignal.aborted) throw err;
-          }
-        }
         failed.add(target);
-        // Prefer a fallback the failure detector believes up; failing that, try one it
-        // believes down (it may be back already) rather than give up on the slot.
-        const standIn = (usable: (node: string) => boolean) =>
+        const candidate = (usable: (node: string) => boolean) =>
           ring
             .sloppyPreferenceList(key, this.options.n, (node) => !failed.has(node) && (node === self || usable(node)))
             .find((p) => p.standsInFor === primary && !used.has(p.node));
-        const fallback = standIn((node) => this.deps.replicas.isAvailable(node)) ?? standIn(() => true);
-        if (!fallback) {
-          // Last resort: the primary the detector believed down may be back already.
-          if (!primaryTried) {
-            target = primary;
-            primaryTried = true;
-            continue;
-          }
+        const fallback = candidate((node) => this.deps.replicas.isAvailable(node)) ?? candidate(() => true);
+        if (fallback) {
+          used.add(fallback.node);
+          target = fallback.node;
+        } else if (!primaryTried) {
+          target = primary;
+          primaryTried = true;
+        } else {
           throw lastError ?? new ConnectError(`${primary} is down and no fallback node is available`, Code.Unavailable);
         }
-        used.add(fallback.node);
-        target = fallback.node;
+        try {
+          await write(target, target === primary ? undefined : primary);
+          if (target !== primary) this.deps.metrics.count("hinted_writes");
+          return target;
+        } catch (err) {
+          lastError = err;
+          if (deadline.replicaSignal.aborted) throw err;
+        }
       }
     };
     // A slot that fails for good leaves its replica without the write: the coordinator then
     // keeps a hint for it itself, so it still gets the write when it returns. That hint does
     // not count towards W (only a write on another node protects against losing this one).
-    const calls = others.map(
-      (node) =>
-        [
-          node,
-          writeSlot(node).catch(async (err: unknown) => {
-            await this.deps.replicas
-              .endpoint(self)
-              .write(key, record, node, deadline.replicaSignal)
-              .then(
-                () => this.deps.metrics.count("coordinator_hints"),
-                () => this.deps.metrics.count("coordinator_hints_failed"),
-              );
-            throw err;
-          }),
-        ] as const,
-    );
+    const keepHint =
+      (node: string) =>
+      async (err: unknown): Promise<never> => {
+        await write(self, node).then(
+          () => this.deps.metrics.count("coordinator_hints"),
+          () => this.deps.metrics.count("coordinator_hints_failed"),
+        );
+        throw err;
+      };
+    // The common case, the primary up and taking the write, costs one reaction: no async frame.
+    const writeSlot = (primary: string): Promise<string> => {
+      if (!this.deps.replicas.isAvailable(primary)) return standIn(primary, false, undefined).catch(keepHint(primary));
+      return write(primary, undefined).then(
+        () => primary,
+        (err: unknown) => (deadline.replicaSignal.aborted ? keepHint(primary)(err) : standIn(primary, true, err).catch(keepHint(primary))),
+      );
+    };
+    const calls = others.map((node) => [node, writeSlot(node)] as const);
     this.writeToPendingOwners(key, record, ring, replicas, deadline);
     await waitForQuorum(tracker, calls, deadline);
     if (tracker.state !== "met") throw quorumError(verb, tracker, deadline);

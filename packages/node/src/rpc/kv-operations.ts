@@ -136,11 +136,15 @@ export function coordinateForwarded(coordinator: Pick<Coordinator, "write">, def
  * Runs a write; when it was forwarded by another node, its error says whether this node
  * coordinated it (the error is the write's outcome) or declined it (try another replica).
  */
-async function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promise<T> {
+function coordinate<T>(forwarded: boolean, write: () => Promise<T>): Promise<T> {
+  // A client's own write needs no wrapper (an async frame per write is a cost per request).
+  return forwarded ? labelOutcome(write) : write();
+}
+
+async function labelOutcome<T>(write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (err) {
-    if (!forwarded) throw err;
     const ce = ConnectError.from(err);
     ce.metadata.set(FORWARD_OUTCOME_HEADER, isNotCoordinated(err) ? "declined" : "answered");
     throw ce;
