@@ -73,6 +73,31 @@ describe("coordinator: writes", () => {
     expect(bench.writes.filter((w) => w.hintFor === failing)).toHaveLength(1);
   });
 
+  it("tries the next stand-in when a fallback fails too", async () => {
+    const bench = new CoordinatorBench({ nodes: NODES, self: "n1" });
+    const key = bench.keyWhere((p) => p[0] === "n1");
+    const [, failing] = bench.ring.preferenceList(key, 3);
+    bench.replica(failing!).behaviour = "down";
+    const firstStandIn = bench.ring.sloppyPreferenceList(key, 3, (node) => node !== failing).find((p) => p.standsInFor === failing)!.node;
+    bench.replica(firstStandIn).behaviour = "down";
+    await bench.put(key, "v", { w: 3 });
+    // The write the primary and its first stand-in failed is taken by another node outside the preference list.
+    const taken = bench.writes.filter((w) => w.hintFor === failing).map((w) => w.node);
+    expect(taken).toHaveLength(1);
+    expect([failing, firstStandIn, ...bench.ring.preferenceList(key, 3)]).not.toContain(taken[0]);
+    expect(bench.metrics.get("hinted_writes")).toBe(1);
+  });
+
+  it("tries a primary believed down as a last resort when no stand-in is left, and counts it if it answers", async () => {
+    // Three nodes, N=3: no node outside the preference list to stand in.
+    const bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" });
+    bench.believedDown.add("n3");
+    await bench.put("k", "v", { w: 3 });
+    expect(bench.valuesOn("n3", "k")).toEqual(["v"]);
+    expect(bench.writes.filter((w) => w.node === "n3").map((w) => w.hintFor)).toEqual([undefined]);
+    expect(bench.metrics.get("hinted_writes")).toBe(0);
+  });
+
   it("keeps a hint itself when no fallback is left, without counting it towards W", async () => {
     // Three nodes, N=3: no node outside the preference list to stand in.
     const bench = new CoordinatorBench({ nodes: ["n1", "n2", "n3"], self: "n1" });
