@@ -22,6 +22,11 @@ export interface BenchOptions {
   /** Unmeasured time at the start of every measured phase (load excepted). */
   readonly warmupMs: number;
   readonly concurrency: number;
+  /**
+   * Workload operations started per second, all clients together, on a fixed schedule (open
+   * loop; latency counts from when each was due). Undefined: closed loop, as fast as the clients go.
+   */
+  readonly rate?: number;
   readonly valueSize: number;
   /** Overrides each workload's own key distribution. */
   readonly distribution?: Distribution;
@@ -235,6 +240,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
         runPhase({
           name: `workload ${name}`,
           concurrency: options.concurrency,
+          ...(options.rate === undefined ? {} : { rate: options.rate }),
           limits: workloadLimits,
           signal,
           onProgress: hooks.onProgress,

@@ -26,6 +26,9 @@ Options:
   --duration D              Length of each workload (default ${DEFAULT_DURATION_MS / 1000}s unless --operations): 30, 30s, 500ms, 2m
   --warmup D                Unmeasured start of each workload and ceiling (default ${DEFAULT_OPTIONS.warmupMs / 1000}s)
   --concurrency N           Operations in flight (closed loop) (default ${DEFAULT_OPTIONS.concurrency})
+  --rate OPS                Start workload operations at this rate (per second, all clients together)
+                            instead of back to back, at most --concurrency at once; latency counts
+                            from when each was due, so falling behind shows (default: closed loop)
   --value-size BYTES        Size of each value written (default ${DEFAULT_OPTIONS.valueSize})
   --distribution D          zipfian, uniform or latest for every workload (default: each workload's own)
   --r N, --w N              Read / write quorum per request (default: the node's)
@@ -107,6 +110,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
         duration: { type: "string" },
         warmup: { type: "string" },
         concurrency: { type: "string" },
+        rate: { type: "string" },
         "value-size": { type: "string" },
         distribution: { type: "string" },
         r: { type: "string" },
@@ -178,6 +182,10 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
     if (!ceilings.includes(item as Ceiling)) ceilings.push(item as Ceiling);
   }
 
+  const rateText = str("rate");
+  if (rateText !== undefined && !(/^\d+(\.\d+)?$/.test(rateText) && Number(rateText) > 0 && Number.isFinite(Number(rateText)))) {
+    throw new BenchUsageError(`--rate must be a positive number of operations per second, got '${rateText}'`);
+  }
   const duration = str("duration");
   const keyPrefix = str("key-prefix");
   if (keyPrefix !== undefined && keyPrefix === "") throw new BenchUsageError("--key-prefix must not be empty");
@@ -188,6 +196,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
     durationMs: duration === undefined ? undefined : parseDuration(duration, "duration"),
     warmupMs: str("warmup") === undefined ? DEFAULT_OPTIONS.warmupMs : parseDuration(str("warmup")!, "warmup"),
     concurrency: parseInteger(str("concurrency"), "concurrency", 1) ?? DEFAULT_OPTIONS.concurrency,
+    ...(rateText === undefined ? {} : { rate: Number(rateText) }),
     valueSize: parseInteger(str("value-size"), "value-size", 0) ?? DEFAULT_OPTIONS.valueSize,
     distribution: distribution as Distribution | undefined,
     r: parseInteger(str("r"), "r", 1),

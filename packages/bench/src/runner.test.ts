@@ -8,6 +8,74 @@ function fakeClock() {
   return { clock: () => now, advance: (ms: number) => (now += ms) };
 }
 
+describe("runPhase at a target rate", () => {
+  it("starts operations on the schedule and counts latency from when each was due", async () => {
+    const time = fakeClock();
+    const starts: number[] = [];
+    const result = await runPhase({
+      name: "paced",
+      concurrency: 1,
+      rate: 100,
+      limits: { durationMs: 1_000 },
+      clock: time.clock,
+      wait: async (ms) => void time.advance(ms),
+      createSource: () => (): Step => ({
+        kind: "op",
+        execute: async () => {
+          starts.push(time.clock());
+          time.advance(5);
+        },
+      }),
+    });
+    // One every 10 ms for 1 s, each started when due; a closed loop would have run 200.
+    expect(result.operations).toBe(100);
+    expect(starts.slice(0, 3)).toEqual([1_000, 1_010, 1_020]);
+    expect(result.latency.op!.maxMs).toBe(5);
+    expect(result.targetRate).toBe(100);
+  });
+
+  it("counts the wait of an operation that fell behind the schedule in its latency, and stops at the end", async () => {
+    const time = fakeClock();
+    const result = await runPhase({
+      name: "behind",
+      concurrency: 1,
+      rate: 100,
+      limits: { durationMs: 200 },
+      clock: time.clock,
+      wait: async (ms) => void time.advance(ms),
+      createSource: () => (): Step => ({ kind: "op", execute: async () => void time.advance(20) }),
+    });
+    // Due every 10 ms, each takes 20: the k-th starts at 20k, is due at 10k and ends at 20k + 20.
+    // Started until the end (200 ms): 10 operations; the last one waited 90 ms for its turn.
+    expect(result.operations).toBe(10);
+    expect(result.latency.op!.maxMs).toBe(110);
+    expect(result.latency.op!.p50Ms).toBeGreaterThanOrEqual(60);
+  });
+
+  it("spreads the schedule over the workers: the rate is for all of them together", async () => {
+    let n = 0;
+    const result = await runPhase({
+      name: "spread",
+      concurrency: 4,
+      rate: 400,
+      limits: { operations: 40 },
+      createSource: () => (): Step => ({ kind: "op", execute: async () => void n++ }),
+    });
+    expect(n).toBe(40);
+    expect(result.operations).toBe(40);
+    // 40 operations at 400/s: about 0.1 s (with timers' slack), not 40 back to back.
+    expect(result.durationMs).toBeGreaterThanOrEqual(90);
+  });
+
+  it("refuses a rate that is not a positive number", async () => {
+    for (const rate of [0, -5, Number.NaN, Infinity]) {
+      await expect(
+        runPhase({ name: "bad", concurrency: 1, rate, limits: { operations: 1 }, createSource: () => () => ({ kind: "op", execute: async () => {} }) }),
+      ).rejects.toThrow(PhaseConfigError);
+    }
+  });
+});
+
 describe("runPhase", () => {
   it("runs exactly the operation count over all workers and records latency per kind", async () => {
     const time = fakeClock();

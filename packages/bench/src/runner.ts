@@ -1,6 +1,7 @@
-// The closed-loop driver every phase runs on: `concurrency` workers, each issuing its next
-// operation as soon as the previous one finished, until the operation count or the duration
-// is reached. Latencies are recorded per operation kind; failures are counted by error code.
+// The driver every phase runs on: `concurrency` workers, each issuing its next operation as soon
+// as the previous one finished (closed loop), or, with a target rate, when the next operation of
+// a fixed schedule is due, until the operation count or the duration is reached. Latencies are
+// recorded per operation kind; failures are counted by error code.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type LatencySummary, LatencyRecorder } from "./latency.js";
 
@@ -58,6 +59,16 @@ export interface PhaseOptions {
   readonly clock?: () => number;
   /** Called once, as the first measured operation (the first after the warm-up) is issued. */
   readonly onMeasureStart?: () => void;
+  /**
+   * Operations per second to start, all workers together, on a fixed schedule from the phase's
+   * start (the n-th is due n / rate seconds in). A worker takes the next due operation when it is
+   * free, and its latency counts from when it was due, not from when it was sent: a system that
+   * falls behind the schedule shows it in the latencies (no coordinated omission, as in wrk2).
+   * Undefined: closed loop, each worker's next operation as soon as its last one finished.
+   */
+  readonly rate?: number;
+  /** Waits this many milliseconds (on `clock`); injectable with the clock. Default: a timer. */
+  readonly wait?: (ms: number) => Promise<void>;
 }
 
 export interface ErrorCounts {
@@ -86,6 +97,8 @@ export interface PhaseResult {
   readonly latency: Readonly<Record<string, LatencySummary>>;
   /** True when the run was interrupted before its limits. */
   readonly interrupted: boolean;
+  /** The rate operations were scheduled at (PhaseOptions.rate); absent in a closed loop. */
+  readonly targetRate?: number;
 }
 
 export class PhaseConfigError extends Error {
@@ -112,6 +125,9 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
   }
   if (limits.durationMs !== undefined && !(limits.durationMs >= 0))
     throw new PhaseConfigError(`${name}: duration must be non-negative, got ${limits.durationMs}`);
+  const { rate } = options;
+  if (rate !== undefined && !(Number.isFinite(rate) && rate > 0)) throw new PhaseConfigError(`${name}: rate must be a positive number, got ${rate}`);
+  const wait = options.wait ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
 
   const clock = options.clock ?? (() => performance.now());
   const startedAt = clock();
@@ -141,9 +157,23 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     return now < stopIssuingAt && (limits.operations === undefined || issued < limits.operations);
   };
 
+  // With a rate: the schedule's next operation (its number); each worker takes one when free.
+  let scheduled = 0;
+  /** When this worker's next operation starts: now (closed loop), or when the next scheduled one is due. */
+  const nextStart = async (): Promise<number> => {
+    if (rate === undefined) return clock();
+    const due = startedAt + (scheduled++ * 1000) / rate;
+    // Not for a slot past the end (mayIssue(due) stops the worker), and in steps, so that an
+    // interrupt is seen within 100 ms even at a low rate.
+    if (due >= stopIssuingAt) return due;
+    for (let ahead = due - clock(); ahead > 0 && !options.signal?.aborted; ahead = due - clock()) await wait(Math.min(ahead, 100));
+    // Behind the schedule at the end: stop there rather than run on to catch up.
+    return clock() < stopIssuingAt ? due : stopIssuingAt;
+  };
+
   const worker = async (index: number): Promise<void> => {
     const source = options.createSource(index);
-    for (let begin = clock(); mayIssue(begin); begin = clock()) {
+    for (let begin = await nextStart(); mayIssue(begin); begin = await nextStart()) {
       const measured = begin >= measureFrom;
       if (measured) {
         issued++;
@@ -223,5 +253,6 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
     siblingReads,
     latency,
     interrupted,
+    ...(rate === undefined ? {} : { targetRate: rate }),
   };
 }
