@@ -5,7 +5,9 @@
 // keys out of 100,000; puts, then gets of the keys the puts wrote. dynamo-ts is called over
 // Connect JSON on HTTP/1.1 (POST /dynamo.v1.KVService/Put and /Get), etcd over its v3 JSON
 // gateway (POST /v3/kv/put and /v3/kv/range). Prints requests/s, latency, the servers' CPU time
-// per request (user + system of the server processes, from /proc, over each load) and the ratios.
+// per request (user + system of the server processes, from /proc, over each load) and the ratios;
+// then each system's no-op ceiling under the same load (GET /livez on a dynamo-ts node, GET
+// /version on etcd): what its HTTP serving alone allows on this machine.
 //
 //   npm run bench:peers -- [--duration 10] [--runs 1] [--connections 11] [--systems dynamo,etcd]
 //
@@ -32,6 +34,7 @@ const HELP = `Usage: npm run bench:peers -- [options]
   --dynamo-base-port P  first dynamo-ts port (default 7301)
   --etcd-base-port P    first etcd client port (default 23791; peers use P+10..)
   --node-args "..."   extra flags for every dynamo-ts node (e.g. "--sync")
+  --no-ceiling        skip the no-op ceiling load (GET /livez, GET /version) after the runs
   --json              print the result as JSON on stdout
 Needs wrk and etcd (Debian packages wrk, etcd-server) and a built workspace (npm run build).
 `;
@@ -48,6 +51,7 @@ const { values: opt } = parseArgs({
     "dynamo-base-port": { type: "string", default: "7301" },
     "etcd-base-port": { type: "string", default: "23791" },
     "node-args": { type: "string", default: "" },
+    "no-ceiling": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -132,7 +136,10 @@ async function waitFor(url, init, what) {
 const valueBytes = Buffer.alloc(VALUE_SIZE, "v");
 const b64 = (s) => Buffer.from(s).toString("base64");
 
-/** A wrk Lua script: random keys out of KEYS, one JSON body per request, a JSON summary at the end. */
+/**
+ * A wrk Lua script: random keys out of KEYS, one JSON body per request (POST; a bodyless GET when
+ * bodyLua is undefined), a JSON summary at the end.
+ */
 function wrkScript(path, bodyLua, okStatuses = [200]) {
   return `
 local keys = ${KEYS}
@@ -160,7 +167,7 @@ end
 function init(args) math.randomseed(os.time() * 1000 + id) end
 function request()
   local key = "bench-" .. math.random(1, keys)
-  return wrk.format("POST", "${path}", headers, ${bodyLua})
+  return ${bodyLua === undefined ? `wrk.format("GET", "${path}")` : `wrk.format("POST", "${path}", headers, ${bodyLua})`}
 end
 function response(status, headers, body)
   if ${okStatuses.map((c) => `status ~= ${c}`).join(" and ")} then bad = bad + 1 end
@@ -224,6 +231,13 @@ async function measure(system, pids, endpoints, scripts) {
       rows.push({ system, op, run, ...result, cpuMsPerRequest: (cpu * 1000) / Math.max(1, result.requests) });
     }
   }
+  if (!opt["no-ceiling"]) {
+    log(`${system}: no-op ceiling (${scripts.ceilingPath}, ${endpoints.length} × wrk -t1 -c${CONNECTIONS} -d${DURATION}s)`);
+    const cpu0 = totalCpu(pids);
+    const result = await load(endpoints, scripts.ceiling);
+    const cpu = totalCpu(pids) - cpu0;
+    rows.push({ system, op: "ceiling", run: 1, ...result, cpuMsPerRequest: (cpu * 1000) / Math.max(1, result.requests) });
+  }
   return rows;
 }
 
@@ -252,7 +266,10 @@ async function benchDynamo() {
   const scripts = {
     put: join(work, "dynamo-put.lua"),
     get: join(work, "dynamo-get.lua"),
+    ceiling: join(work, "dynamo-ceiling.lua"),
+    ceilingPath: "GET /livez",
   };
+  writeFileSync(scripts.ceiling, wrkScript("/livez", undefined));
   writeFileSync(scripts.put, wrkScript("/dynamo.v1.KVService/Put", `'{"key":"' .. key .. '","value":"' .. value .. '"}'`));
   writeFileSync(scripts.get, wrkScript("/dynamo.v1.KVService/Get", `'{"key":"' .. key .. '"}'`, [200, 404]));
   try {
@@ -301,7 +318,8 @@ async function benchEtcd() {
   } catch (err) {
     throw new Error(`${err.message}\n${procs.map((p) => p.tailOfStderr()).join("\n")}`);
   }
-  const scripts = { put: join(work, "etcd-put.lua"), get: join(work, "etcd-get.lua") };
+  const scripts = { put: join(work, "etcd-put.lua"), get: join(work, "etcd-get.lua"), ceiling: join(work, "etcd-ceiling.lua"), ceilingPath: "GET /version" };
+  writeFileSync(scripts.ceiling, wrkScript("/version", undefined));
   writeFileSync(scripts.put, wrkScript("/v3/kv/put", `'{"key":"' .. base64(key) .. '","value":"' .. value .. '"}'`));
   writeFileSync(scripts.get, wrkScript("/v3/kv/range", `'{"key":"' .. base64(key) .. '"}'`));
   try {
@@ -341,10 +359,23 @@ for (const op of ["put", "get"]) {
   const e = summary[`etcd ${op}`];
   if (d && e) ratios[op] = { throughput: mean(d.perSecond) / mean(e.perSecond), cpuPerRequest: mean(d.cpuMsPerRequest) / mean(e.cpuMsPerRequest) };
 }
+// Each system's operations as a share of its own no-op ceiling (the same load on a trivial endpoint).
+const ceilings = {};
+for (const system of ["dynamo-ts", "etcd"]) {
+  const c = summary[`${system} ceiling`];
+  const put = summary[`${system} put`];
+  const get = summary[`${system} get`];
+  if (c && put && get)
+    ceilings[system] = {
+      path: system === "etcd" ? "GET /version" : "GET /livez",
+      put: mean(put.perSecond) / mean(c.perSecond),
+      get: mean(get.perSecond) / mean(c.perSecond),
+    };
+}
 if (opt.json) {
   console.log(
     JSON.stringify(
-      { settings: { duration: DURATION, warmup: WARMUP, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios },
+      { settings: { duration: DURATION, warmup: WARMUP, runs: RUNS, connections: CONNECTIONS, keys: KEYS, valueSize: VALUE_SIZE }, rows, ratios, ceilings },
       null,
       2,
     ),
@@ -363,4 +394,6 @@ if (opt.json) {
   }
   for (const [op, r] of Object.entries(ratios))
     console.log(`${op}: dynamo-ts / etcd = ${fmt(r.throughput, 2)}× requests/s, ${fmt(r.cpuPerRequest, 2)}× CPU per request`);
+  for (const [system, c] of Object.entries(ceilings))
+    console.log(`${system}: puts at ${fmt(c.put, 2)} and gets at ${fmt(c.get, 2)} of its no-op ceiling's requests/s (${c.path})`);
 }
