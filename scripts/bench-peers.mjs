@@ -134,6 +134,8 @@ async function waitFor(url, init, what) {
 }
 
 const valueBytes = Buffer.alloc(VALUE_SIZE, "v");
+/** Each system's no-op endpoint: its ceiling is the same load on it. */
+const CEILING_PATHS = { "dynamo-ts": "/livez", etcd: "/version" };
 const b64 = (s) => Buffer.from(s).toString("base64");
 
 /**
@@ -232,7 +234,7 @@ async function measure(system, pids, endpoints, scripts) {
     }
   }
   if (!opt["no-ceiling"]) {
-    log(`${system}: no-op ceiling (${scripts.ceilingPath}, ${endpoints.length} × wrk -t1 -c${CONNECTIONS} -d${DURATION}s)`);
+    log(`${system}: no-op ceiling (GET ${CEILING_PATHS[system]}, ${endpoints.length} × wrk -t1 -c${CONNECTIONS} -d${DURATION}s)`);
     const cpu0 = totalCpu(pids);
     const result = await load(endpoints, scripts.ceiling);
     const cpu = totalCpu(pids) - cpu0;
@@ -267,9 +269,8 @@ async function benchDynamo() {
     put: join(work, "dynamo-put.lua"),
     get: join(work, "dynamo-get.lua"),
     ceiling: join(work, "dynamo-ceiling.lua"),
-    ceilingPath: "GET /livez",
   };
-  writeFileSync(scripts.ceiling, wrkScript("/livez", undefined));
+  writeFileSync(scripts.ceiling, wrkScript(CEILING_PATHS["dynamo-ts"], undefined));
   writeFileSync(scripts.put, wrkScript("/dynamo.v1.KVService/Put", `'{"key":"' .. key .. '","value":"' .. value .. '"}'`));
   writeFileSync(scripts.get, wrkScript("/dynamo.v1.KVService/Get", `'{"key":"' .. key .. '"}'`, [200, 404]));
   try {
@@ -318,8 +319,8 @@ async function benchEtcd() {
   } catch (err) {
     throw new Error(`${err.message}\n${procs.map((p) => p.tailOfStderr()).join("\n")}`);
   }
-  const scripts = { put: join(work, "etcd-put.lua"), get: join(work, "etcd-get.lua"), ceiling: join(work, "etcd-ceiling.lua"), ceilingPath: "GET /version" };
-  writeFileSync(scripts.ceiling, wrkScript("/version", undefined));
+  const scripts = { put: join(work, "etcd-put.lua"), get: join(work, "etcd-get.lua"), ceiling: join(work, "etcd-ceiling.lua") };
+  writeFileSync(scripts.ceiling, wrkScript(CEILING_PATHS.etcd, undefined));
   writeFileSync(scripts.put, wrkScript("/v3/kv/put", `'{"key":"' .. base64(key) .. '","value":"' .. value .. '"}'`));
   writeFileSync(scripts.get, wrkScript("/v3/kv/range", `'{"key":"' .. base64(key) .. '"}'`));
   try {
@@ -361,13 +362,13 @@ for (const op of ["put", "get"]) {
 }
 // Each system's operations as a share of its own no-op ceiling (the same load on a trivial endpoint).
 const ceilings = {};
-for (const system of ["dynamo-ts", "etcd"]) {
+for (const [system, path] of Object.entries(CEILING_PATHS)) {
   const c = summary[`${system} ceiling`];
   const put = summary[`${system} put`];
   const get = summary[`${system} get`];
   if (c && put && get)
     ceilings[system] = {
-      path: system === "etcd" ? "GET /version" : "GET /livez",
+      path: `GET ${path}`,
       put: mean(put.perSecond) / mean(c.perSecond),
       get: mean(get.perSecond) / mean(c.perSecond),
     };

@@ -159,9 +159,8 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
 
   // With a rate: the schedule's next operation (its number); each worker takes one when free.
   let scheduled = 0;
-  /** When this worker's next operation starts: now (closed loop), or when the next scheduled one is due. */
-  const nextStart = async (): Promise<number> => {
-    if (rate === undefined) return clock();
+  /** With a rate: when this worker's next operation starts, the next scheduled one's due time (after waiting for it). */
+  const nextDue = async (rate: number): Promise<number> => {
     const due = startedAt + (scheduled++ * 1000) / rate;
     // Not for a slot past the end (mayIssue(due) stops the worker), and in steps, so that an
     // interrupt is seen within 100 ms even at a low rate.
@@ -173,7 +172,10 @@ export async function runPhase(options: PhaseOptions): Promise<PhaseResult> {
 
   const worker = async (index: number): Promise<void> => {
     const source = options.createSource(index);
-    for (let begin = await nextStart(); mayIssue(begin); begin = await nextStart()) {
+    for (;;) {
+      // A closed loop starts at once, without an await (a promise per operation in the load generator).
+      const begin = rate === undefined ? clock() : await nextDue(rate);
+      if (!mayIssue(begin)) break;
       const measured = begin >= measureFrom;
       if (measured) {
         issued++;

@@ -43,7 +43,7 @@ export function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Pro
   return replica.write(req.key, { set, encoded: req.record }, req.hintFor || undefined);
 }
 
-/** This replica's encoded sibling set for a key, empty when it has none; shared by Read and Stream. */
+/** This replica's encoded sibling set for a key, empty when it has none (Read; the stream encodes with encodeReadRecord in its own reaction). */
 export function readReplicaRecord(replica: ReplicaStore, req: ReadRequest): Promise<Uint8Array> {
   return replica.read(req.key).then(encodeReadRecord);
 }
