@@ -1,5 +1,5 @@
 export { DEFAULT_MAX_BATCH_SIZE, Storage } from "./storage.js";
-export type { StorageHealth, StorageOptions, StorageStats, StoredChange, StoredEntry, WriteFailureListener } from "./storage.js";
+export type { StorageHealth, StorageOptions, StorageStats, StoredChange, StoredEntry, StoredRecord, WriteFailureListener } from "./storage.js";
 export { STORAGE_FORMAT } from "./layout.js";
 export { ChurnTable } from "./churn-table.js";
 export {

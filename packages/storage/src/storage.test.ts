@@ -106,6 +106,26 @@ describe("update and get", () => {
     expect(store.stats()).toMatchObject({ batches: 1, operations: 1, writes: 1 });
   });
 
+  it("getRecord hands out the set with its bytes as stored: flushed, still pending, removed, absent", async () => {
+    const store = await openStore();
+    const plain = (bytes: Uint8Array) => expect(bytes.constructor).toBe(Uint8Array);
+    const written = store.update("k", write("n1", "v"));
+    const pending = await store.getRecord("k");
+    expect(values(pending?.set)).toEqual(["v"]);
+    expect(pending?.bytes).toEqual(encodeSiblingSet(pending!.set));
+    const change = await written;
+    const flushed = await store.getRecord("k");
+    expect(flushed?.bytes).toEqual(change.afterBytes);
+    expect(flushed?.set).toEqual(change.after);
+    plain(flushed!.bytes);
+    const removal = store.removeIf("k", () => true);
+    expect(await store.getRecord("k")).toBeUndefined();
+    expect(await removal).toBe(true);
+    expect(await store.getRecord("k")).toBeUndefined();
+    expect(await store.getRecord("absent")).toBeUndefined();
+    await expect(store.getRecord("bad\uD800")).rejects.toThrow(StorageInputError);
+  });
+
   it("round-trips non-ASCII keys and rejects keys that are not well-formed Unicode", async () => {
     const store = await openStore();
     for (const key of ["", "ключ", "日本語", "emoji-😀"]) {
@@ -125,6 +145,7 @@ describe("update and get", () => {
     await raw.close();
     const store = await openStore(dir);
     await expect(store.get("k")).rejects.toThrow(StorageCorruptionError);
+    await expect(store.getRecord("k")).rejects.toThrow(StorageCorruptionError);
     await expect(store.merge("k", emptySet())).rejects.toThrow(/key "k" does not decode/);
   });
 });

@@ -42,7 +42,8 @@ import {
   type ExchangeResponse,
 } from "@dynamo-ts/proto";
 import { Ring } from "@dynamo-ts/ring";
-import { decodeSiblingSet, emptySet, type SiblingSet, sync } from "@dynamo-ts/vclock";
+import type { StoredRecord } from "@dynamo-ts/storage";
+import { decodeSiblingSet, emptySet, encodeSiblingSet, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AntiEntropy, antiEntropyService, replicaRanges, treeDepthFor } from "../background/anti-entropy/index.js";
@@ -214,8 +215,9 @@ class FakeReplica implements ReplicaStore {
     this.sets.set(key, sync(this.sets.get(key) ?? emptySet(), set));
   }
 
-  async read(key: string): Promise<SiblingSet | undefined> {
-    return this.sets.get(key);
+  async readRecord(key: string): Promise<StoredRecord | undefined> {
+    const set = this.sets.get(key);
+    return set === undefined ? undefined : { set, bytes: encodeSiblingSet(set) };
   }
 }
 

@@ -3,7 +3,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { HintStore } from "@dynamo-ts/hintstore";
 import { hashKey, TOKEN_SPACE } from "@dynamo-ts/ring";
-import type { Storage, StoredChange } from "@dynamo-ts/storage";
+import type { Storage, StoredChange, StoredRecord } from "@dynamo-ts/storage";
 import { emptySet, encodeSiblingSet, equalSets, isDeleted, resolveLastWriteWins, type SiblingSet, sync } from "@dynamo-ts/vclock";
 import type { ConflictResolution } from "../config.js";
 import { compareKeys, type ScanPage, type ScannedRecord, type ScanPosition } from "../requests/export.js";
@@ -103,18 +103,27 @@ export class LocalReplica implements ReplicaEndpoint {
   }
 
   read(key: string): Promise<SiblingSet | undefined> {
-    if (this.rebuild && !this.rebuild.serves(hashKey(key))) {
-      // What it holds (written since it started) it serves like any replica that may lag; an
-      // absent key it can't vouch for: it may be one it lost. Not Unavailable: this node is up
-      // and takes writes. Serving what it holds keeps a brand-new cluster (every node starts
-      // rebuilding until its co-replicas confirm) readable when a node dies in its first seconds.
-      return this.storage.get(key).then((set) => {
-        if (set !== undefined) return set;
-        this.metrics.count("replica_reads_refused_rebuilding");
-        throw new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition);
-      });
-    }
+    if (this.rebuild && !this.rebuild.serves(hashKey(key))) return this.storage.get(key).then((set) => this.servedWhileRebuilding(key, set));
     return this.storage.get(key);
+  }
+
+  /** read(), with the state's bytes as stored: what a peer's read is answered with (no encoding per read). */
+  readRecord(key: string): Promise<StoredRecord | undefined> {
+    if (this.rebuild && !this.rebuild.serves(hashKey(key))) return this.storage.getRecord(key).then((record) => this.servedWhileRebuilding(key, record));
+    return this.storage.getRecord(key);
+  }
+
+  /**
+   * A key of a range this node is rebuilding: what it holds (written since it started) it serves
+   * like any replica that may lag; an absent key it can't vouch for: it may be one it lost. Not
+   * Unavailable: this node is up and takes writes. Serving what it holds keeps a brand-new
+   * cluster (every node starts rebuilding until its co-replicas confirm) readable when a node
+   * dies in its first seconds.
+   */
+  private servedWhileRebuilding<T>(key: string, held: T | undefined): T {
+    if (held !== undefined) return held;
+    this.metrics.count("replica_reads_refused_rebuilding");
+    throw new ConnectError(`${this.nodeId} is rebuilding this key's range after starting without its data`, Code.FailedPrecondition);
   }
 
   /**

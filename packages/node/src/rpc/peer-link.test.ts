@@ -54,7 +54,7 @@ async function startPeer(leanCalls: boolean) {
                   next: () => Promise.reject(new ConnectError("the cluster secret is missing or wrong", Code.PermissionDenied)),
                 }),
               }
-            : serveReplicaStream({ write: () => Promise.resolve(), read: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
+            : serveReplicaStream({ write: () => Promise.resolve(), readRecord: () => Promise.resolve(undefined) }, requests, ctx.signal, undefined, (req) => {
                 coordinated.push(req);
                 return forwarded.coordinate(req);
               }),

@@ -13,7 +13,7 @@ import type { ReplicaStore } from "./server.js";
 
 const SECRET = "lean-stream-test-secret-0123456789";
 const READ_MAX_BYTES = 4096;
-const store: ReplicaStore = { read: async () => undefined, write: async () => {} };
+const store: ReplicaStore = { readRecord: async () => undefined, write: async () => {} };
 
 function envelope(flags: number, data: Uint8Array): Buffer {
   const out = Buffer.alloc(5 + data.byteLength);

@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { HintStore } from "@dynamo-ts/hintstore";
 import { type StreamRequest, ReplicaService } from "@dynamo-ts/proto";
-import type { Storage } from "@dynamo-ts/storage";
+import type { Storage, StoredRecord } from "@dynamo-ts/storage";
 import { decodeSiblingSet, encodeSiblingSet, liveValues, type SiblingSet, update } from "@dynamo-ts/vclock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { LocalReplica } from "../../local/replica.js";
@@ -23,6 +23,12 @@ const text = (data: Uint8Array) => new TextDecoder().decode(data);
 
 function version(value: string): SiblingSet {
   return update(undefined, new Map(), "n1", bytes(value), 1);
+}
+
+/** A stored record holding `version(value)`, as Storage.getRecord hands it out. */
+function record(value: string): StoredRecord {
+  const set = version(value);
+  return { set, bytes: encodeSiblingSet(set) };
 }
 
 /** A real Connect server on 127.0.0.1 serving only ReplicaService.Stream over `replica`. */
@@ -239,7 +245,7 @@ for (const [path, client] of PATHS)
     const waiting: Array<() => void> = [];
     const release = () => waiting.splice(0).forEach((resolve) => resolve());
     const stalled: ReplicaStore = {
-      read: () => new Promise<SiblingSet | undefined>((resolve) => waiting.push(() => resolve(version("late")))),
+      readRecord: () => new Promise<StoredRecord | undefined>((resolve) => waiting.push(() => resolve(record("late")))),
       write: () => Promise.resolve(),
     };
 
@@ -334,10 +340,10 @@ describe("serveReplicaStream", () => {
     const order: string[] = [];
     const store: ReplicaStore = {
       // "slow" completes after "fast" although it arrived first: ops do not wait for each other.
-      read: async (key) => {
+      readRecord: async (key) => {
         if (key === "slow") await new Promise((resolve) => setTimeout(resolve, 30));
         order.push(key);
-        return version(key);
+        return record(key);
       },
       write: () => Promise.resolve(),
     };
@@ -364,7 +370,7 @@ describe("serveReplicaStream", () => {
   });
 
   it("stops answering when the call is cancelled", async () => {
-    const store: ReplicaStore = { read: () => new Promise(() => {}), write: () => Promise.resolve() };
+    const store: ReplicaStore = { readRecord: () => new Promise(() => {}), write: () => Promise.resolve() };
     async function* requests(): AsyncIterable<StreamRequest> {
       yield {
         $typeName: "dynamo.v1.StreamRequest",

@@ -3,7 +3,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CoordinateRequest, ReadRequest, ReplicaOp, StreamRequest, StreamResponseSchema, WriteRequest } from "@dynamo-ts/proto";
-import { decodeSiblingSet, encodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
+import type { StoredRecord } from "@dynamo-ts/storage";
+import { decodeSiblingSet, InvalidEncodingError, type SiblingSet } from "@dynamo-ts/vclock";
 import type { LocalReplica } from "../../local/replica.js";
 import { isNotCoordinated } from "../../requests/coordinator.js";
 import { AsyncQueue } from "../../util/async-queue.js";
@@ -12,7 +13,7 @@ import { Batcher, type ResultInit, resultSize } from "./batching.js";
 type ResultBatchInit = MessageInitShape<typeof StreamResponseSchema>;
 
 /** What a replica op needs of the local replica. */
-export type ReplicaStore = Pick<LocalReplica, "write" | "read">;
+export type ReplicaStore = Pick<LocalReplica, "write" | "readRecord">;
 
 /**
  * Coordinates a client write another node forwarded on the stream (kv-operations.ts,
@@ -43,13 +44,15 @@ export function applyReplicaWrite(replica: ReplicaStore, req: WriteRequest): Pro
   return replica.write(req.key, { set, encoded: req.record }, req.hintFor || undefined);
 }
 
-/** This replica's encoded sibling set for a key, empty when it has none (Read; the stream encodes with encodeReadRecord in its own reaction). */
+/** This replica's sibling set for a key as stored, empty when it has none (Read and the stream's read ops). */
 export function readReplicaRecord(replica: ReplicaStore, req: ReadRequest): Promise<Uint8Array> {
-  return replica.read(req.key).then(encodeReadRecord);
+  return replica.readRecord(req.key).then(bytesOfRecord);
 }
 
-function encodeReadRecord(set: SiblingSet | undefined): Uint8Array {
-  return set ? encodeSiblingSet(set) : new Uint8Array();
+const NO_RECORD = new Uint8Array();
+
+function bytesOfRecord(record: StoredRecord | undefined): Uint8Array {
+  return record === undefined ? NO_RECORD : record.bytes;
 }
 
 /**
@@ -63,7 +66,7 @@ function answer(replica: ReplicaStore, coordinate: ForwardedWriteCoordinator | u
   try {
     switch (op.op.case) {
       case "read":
-        replica.read(op.op.value.key).then((set) => deliver({ id, result: { case: "read", value: { record: encodeReadRecord(set) } } }), failed);
+        replica.readRecord(op.op.value.key).then((record) => deliver({ id, result: { case: "read", value: { record: bytesOfRecord(record) } } }), failed);
         return;
       case "write":
         applyReplicaWrite(replica, op.op.value).then(() => deliver({ id, result: { case: "write", value: {} } }), failed);
