@@ -35,7 +35,14 @@ export interface BenchOptions {
   readonly seed: number;
   readonly workloads: readonly WorkloadName[];
   readonly protocol: Protocol;
-  /** The client's lean unary calls (Connect over HTTP/2); false: every call through connect-node. */
+  /**
+   * HTTP version of every call (gRPC needs 2). Default: 1.1 for Connect and gRPC-Web, 2 for gRPC.
+   * Node's HTTP/2 client keeps much of what each request allocates past a young-generation GC,
+   * so at high call rates its scavenges pause the load generator for 10-20 ms; its HTTP/1.1
+   * client does not (docs/performance.md, thirteenth pass).
+   */
+  readonly httpVersion?: "1.1" | "2";
+  /** The client's lean unary calls (Connect); false: every call through connect-node. */
   readonly leanClient: boolean;
   readonly timeoutMs: number;
   /** Keys are `${keyPrefix}${index}`; a fresh prefix per run keeps runs from creating siblings of each other's keys. */
@@ -120,6 +127,7 @@ export function reportedOptions(options: BenchOptions): ReportedOptions {
   const { credentials, ...rest } = options;
   return {
     ...rest,
+    httpVersion: httpVersionOf(options),
     credentials: { clusterSecret: credentials?.clusterSecret !== undefined, token: credentials?.token !== undefined, ca: credentials?.ca !== undefined },
   };
 }
@@ -147,6 +155,11 @@ export interface BenchHooks {
   readonly onPhaseEnd?: (result: PhaseResult) => void;
 }
 
+/** The HTTP version the run's calls use: the option, or 1.1 unless the protocol is gRPC. */
+export function httpVersionOf(options: Pick<BenchOptions, "protocol" | "httpVersion">): "1.1" | "2" {
+  return options.httpVersion ?? (options.protocol === "grpc" ? "2" : "1.1");
+}
+
 export class BenchSetupError extends Error {
   override name = "BenchSetupError";
 }
@@ -155,7 +168,15 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
   validate(options);
   const startedAt = new Date().toISOString();
   const clients = options.nodes.map(
-    (node) => new DynamoClient({ node, protocol: options.protocol, lean: options.leanClient, timeoutMs: options.timeoutMs, ...options.credentials }),
+    (node) =>
+      new DynamoClient({
+        node,
+        protocol: options.protocol,
+        httpVersion: httpVersionOf(options),
+        lean: options.leanClient,
+        timeoutMs: options.timeoutMs,
+        ...options.credentials,
+      }),
   );
   const { signal } = hooks;
   const phase = async <T extends PhaseResult>(name: string, detail: string, run: () => Promise<T>): Promise<T> => {
@@ -184,6 +205,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks = {}): P
           limits: ceilingLimits,
           node,
           protocol: options.protocol,
+          httpVersion: httpVersionOf(options),
           lean: options.leanClient,
           timeoutMs: options.timeoutMs,
           ...(options.credentials?.ca ? { ca: options.credentials.ca } : {}),
@@ -480,4 +502,5 @@ function validate(options: BenchOptions): void {
   if (!(Number.isFinite(options.timeoutMs) && options.timeoutMs > 0))
     throw new BenchSetupError(`timeout must be a positive number of ms, got ${options.timeoutMs}`);
   if (options.workloads.length === 0) throw new BenchSetupError("give at least one workload");
+  if (options.protocol === "grpc" && options.httpVersion === "1.1") throw new BenchSetupError("the gRPC protocol needs HTTP/2");
 }

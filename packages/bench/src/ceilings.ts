@@ -27,6 +27,8 @@ export interface CeilingRunOptions {
 export interface TransportCeilingOptions extends CeilingRunOptions {
   readonly node: string;
   readonly protocol: Protocol;
+  /** As DynamoClient's `httpVersion` option (default 2). */
+  readonly httpVersion?: "1.1" | "2";
   /** As DynamoClient's `lean` option (default true). */
   readonly lean?: boolean;
   readonly timeoutMs: number;
@@ -41,13 +43,14 @@ export interface TransportCeiling extends PhaseResult {
 
 /**
  * Health/Check at `concurrency` in flight over the transport DynamoClient itself uses
- * (createDynamoTransport of @dynamo-ts/client: HTTP/2, one session every worker shares), so
+ * (createDynamoTransport of @dynamo-ts/client, with the run's protocol and HTTP version), so
  * the ceiling is the client's stack, not a faster one.
  */
 export async function measureTransportCeiling(options: TransportCeilingOptions): Promise<TransportCeiling> {
   const { transport, close } = createDynamoTransport({
     node: options.node,
     protocol: options.protocol,
+    ...(options.httpVersion ? { httpVersion: options.httpVersion } : {}),
     lean: options.lean ?? true,
     ...(options.ca ? { ca: options.ca } : {}),
   });

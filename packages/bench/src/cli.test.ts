@@ -1,6 +1,6 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_OPTIONS } from "./bench.js";
+import { DEFAULT_OPTIONS, httpVersionOf, reportedOptions } from "./bench.js";
 import { BenchUsageError, EXIT, parseCommand, parseDuration, run } from "./cli.js";
 
 function io() {
@@ -73,6 +73,8 @@ describe("parseCommand", () => {
         "c,A, f",
         "--protocol",
         "grpc",
+        "--http-version",
+        "2",
         "--lean-client",
         "false",
         "--timeout-ms",
@@ -108,6 +110,7 @@ describe("parseCommand", () => {
       seed: 42,
       workloads: ["C", "A", "F"],
       protocol: "grpc",
+      httpVersion: "2",
       leanClient: false,
       timeoutMs: 900,
       keyPrefix: "k:",
@@ -124,6 +127,16 @@ describe("parseCommand", () => {
     expect(parseCommand(["--ceilings", "storage"]).options.ceilings).toEqual(["storage"]);
     expect(parseCommand(["--ceilings", "storage,transport,storage"]).options.ceilings).toEqual(["storage", "transport"]);
     expect(parseCommand(["--ceilings", "none"]).options.ceilings).toEqual([]);
+    expect(parseCommand(["--http-version", "1.1"]).options.httpVersion).toBe("1.1");
+  });
+
+  it("runs Connect and gRPC-Web over HTTP/1.1 and gRPC over HTTP/2 unless told otherwise", () => {
+    const versionOf = (args: string[]) => httpVersionOf(parseCommand(args).options);
+    expect(versionOf([])).toBe("1.1");
+    expect(versionOf(["--protocol", "grpc-web"])).toBe("1.1");
+    expect(versionOf(["--protocol", "grpc"])).toBe("2");
+    expect(versionOf(["--http-version", "2"])).toBe("2");
+    expect(reportedOptions(parseCommand([]).options).httpVersion).toBe("1.1");
   });
 
   it.each([
@@ -134,6 +147,8 @@ describe("parseCommand", () => {
     [["--distribution", "pareto"], /--distribution must be one of/],
     [["--protocol", "http3"], /--protocol/],
     [["--lean-client", "yes"], /--lean-client must be true or false/],
+    [["--http-version", "3"], /--http-version must be 1.1 or 2/],
+    [["--protocol", "grpc", "--http-version", "1.1"], /--protocol grpc needs --http-version 2/],
     [["--records", "0"], /--records must be an integer of at least 1/],
     [["--concurrency", "-3"], /concurrency/],
     [["--rate", "0"], /--rate must be a positive number/],

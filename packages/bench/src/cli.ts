@@ -35,6 +35,8 @@ Options:
   --seed N                  Seed of the operation and key sequences (default ${DEFAULT_OPTIONS.seed})
   --workloads LIST          Comma-separated, run in this order (default ${DEFAULT_OPTIONS.workloads.join(",").toLowerCase()})
   --protocol P              connect (default), grpc or grpc-web
+  --http-version V          1.1 or 2 (default 1.1, or 2 with --protocol grpc, which needs it): Node's
+                            HTTP/2 client makes long young-generation GC pauses in the load generator
   --lean-client BOOL        Connect unary calls through the client's lean calling side (default true);
                             false sends them through connect-node, for comparison
   --timeout-ms MS           Deadline of each request (default ${DEFAULT_OPTIONS.timeoutMs})
@@ -118,6 +120,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
         seed: { type: "string" },
         workloads: { type: "string" },
         protocol: { type: "string" },
+        "http-version": { type: "string" },
         "lean-client": { type: "string" },
         "timeout-ms": { type: "string" },
         "key-prefix": { type: "string" },
@@ -155,6 +158,10 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   const protocol = str("protocol") ?? DEFAULT_OPTIONS.protocol;
   if (!PROTOCOLS.includes(protocol as Protocol)) throw new BenchUsageError(`--protocol must be one of ${PROTOCOLS.join(", ")}, got '${protocol}'`);
 
+  const httpVersion = str("http-version");
+  if (httpVersion !== undefined && httpVersion !== "1.1" && httpVersion !== "2")
+    throw new BenchUsageError(`--http-version must be 1.1 or 2, got '${httpVersion}'`);
+  if (httpVersion === "1.1" && protocol === "grpc") throw new BenchUsageError("--protocol grpc needs --http-version 2");
   const leanClient = str("lean-client") ?? "true";
   if (leanClient !== "true" && leanClient !== "false") throw new BenchUsageError(`--lean-client must be true or false, got '${leanClient}'`);
 
@@ -204,6 +211,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
     seed: parseInteger(str("seed"), "seed", 0) ?? DEFAULT_OPTIONS.seed,
     workloads,
     protocol: protocol as Protocol,
+    ...(httpVersion === undefined ? {} : { httpVersion }),
     leanClient: leanClient === "true",
     timeoutMs: parseInteger(str("timeout-ms"), "timeout-ms", 1) ?? DEFAULT_OPTIONS.timeoutMs,
     keyPrefix: keyPrefix ?? freshKeyPrefix(),

@@ -86,7 +86,7 @@ export function formatReport(result: BenchResult): string {
   out.push(`dynamo-bench: ${c.nodes.join(",")} (N=${c.n} R=${c.r} W=${c.w}, node ${c.version || "version unknown"})`);
   out.push(
     `  ${o.concurrency} concurrent clients${o.rate === undefined ? "" : ` at a target of ${formatRate(o.rate)} ops/s (open loop)`}, ${integer.format(o.records)} records, ${o.valueSize}-byte values, ` +
-      `r=${o.r ?? "node default"} w=${o.w ?? "node default"}, ${o.protocol} protocol, seed ${o.seed}, warm-up ${seconds(o.warmupMs)} per phase`,
+      `r=${o.r ?? "node default"} w=${o.w ?? "node default"}, ${o.protocol} protocol over HTTP/${o.httpVersion ?? "2"}, seed ${o.seed}, warm-up ${seconds(o.warmupMs)} per phase`,
   );
   if (result.interrupted) out.push("  INTERRUPTED: the figures below cover only the part that ran.");
   out.push("");

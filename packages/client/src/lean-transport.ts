@@ -24,7 +24,7 @@ import { contentTypeUnaryProto, errorFromJsonBytes, protocolVersion, trailerDemu
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { VERSION } from "./version.js";
 
-const USER_AGENT = `dynamo-ts-client/${VERSION}`;
+export const USER_AGENT = `dynamo-ts-client/${VERSION}`;
 
 /**
  * A Transport whose unary calls take the lean path over `sessionManager` (the session the
@@ -37,6 +37,78 @@ export function leanUnaryTransport(fallback: Transport, sessionManager: Http2Ses
   };
 }
 
+/** A lean unary call being made: its encoded request and headers, and settling it once. */
+export interface UnaryCall {
+  readonly body: Uint8Array;
+  readonly headers: OutgoingHttpHeaders;
+  /** True once the call resolved or failed. */
+  readonly settled: boolean;
+  /** Marks the call settled (it is about to resolve): stops its timer and signal listener. */
+  finish(): void;
+  /** Fails the call unless it is settled: finish(), `abandon(err)`, then the rejection. */
+  fail(err: ConnectError): void;
+}
+
+/**
+ * What both lean calling sides (HTTP/2 here, HTTP/1.1 in lean-http1.ts) do before sending:
+ * connect-es's checks of the signal, the request's encoding and headers, the deadline's timer
+ * and the caller's signal, both failing the call through `abandon` (which ends the exchange on
+ * the wire). Undefined, with `reject` called, when the call ends before it is sent.
+ */
+export function startUnaryCall<I extends DescMessage>(
+  method: DescMethodUnary<I, DescMessage>,
+  signal: AbortSignal | undefined,
+  requestedTimeoutMs: number | undefined,
+  header: Parameters<Transport["unary"]>[3],
+  input: MessageInitShape<I>,
+  reject: (err: ConnectError) => void,
+  abandon: (err: ConnectError) => void,
+): UnaryCall | undefined {
+  // connect-es: a timeout of zero or less means none.
+  const timeoutMs = requestedTimeoutMs !== undefined && requestedTimeoutMs > 0 ? requestedTimeoutMs : undefined;
+  if (signal?.aborted) {
+    reject(ConnectError.from(getAbortSignalReason(signal), Code.Canceled));
+    return undefined;
+  }
+  let body: Uint8Array;
+  try {
+    body = toBinary(method.input, isMessage(input, method.input) ? input : create(method.input, input));
+  } catch (err) {
+    reject(new ConnectError(`serialize binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
+    return undefined;
+  }
+  const headers: OutgoingHttpHeaders = {};
+  if (header !== undefined) new Headers(header).forEach((value, name) => (headers[name] = value));
+  // The header is a positive integer (Connect protocol); connect-es would send a fraction as
+  // it is, which servers refuse. Rounded up: the caller's own timer still fires at timeoutMs.
+  if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(timeoutMs));
+  headers["content-type"] = contentTypeUnaryProto;
+  headers["connect-protocol-version"] = protocolVersion;
+  headers["user-agent"] ??= USER_AGENT;
+
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => call.fail(ConnectError.from(getAbortSignalReason(signal!), Code.Canceled));
+  const call = {
+    body,
+    headers,
+    settled: false,
+    finish() {
+      call.settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    },
+    fail(err: ConnectError) {
+      if (call.settled) return;
+      call.finish();
+      abandon(err);
+      reject(err);
+    },
+  };
+  if (timeoutMs !== undefined) timer = setTimeout(() => call.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
+  signal?.addEventListener("abort", onAbort);
+  return call;
+}
+
 function callUnary<I extends DescMessage, O extends DescMessage>(
   sessionManager: Http2SessionManager,
   method: DescMethodUnary<I, O>,
@@ -45,51 +117,20 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
   header: Parameters<Transport["unary"]>[3],
   input: MessageInitShape<I>,
 ): Promise<UnaryResponse<I, O>> {
-  // connect-es: a timeout of zero or less means none.
-  const timeoutMs = requestedTimeoutMs !== undefined && requestedTimeoutMs > 0 ? requestedTimeoutMs : undefined;
   return new Promise<UnaryResponse<I, O>>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(ConnectError.from(getAbortSignalReason(signal), Code.Canceled));
-      return;
-    }
-    let body: Uint8Array;
-    try {
-      body = toBinary(method.input, isMessage(input, method.input) ? input : create(method.input, input));
-    } catch (err) {
-      reject(new ConnectError(`serialize binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
-      return;
-    }
     let stream: ClientHttp2Stream | undefined;
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = () => fail(ConnectError.from(getAbortSignalReason(signal!), Code.Canceled));
-    const finish = () => {
-      settled = true;
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    const fail = (err: ConnectError) => {
-      if (settled) return;
-      finish();
+    const call = startUnaryCall(method, signal, requestedTimeoutMs, header, input, reject, (err) => {
       // As connect-node: a cancelled call resets its stream with CANCEL, any other failure with INTERNAL_ERROR.
       if (stream !== undefined && !stream.closed) stream.close(err.code === Code.Canceled ? h2.NGHTTP2_CANCEL : h2.NGHTTP2_INTERNAL_ERROR);
-      reject(err);
-    };
-    if (timeoutMs !== undefined) timer = setTimeout(() => fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
-    signal?.addEventListener("abort", onAbort);
-
-    const headers: OutgoingHttpHeaders = {};
-    if (header !== undefined) new Headers(header).forEach((value, name) => (headers[name] = value));
-    // The header is a positive integer (Connect protocol); connect-es would send a fraction as
-    // it is, which servers refuse. Rounded up: the caller's own timer still fires at timeoutMs.
-    if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.ceil(timeoutMs));
-    headers["content-type"] = contentTypeUnaryProto;
-    headers["connect-protocol-version"] = protocolVersion;
-    headers["user-agent"] ??= USER_AGENT;
+    });
+    if (call === undefined) return;
+    const { body, headers } = call;
+    const finish = () => call.finish();
+    const fail = (err: ConnectError) => call.fail(err);
 
     sessionManager.request("POST", `/${method.parent.typeName}/${method.name}`, headers, {}).then(
       (opened) => {
-        if (settled) {
+        if (call.settled) {
           opened.close(h2.NGHTTP2_CANCEL);
           return;
         }
@@ -144,7 +185,7 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
           // promise, answer and caller: dynamo-bench's promoted share 18% → 9%
           // (docs/performance.md, ninth pass).
           opened.off("response", onResponse).off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
-          if (settled) return;
+          if (call.settled) return;
           const reset = connectErrorFromResetCode(opened.rstCode);
           if (reset) return fail(reset);
           if (!ended || responseHeaders === undefined) return fail(new ConnectError("the HTTP/2 stream closed before the response ended", Code.Unavailable));
@@ -159,7 +200,7 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
 }
 
 /** The response of a finished stream, or the error it carries (connect-es's rules). */
-function answer<I extends DescMessage, O extends DescMessage>(
+export function answer<I extends DescMessage, O extends DescMessage>(
   method: DescMethodUnary<I, O>,
   status: number,
   nodeHeaders: IncomingHttpHeaders | undefined,

@@ -2,6 +2,9 @@
 // dynamo-bench, whose transport ceiling must measure exactly the client's RPC stack.
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import * as http from "node:http";
+import * as https from "node:https";
+import { leanHttp1Transport } from "./lean-http1.js";
 import { leanUnaryTransport } from "./lean-transport.js";
 import { GuardedHttp2SessionManager } from "./session-manager.js";
 
@@ -57,7 +60,10 @@ export function createDynamoTransport(options: DynamoTransportOptions): DynamoTr
   if ((options.httpVersion ?? "2") === "1.1") {
     if (protocol === "grpc") throw new TypeError("the gRPC protocol needs HTTP/2");
     const common = { baseUrl, httpVersion: "1.1" as const, useBinaryFormat: true, ...(tls ? { nodeOptions: tls } : {}) };
-    return { transport: protocol === "grpc-web" ? createGrpcWebTransport(common) : createConnectTransport(common), baseUrl, close: () => {} };
+    if (protocol === "grpc-web") return { transport: createGrpcWebTransport(common), baseUrl, close: () => {} };
+    if (options.lean === false) return { transport: createConnectTransport(common), baseUrl, close: () => {} };
+    const agent = tls ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true });
+    return { transport: leanHttp1Transport(createConnectTransport(common), baseUrl, agent), baseUrl, close: () => agent.destroy() };
   }
   const sessionManager = new GuardedHttp2SessionManager(baseUrl, { idleConnectionTimeoutMs: 30_000 }, tls);
   const common = { baseUrl, httpVersion: "2" as const, sessionManager };
