@@ -1,3 +1,4 @@
+import { createHmac, hkdfSync } from "node:crypto";
 import { decodeClientContext, encodeClientContext, InvalidContextError } from "@dynamo-ts/vclock";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -27,6 +28,26 @@ describe("sealed client contexts", () => {
     expect(() => sealer.open("other", sealed)).toThrow(/not issued by this cluster for this key/);
     expect(() => new ContextSealer("another-cluster-secret-xyz").open("k", sealed)).toThrow(InvalidContextError);
     expect(() => sealer.open("k", sealed.subarray(0, 10))).toThrow(InvalidContextError);
+  });
+
+  it("tags with HMAC-SHA256 exactly as createHmac does: contexts sealed before still open (property)", () => {
+    const secret = "a-cluster-secret-of-some-length";
+    const macKey = Buffer.from(hkdfSync("sha256", secret, "dynamo-ts", "client context v1", 32));
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme", maxLength: 300 }), fc.uint8Array({ minLength: 1, maxLength: 500 }), (key, bytes) => {
+        const keyBytes = Buffer.from(key, "utf8");
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(keyBytes.byteLength);
+        const expected = createHmac("sha256", macKey)
+          .update(Buffer.concat([length, keyBytes, bytes]))
+          .digest()
+          .subarray(0, 16);
+        const sealed = new ContextSealer(secret).seal(key, bytes);
+        expect(Buffer.from(sealed.subarray(sealed.byteLength - 16))).toEqual(expected);
+        expect(sealer.open(key, sealed)).toEqual(bytes);
+      }),
+      { seed: 5, numRuns: 300 },
+    );
   });
 
   it("binds the key exactly: keys that concatenate alike still differ", () => {

@@ -11,19 +11,34 @@
 //
 // Wire format: 0xE1, the unsealed client context (@dynamo-ts/vclock client-context.ts), then a 16-byte tag.
 // The empty context (a blind write) stays zero bytes: it claims nothing.
-import { createHmac, createSecretKey, hkdfSync, type KeyObject, timingSafeEqual } from "node:crypto";
+import { hash, hkdfSync, timingSafeEqual } from "node:crypto";
 import { InvalidContextError } from "@dynamo-ts/vclock";
 
 export const SEALED_CONTEXT_FORMAT = 0xe1;
 const TAG_BYTES = 16;
+/** SHA-256's block size: HMAC pads its key to this. */
+const BLOCK_BYTES = 64;
+const DIGEST_BYTES = 32;
 
 export class ContextSealer {
-  /** A KeyObject made once: createHmac with raw key bytes builds one on every call (a profile saw it at ~2% of a put). */
-  private readonly macKey: KeyObject;
+  /**
+   * HMAC-SHA256 (RFC 2104) spelled out as two one-shot hashes over the padded key: H((K ^ opad)
+   * || H((K ^ ipad) || m)). The same tags as createHmac(), at half the CPU (no Hmac object and
+   * key import per call; a seal is made on every get and put).
+   */
+  private readonly innerPad: Buffer;
+  /** K ^ opad, then room for the inner digest: filled in and hashed synchronously per tag. */
+  private readonly outerInput: Buffer;
 
   constructor(clusterSecret: string) {
     // A key of its own, so a context tag can never be replayed as anything else the secret signs.
-    this.macKey = createSecretKey(Buffer.from(hkdfSync("sha256", clusterSecret, "dynamo-ts", "client context v1", 32)));
+    const key = Buffer.from(hkdfSync("sha256", clusterSecret, "dynamo-ts", "client context v1", DIGEST_BYTES));
+    this.innerPad = Buffer.alloc(BLOCK_BYTES, 0x36);
+    this.outerInput = Buffer.alloc(BLOCK_BYTES + DIGEST_BYTES, 0x5c);
+    for (let i = 0; i < key.byteLength; i++) {
+      this.innerPad[i]! ^= key[i]!;
+      this.outerInput[i]! ^= key[i]!;
+    }
   }
 
   /** Seals `payload` (an encoded client context) for `key`. Empty stays empty. */
@@ -60,15 +75,17 @@ export class ContextSealer {
   /**
    * HMAC-SHA256 over the key's UTF-8 length (u32, big-endian), the key and the payload, as a
    * latin1 string (its first TAG_BYTES characters are the tag). One input buffer from node's
-   * pool and a string digest: a Buffer digest and TextEncoder output each cost a backing store
+   * pool and string digests: a Buffer digest and TextEncoder output each cost a backing store
    * outside the V8 heap, on every put.
    */
   private tag(key: string, payload: Uint8Array): string {
     const keyLength = Buffer.byteLength(key, "utf8");
-    const input = Buffer.allocUnsafe(4 + keyLength + payload.byteLength);
-    input.writeUInt32BE(keyLength, 0);
-    input.write(key, 4, "utf8");
-    input.set(payload, 4 + keyLength);
-    return createHmac("sha256", this.macKey).update(input).digest("binary");
+    const input = Buffer.allocUnsafe(BLOCK_BYTES + 4 + keyLength + payload.byteLength);
+    this.innerPad.copy(input, 0);
+    input.writeUInt32BE(keyLength, BLOCK_BYTES);
+    input.write(key, BLOCK_BYTES + 4, "utf8");
+    input.set(payload, BLOCK_BYTES + 4 + keyLength);
+    this.outerInput.write(hash("sha256", input, "binary"), BLOCK_BYTES, DIGEST_BYTES, "latin1");
+    return hash("sha256", this.outerInput, "binary");
   }
 }
