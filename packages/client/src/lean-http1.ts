@@ -8,7 +8,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import type { DescMessage, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
-import { ConnectError, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { answer, connectErrorFromNodeReason, startUnaryCall } from "./lean-transport.js";
 
 /** A Transport whose unary calls go over `agent`'s connections to `baseUrl`; streaming calls go to `fallback`. */
@@ -60,6 +60,11 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
         }
       });
       response.on("error", (err) => fail(connectErrorFromNodeReason(err)));
+      // Node reports a connection lost mid-answer as an "error" first; this only makes sure no
+      // call waits for an answer that can no longer come.
+      response.on("close", () => {
+        if (!response.complete) fail(new ConnectError("the connection closed before the response ended", Code.Aborted));
+      });
     });
     request.on("error", (err) => fail(connectErrorFromNodeReason(err)));
     request.end(body);
