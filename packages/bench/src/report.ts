@@ -1,5 +1,5 @@
 // Human-readable output: the report on stdout and the live progress line on stderr. Pure.
-import type { BenchResult, WorkloadResult } from "./bench.js";
+import { type BenchResult, httpVersionOf, type WorkloadResult } from "./bench.js";
 import type { LatencySummary } from "./latency.js";
 import type { ErrorCounts, PhaseResult, Progress } from "./runner.js";
 
@@ -86,7 +86,7 @@ export function formatReport(result: BenchResult): string {
   out.push(`dynamo-bench: ${c.nodes.join(",")} (N=${c.n} R=${c.r} W=${c.w}, node ${c.version || "version unknown"})`);
   out.push(
     `  ${o.concurrency} concurrent clients${o.rate === undefined ? "" : ` at a target of ${formatRate(o.rate)} ops/s (open loop)`}, ${integer.format(o.records)} records, ${o.valueSize}-byte values, ` +
-      `r=${o.r ?? "node default"} w=${o.w ?? "node default"}, ${o.protocol} protocol over HTTP/${o.httpVersion ?? "2"}, seed ${o.seed}, warm-up ${seconds(o.warmupMs)} per phase`,
+      `r=${o.r ?? "node default"} w=${o.w ?? "node default"}, ${o.protocol} protocol over HTTP/${httpVersionOf(o)}, seed ${o.seed}, warm-up ${seconds(o.warmupMs)} per phase`,
   );
   if (result.interrupted) out.push("  INTERRUPTED: the figures below cover only the part that ran.");
   out.push("");

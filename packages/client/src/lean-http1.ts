@@ -42,9 +42,8 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
     // A failed call's connection is not reused: what is left of its exchange on it is unknown.
     const call = startUnaryCall(method, signal, requestedTimeoutMs, header, input, reject, () => request.destroy());
     if (call === undefined) return;
-    const { body, headers } = call;
+    const { body, headers, fail } = call;
     headers["content-length"] = body.byteLength;
-    const fail = (err: ConnectError) => call.fail(err);
     const request = send({ ...target, method: "POST", path: `/${method.parent.typeName}/${method.name}`, headers }, (response) => {
       const chunks: Buffer[] = [];
       response.on("data", (chunk: Buffer) => chunks.push(chunk));

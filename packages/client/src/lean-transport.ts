@@ -124,9 +124,8 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
       if (stream !== undefined && !stream.closed) stream.close(err.code === Code.Canceled ? h2.NGHTTP2_CANCEL : h2.NGHTTP2_INTERNAL_ERROR);
     });
     if (call === undefined) return;
-    const { body, headers } = call;
-    const finish = () => call.finish();
-    const fail = (err: ConnectError) => call.fail(err);
+    // finish() and fail() use no `this`: they can be taken off the call.
+    const { body, headers, finish, fail } = call;
 
     sessionManager.request("POST", `/${method.parent.typeName}/${method.name}`, headers, {}).then(
       (opened) => {
