@@ -9,7 +9,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { DescMessage, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport, type UnaryResponse } from "@connectrpc/connect";
-import { answer, connectErrorFromNodeReason, startUnaryCall } from "./lean-transport.js";
+import { connectErrorFromNodeReason, settleWithAnswer, startUnaryCall } from "./lean-transport.js";
 
 /** A Transport whose unary calls go over `agent`'s connections to `baseUrl`; streaming calls go to `fallback`. */
 export function leanHttp1Transport(fallback: Transport, baseUrl: string, agent: http.Agent): Transport {
@@ -48,15 +48,7 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
       const chunks: Buffer[] = [];
       response.on("data", (chunk: Buffer) => chunks.push(chunk));
       response.on("end", () => {
-        if (call.settled) return;
-        try {
-          const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-          const result = answer(method, response.statusCode ?? 0, response.headers, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-          call.finish();
-          resolve(result);
-        } catch (err) {
-          fail(ConnectError.from(err));
-        }
+        if (!call.settled) settleWithAnswer(call, method, response.statusCode ?? 0, response.headers, chunks, resolve);
       });
       response.on("error", (err) => fail(connectErrorFromNodeReason(err)));
       // Node reports a connection lost mid-answer as an "error" first; this only makes sure no

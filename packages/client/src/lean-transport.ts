@@ -124,8 +124,8 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
       if (stream !== undefined && !stream.closed) stream.close(err.code === Code.Canceled ? h2.NGHTTP2_CANCEL : h2.NGHTTP2_INTERNAL_ERROR);
     });
     if (call === undefined) return;
-    // finish() and fail() use no `this`: they can be taken off the call.
-    const { body, headers, finish, fail } = call;
+    // fail() uses no `this`: it can be taken off the call.
+    const { body, headers, fail } = call;
 
     sessionManager.request("POST", `/${method.parent.typeName}/${method.name}`, headers, {}).then(
       (opened) => {
@@ -138,17 +138,6 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
         let responseHeaders: IncomingHttpHeaders | undefined;
         const chunks: Buffer[] = [];
         let ended = false;
-        const respond = () => {
-          try {
-            const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            // A plain Uint8Array view, as connect-es hands out: bytes fields are then Uint8Arrays, not Buffers.
-            const response = answer(method, status, responseHeaders, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-            finish();
-            resolve(response);
-          } catch (err) {
-            fail(ConnectError.from(err));
-          }
-        };
         const onResponse = (h: IncomingHttpHeaders) => {
           responseHeaders = h;
           status = Number(h[":status"]);
@@ -188,7 +177,7 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
           const reset = connectErrorFromResetCode(opened.rstCode);
           if (reset) return fail(reset);
           if (!ended || responseHeaders === undefined) return fail(new ConnectError("the HTTP/2 stream closed before the response ended", Code.Unavailable));
-          respond();
+          settleWithAnswer(call, method, status, responseHeaders, chunks, resolve);
         };
         opened.on("response", onResponse).on("data", onData).on("end", onEnd).on("error", onError).on("close", onClose);
         opened.end(body);
@@ -198,8 +187,31 @@ function callUnary<I extends DescMessage, O extends DescMessage>(
   });
 }
 
+/**
+ * Settles `call` with the answer its response's `chunks` make: resolves with the response, or
+ * fails with the error the answer carries. Both lean calling sides end a call here.
+ */
+export function settleWithAnswer<I extends DescMessage, O extends DescMessage>(
+  call: UnaryCall,
+  method: DescMethodUnary<I, O>,
+  status: number,
+  headers: IncomingHttpHeaders | undefined,
+  chunks: readonly Buffer[],
+  resolve: (response: UnaryResponse<I, O>) => void,
+): void {
+  try {
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    // A plain Uint8Array view, as connect-es hands out: bytes fields are then Uint8Arrays, not Buffers.
+    const response = answer(method, status, headers, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    call.finish();
+    resolve(response);
+  } catch (err) {
+    call.fail(ConnectError.from(err));
+  }
+}
+
 /** The response of a finished stream, or the error it carries (connect-es's rules). */
-export function answer<I extends DescMessage, O extends DescMessage>(
+function answer<I extends DescMessage, O extends DescMessage>(
   method: DescMethodUnary<I, O>,
   status: number,
   nodeHeaders: IncomingHttpHeaders | undefined,
