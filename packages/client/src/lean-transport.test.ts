@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stoppedAnswering } from "./cli.js";
 import { neverSent } from "./errors.js";
 import { leanUnaryTransport } from "./lean-transport.js";
-import { cancelledOutcomes, caseHandler, errorsOf, expectSameOnRandomAnswers, outcome, type RandomAnswer } from "./test-support/lean-cases.js";
+import { cancelledOutcomes, caseHandler, errorsOf, itAnswersLikeConnectNode, outcome, type RandomAnswer } from "./test-support/lean-cases.js";
 
 const randomAnswers: RandomAnswer[] = [];
 
@@ -95,18 +95,11 @@ describe("leanUnaryTransport", () => {
     await Promise.all([adapterServer, rawServer].map((s) => new Promise((done) => s.close(done))));
   });
 
-  it.each([
-    ["ok", {}],
-    ["ok", { timeoutMs: 5000, headers: { authorization: "Bearer abc" } }],
-    ["not-found", {}],
-    ["slow", { timeoutMs: 50 }],
-  ] as const)("answers %s %j like connect-node (connect-node server)", async (caseName, options) => {
-    const [lean, plain] = transports(`http://127.0.0.1:${port(adapterServer)}`);
-    const got = await outcome(lean, caseName, options);
-    expect(got).toEqual(await outcome(plain, caseName, options));
-    if (caseName === "ok") expect(got).toMatchObject({ ok: HealthCheckResponse_ServingStatus.SERVING, trailer: "t1" });
-    if (caseName === "slow") expect(got).toMatchObject({ code: "DeadlineExceeded" });
-    if (caseName === "not-found") expect(got).toEqual({ code: "NotFound", message: "no such service", why: "because" });
+  itAnswersLikeConnectNode({
+    transports,
+    adapterUrl: () => `http://127.0.0.1:${port(adapterServer)}`,
+    rawUrl: () => `http://127.0.0.1:${port(rawServer)}`,
+    randomAnswers,
   });
 
   it("leaves none of a call's listeners on its stream once the stream has closed", async () => {
@@ -157,27 +150,6 @@ describe("leanUnaryTransport", () => {
     }
   });
 
-  it("sends the deadline and the caller's headers", async () => {
-    const [lean] = transports(`http://127.0.0.1:${port(adapterServer)}`);
-    expect(await outcome(lean, "ok", { timeoutMs: 4000, headers: { authorization: "Bearer xyz" } })).toMatchObject({
-      header: { timeout: "4000", auth: "Bearer xyz" },
-    });
-    expect(await outcome(lean, "ok", { timeoutMs: 0 })).toMatchObject({ header: { timeout: "none" } });
-    // A fractional deadline goes out as whole milliseconds (connect-node would refuse the fraction).
-    expect(await outcome(lean, "ok", { timeoutMs: 2999.25 })).toMatchObject({ header: { timeout: "3000" } });
-  });
-
-  it.each(["503-text", "json-type", "garbage", "json-error", "break", "break-after-headers"])(
-    "answers a raw server's %s like connect-node",
-    async (caseName) => {
-      const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
-      const got = await outcome(lean, caseName);
-      const want = await outcome(plain, caseName);
-      expect(got).toEqual(want);
-      expect(got).toHaveProperty("code");
-    },
-  );
-
   it("takes an answer sent before the request was read, like connect-node, without a deadline", async () => {
     const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
     const big = { service: "x".repeat(1_000_000) };
@@ -191,11 +163,6 @@ describe("leanUnaryTransport", () => {
     );
     expect(outcomes[0]).toBe(outcomes[1]);
     expect(outcomes[0]).toBe("ResourceExhausted: too large");
-  });
-
-  it("refuses a compressed answer it did not ask for", async () => {
-    const [lean] = transports(`http://127.0.0.1:${port(rawServer)}`);
-    expect(await outcome(lean, "gzip")).toMatchObject({ code: "Internal", message: 'unsupported response encoding "snappy"' });
   });
 
   it("is cancelled by the caller's signal, before and during the call", async () => {
@@ -222,24 +189,6 @@ describe("leanUnaryTransport", () => {
       (err: unknown) => ConnectError.from(err),
     );
     expect([Code[reset.code], neverSent(reset)]).toEqual(["Canceled", false]);
-  });
-
-  it("reports a refused connection as Unavailable and never sent, like connect-node", async () => {
-    const closed = http2.createServer();
-    await new Promise<void>((ready) => closed.listen(0, "127.0.0.1", ready));
-    const url = `http://127.0.0.1:${port(closed)}`;
-    await new Promise((done) => closed.close(done));
-    const [lean, plain] = transports(url);
-    const errors = await errorsOf([lean, plain], 1000);
-    expect(errors.map((e) => [Code[e.code], neverSent(e)])).toEqual([
-      ["Unavailable", true],
-      ["Unavailable", true],
-    ]);
-  });
-
-  it("answers random statuses, content types, trailers and bodies like connect-node (property)", async () => {
-    const [lean, plain] = transports(`http://127.0.0.1:${port(rawServer)}`);
-    await expectSameOnRandomAnswers(lean, plain, randomAnswers, (got, want) => expect(got).toEqual(want));
   });
 
   it("serves concurrent calls through a client on one session", async () => {

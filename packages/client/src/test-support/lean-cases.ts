@@ -1,11 +1,15 @@
 // What the lean calling sides' tests (lean-transport.test.ts over HTTP/2, lean-http1.test.ts over
 // HTTP/1.1) share: a Health service whose answer a header picks, the outcome of a call as a
-// comparable value, and random answers for the property that both transports agree.
+// comparable value, random answers for the property that both transports agree, and the cases
+// both suites run alike (itAnswersLikeConnectNode).
+import * as net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "@dynamo-ts/proto";
 import fc from "fast-check";
+import { expect, it } from "vitest";
+import { neverSent } from "../errors.js";
 
 const never = new Promise<never>(() => {});
 
@@ -137,4 +141,75 @@ export async function cancelledOutcomes(transport: Transport): Promise<[Outcome,
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 30);
   return [before, await outcome(transport, "slow", { signal: controller.signal })];
+}
+
+/** What itAnswersLikeConnectNode needs from a suite; the URLs are read once its servers listen. */
+export interface LeanSuite {
+  /** Both transports to one server: [lean, connect-node's over the same HTTP version]. */
+  transports(url: string): [Transport, Transport];
+  /** The server answering with caseHandler. */
+  adapterUrl(): string;
+  /** The raw server: x-case picks a hand-made answer, x-random one of `randomAnswers`. */
+  rawUrl(): string;
+  readonly randomAnswers: RandomAnswer[];
+}
+
+/** The cases both lean calling sides answer like connect-node's transport; called inside a suite's describe(). */
+export function itAnswersLikeConnectNode(suite: LeanSuite): void {
+  it.each([
+    ["ok", {}],
+    ["ok", { timeoutMs: 5000, headers: { authorization: "Bearer abc" } }],
+    ["not-found", {}],
+    ["slow", { timeoutMs: 50 }],
+  ] as const)("answers %s %j like connect-node (connect-node server)", async (caseName, options) => {
+    const [lean, plain] = suite.transports(suite.adapterUrl());
+    const got = await outcome(lean, caseName, options);
+    expect(got).toEqual(await outcome(plain, caseName, options));
+    if (caseName === "ok") expect(got).toMatchObject({ ok: HealthCheckResponse_ServingStatus.SERVING, trailer: "t1" });
+    if (caseName === "slow") expect(got).toMatchObject({ code: "DeadlineExceeded" });
+    if (caseName === "not-found") expect(got).toEqual({ code: "NotFound", message: "no such service", why: "because" });
+  });
+
+  it("sends the deadline and the caller's headers", async () => {
+    const [lean] = suite.transports(suite.adapterUrl());
+    expect(await outcome(lean, "ok", { timeoutMs: 4000, headers: { authorization: "Bearer xyz" } })).toMatchObject({
+      header: { timeout: "4000", auth: "Bearer xyz" },
+    });
+    expect(await outcome(lean, "ok", { timeoutMs: 0 })).toMatchObject({ header: { timeout: "none" } });
+    // A fractional deadline goes out as whole milliseconds (connect-node would refuse the fraction).
+    expect(await outcome(lean, "ok", { timeoutMs: 2999.25 })).toMatchObject({ header: { timeout: "3000" } });
+  });
+
+  it.each(["503-text", "json-type", "garbage", "json-error", "break", "break-after-headers"])(
+    "answers a raw server's %s like connect-node",
+    async (caseName) => {
+      const [lean, plain] = suite.transports(suite.rawUrl());
+      const got = await outcome(lean, caseName);
+      expect(got).toEqual(await outcome(plain, caseName));
+      expect(got).toHaveProperty("code");
+    },
+  );
+
+  it("refuses a compressed answer it did not ask for", async () => {
+    const [lean] = suite.transports(suite.rawUrl());
+    expect(await outcome(lean, "gzip")).toMatchObject({ code: "Internal", message: 'unsupported response encoding "snappy"' });
+  });
+
+  it("reports a refused connection as Unavailable and never sent, like connect-node", async () => {
+    // A port that was just listened on and closed: nothing accepts there.
+    const closed = net.createServer();
+    await new Promise<void>((ready) => closed.listen(0, "127.0.0.1", ready));
+    const url = `http://127.0.0.1:${(closed.address() as net.AddressInfo).port}`;
+    await new Promise((done) => closed.close(done));
+    const errors = await errorsOf(suite.transports(url), 1000);
+    expect(errors.map((e) => [Code[e.code], neverSent(e)])).toEqual([
+      ["Unavailable", true],
+      ["Unavailable", true],
+    ]);
+  });
+
+  it("answers random statuses, content types, trailers and bodies like connect-node (property)", async () => {
+    const [lean, plain] = suite.transports(suite.rawUrl());
+    await expectSameOnRandomAnswers(lean, plain, suite.randomAnswers, (got, want) => expect(got).toEqual(want));
+  });
 }
